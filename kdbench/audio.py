@@ -1,0 +1,69 @@
+"""Audio I/O: every track becomes 16 kHz mono int16, the format all metrics and methods consume.
+
+Decoding and resampling use PyAV's FFmpeg (swresample), i.e. what ``ffmpeg -ac 1 -ar 16000
+-acodec pcm_s16le`` produces — the extraction step of syncnet_python's pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+
+from . import FPS, SAMPLE_RATE
+from .errors import KdbenchError
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode the first audio track of any file (wav, mp4, ...) to ``int16[N]`` mono at ``sample_rate``."""
+    path = Path(path)
+    if not path.is_file():
+        raise KdbenchError(f"audio not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise KdbenchError(f"{path} has no audio track")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+            chunks = []
+            for frame in container.decode(stream):
+                frame.pts = None
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as e:
+        raise KdbenchError(f"cannot decode audio of {path}: {e}") from e
+    if not chunks:
+        raise KdbenchError(f"{path} has an empty audio track")
+    return np.concatenate(chunks).astype(np.int16, copy=False)
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write ``int16[N]`` mono PCM wav (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(np.asarray(audio, dtype="<i2").tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def n_video_frames(n_samples: int, sample_rate: int = SAMPLE_RATE, fps: int = FPS) -> int:
+    """Number of whole video frames that an audio track of ``n_samples`` covers (floor)."""
+    return (n_samples * fps) // sample_rate
+
+
+def check_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, min_seconds: float = 1.0) -> None:
+    """Raise a clear error for audio under ``min_seconds`` or all-zero (silent) audio."""
+    if len(audio) < min_seconds * sample_rate:
+        raise KdbenchError(f"audio is {len(audio) / sample_rate:.2f} s long; at least {min_seconds} s is needed")
+    if not np.any(audio):
+        raise KdbenchError("audio is silent (all samples are zero)")

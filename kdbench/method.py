@@ -1,0 +1,81 @@
+"""The method interface: a talking-portrait generator that kdbench can run and time.
+
+A method is a class registered with ``@register_method(name)``. The runner builds it once, calls
+:meth:`Method.load` (timed as load time), then :meth:`Method.generate` per clip (timed as generation
+time, with the device synchronised), and passes the result through the normaliser, so every method's
+video ends up 25 fps, with exactly the audio's frame count, the dataset's frame size and the
+canonical 16 kHz audio.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .dataset import ClipSpec
+    from .weights import WeightsManager
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    description: str
+    version: str = "1"
+    weights: tuple[str, ...] = ()
+    paper_row: str | None = None
+    """The row of the paper's Table 1 this method reproduces (e.g. "KDTalker", "Real Video")."""
+
+
+@dataclass
+class Generated:
+    """A method's raw output for one clip: frames in memory, or a video file on disk.
+
+    ``frames``: ``uint8[T,H,W,3]`` RGB; ``fps``: their frame rate. ``video_path`` is used when the
+    method wrote a file (an external tool); the normaliser decodes it. ``extra`` is recorded in events.
+    """
+
+    fps: float
+    frames: np.ndarray | None = None
+    video_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(abc.ABC):
+    info: ClassVar[MethodInfo]
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, *, options: dict[str, Any] | None = None, device: str = "cpu",
+                 weights: WeightsManager | None = None, seed: int = 0):
+        unknown = set(options or {}) - set(self.default_options)
+        if unknown:
+            from .errors import KdbenchError
+
+            raise KdbenchError(f"method {self.info.name!r} has no option(s) {sorted(unknown)}; "
+                               f"known: {sorted(self.default_options) or 'none'}")
+        self.options: dict[str, Any] = {**self.default_options, **(options or {})}
+        self.device = device
+        if weights is None:
+            from .weights import WeightsManager
+
+            weights = WeightsManager()
+        self.weights = weights
+        self.seed = seed
+
+    def load(self) -> None:
+        """Load models (counted as load time, not generation time). Default: nothing to load."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (called before every clock read). Default: CUDA sync if used."""
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    @abc.abstractmethod
+    def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
+        """Generate one clip from ``ref_image`` (``uint8[H,W,3]`` RGB) and ``audio`` (``int16[N]``, 16 kHz mono)."""

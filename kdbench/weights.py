@@ -1,0 +1,278 @@
+"""Weights manager: one manifest (``weights.toml``), a checksum-verified cache, explicit downloads.
+
+    wm = WeightsManager()
+    path = wm.path("syncnet_v2")      # verified local file, or WeightsMissing with what to do
+    wm.fetch(["syncnet_v2"])          # download (URL / Google Drive via gdown / Hugging Face)
+
+Cache: ``$KDBENCH_HOME/weights/<name>/<file>`` (``KDBENCH_HOME`` defaults to ``~/.cache/kdbench``).
+A file whose checksum differs from the manifest is refused unless ``KDBENCH_ALLOW_UNVERIFIED=1``;
+then it is used and :meth:`WeightsManager.record` reports ``verified: false`` for every result.
+``KDBENCH_OFFLINE=1`` forbids downloads. ``KDBENCH_WEIGHT_<NAME>=/path`` points one entry at a
+local file (e.g. a checkpoint you already have); its checksum is still checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tomllib
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import WeightsChecksumError, WeightsMissing
+
+MANIFEST = Path(__file__).with_name("weights.toml")
+
+
+def kdbench_home() -> Path:
+    return Path(os.environ.get("KDBENCH_HOME") or Path.home() / ".cache" / "kdbench")
+
+
+def git_blob_sha1(path: str | os.PathLike) -> str:
+    """The git blob id of a file: sha1 of ``b"blob <size>\\0" + content``."""
+    size = os.path.getsize(path)
+    h = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightEntry:
+    name: str
+    file: str
+    url: str | None = None
+    gdrive: str | None = None
+    hf_repo: str | None = None
+    hf_file: str | None = None
+    package: str | None = None
+    resource: str | None = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    git_sha1: str | None = None
+    extract: bool = False
+    license: str = ""
+    used_by: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def source(self) -> str:
+        if self.package:
+            return f"Python package {self.package} ({self.resource})"
+        if self.hf_repo:
+            return f"Hugging Face {self.hf_repo}/{self.hf_file}"
+        if self.gdrive:
+            return f"Google Drive id {self.gdrive} (gdown)"
+        return str(self.url)
+
+    @property
+    def checksum(self) -> str:
+        """Human-readable pin: ``sha256:...``, ``git-sha1:...``, ``sha256-prefix:...`` or ``unpinned``."""
+        if self.sha256:
+            return f"sha256:{self.sha256}"
+        if self.git_sha1:
+            return f"git-sha1:{self.git_sha1}"
+        if self.sha256_prefix:
+            return f"sha256-prefix:{self.sha256_prefix}"
+        return "unpinned (no published checksum; pinned on first fetch)"
+
+
+def load_manifest(path: Path = MANIFEST) -> dict[str, WeightEntry]:
+    with open(path, "rb") as f:
+        raw = tomllib.load(f)
+    return {name: WeightEntry(name=name, **{**v, "used_by": tuple(v.get("used_by", ()))}) for name, v in raw.items()}
+
+
+class WeightsManager:
+    """Resolve, verify and download the files of the weights manifest."""
+
+    def __init__(self, home: str | os.PathLike | None = None, manifest: dict[str, WeightEntry] | None = None,
+                 overrides: dict[str, str | os.PathLike] | None = None):
+        self.home = Path(home) if home else kdbench_home()
+        self.entries = manifest if manifest is not None else load_manifest()
+        self.overrides = {k: Path(v) for k, v in (overrides or {}).items()}
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def entry(self, name: str) -> WeightEntry:
+        if name not in self.entries:
+            raise WeightsMissing(f"no weights entry {name!r}; known: {', '.join(sorted(self.entries))}")
+        return self.entries[name]
+
+    def cache_path(self, name: str) -> Path:
+        e = self.entry(name)
+        return self.home / "weights" / name / e.file
+
+    def _candidate(self, name: str) -> Path | None:
+        e = self.entry(name)
+        env = os.environ.get(f"KDBENCH_WEIGHT_{name.upper()}")
+        if name in self.overrides:
+            return self.overrides[name]
+        if env:
+            return Path(env)
+        if e.package:
+            spec = importlib.util.find_spec(e.package)
+            if spec is not None and spec.submodule_search_locations:
+                p = Path(next(iter(spec.submodule_search_locations))) / str(e.resource)
+                if p.is_file():
+                    return p
+        p = self.cache_path(name)
+        return p if p.exists() else None
+
+    def available(self, name: str) -> bool:
+        return self._candidate(name) is not None
+
+    def path(self, name: str) -> Path:
+        """Local, checksum-verified path of ``name`` (a folder for ``extract`` entries)."""
+        e = self.entry(name)
+        p = self._candidate(name)
+        if p is None:
+            raise WeightsMissing(self._missing_message(e))
+        self._verify(e, p)
+        if e.extract:
+            return self._extracted(p)
+        return p
+
+    def _missing_message(self, e: WeightEntry) -> str:
+        how = f"`kdbench weights fetch {e.name}`"
+        if e.package:
+            how = f"`pip install {e.package}` (or {how})"
+        return (f"weights {e.name!r} ({e.file}) are not available. Run {how}; offline, download it from "
+                f"{e.source} and put it at {self.cache_path(e.name)} (or set KDBENCH_WEIGHT_{e.name.upper()}=PATH). "
+                f"Expected checksum: {e.checksum}.")
+
+    # -- verification ------------------------------------------------------------------------------
+    def _verify(self, e: WeightEntry, p: Path) -> dict[str, Any]:
+        key = f"{e.name}:{p}"
+        if key in self._verified:
+            return self._verified[key]
+        stat = p.stat()
+        sidecar = p.with_name(f".{p.name}.verified.json")
+        cached = None
+        if sidecar.is_file():
+            try:
+                cached = json.loads(sidecar.read_text())
+            except json.JSONDecodeError:
+                cached = None
+        if cached and cached.get("size") == stat.st_size and cached.get("mtime") == stat.st_mtime:
+            sha256 = cached["sha256"]
+        else:
+            sha256 = _sha256(p)
+            cached = None
+        git_sha1 = git_blob_sha1(p) if e.git_sha1 and not cached else (cached or {}).get("git_sha1")
+        ok, why = True, ""
+        if e.sha256 and sha256 != e.sha256:
+            ok, why = False, f"sha256 {sha256} != pinned {e.sha256}"
+        elif e.git_sha1 and git_sha1 != e.git_sha1:
+            ok, why = False, f"git blob sha1 {git_sha1} != pinned {e.git_sha1}"
+        elif e.sha256_prefix and not sha256.startswith(e.sha256_prefix):
+            ok, why = False, f"sha256 {sha256} does not start with the pinned prefix {e.sha256_prefix}"
+        elif not (e.sha256 or e.git_sha1 or e.sha256_prefix):
+            pin = self.home / "weights" / e.name / ".pinned_sha256"
+            if pin.is_file() and pin.read_text().strip() != sha256:
+                ok, why = False, f"sha256 {sha256} != the sha256 pinned at first fetch ({pin})"
+        if ok:
+            try:
+                sidecar.write_text(json.dumps({"size": stat.st_size, "mtime": stat.st_mtime, "sha256": sha256,
+                                               "git_sha1": git_sha1}))
+            except OSError:
+                pass  # read-only location (e.g. a package's site-packages): verification still holds
+        elif os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
+            raise WeightsChecksumError(
+                f"weights {e.name!r} at {p} fail verification: {why}. Delete the file and run "
+                f"`kdbench weights fetch {e.name}`, or set KDBENCH_ALLOW_UNVERIFIED=1 to use it anyway "
+                "(results then record weights_verified: false)."
+            )
+        rec = {"file": str(p), "sha256": sha256, "verified": ok, "pin": e.checksum}
+        if not ok:
+            rec["problem"] = why
+        self._verified[key] = rec
+        return rec
+
+    def _extracted(self, archive: Path) -> Path:
+        out = archive.with_suffix("")
+        marker = out / ".extracted"
+        if not marker.is_file():
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(out)
+            marker.write_text(archive.name)
+        # packs like buffalo_l.zip may hold their files at top level or in a folder of the same name
+        inner = out / out.name
+        return inner if inner.is_dir() and not any(out.glob("*.onnx")) else out
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        """Checksums and verification state of every weight used so far (for env.json / metrics.json)."""
+        return {k.split(":", 1)[0]: v for k, v in self._verified.items()}
+
+    # -- download ----------------------------------------------------------------------------------
+    def fetch(self, name: str, progress: bool = True) -> Path:
+        """Download ``name`` into the cache (no-op when present and verified); return its path."""
+        e = self.entry(name)
+        if self.available(name):
+            return self.path(name)
+        if os.environ.get("KDBENCH_OFFLINE") == "1":
+            raise WeightsMissing("KDBENCH_OFFLINE=1: " + self._missing_message(e))
+        dest = self.cache_path(name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        try:
+            if e.package:
+                raise WeightsMissing(self._missing_message(e))
+            if e.hf_repo:
+                from huggingface_hub import hf_hub_download
+
+                got = hf_hub_download(repo_id=e.hf_repo, filename=str(e.hf_file))
+                shutil.copyfile(got, tmp)
+            elif e.gdrive:
+                import gdown
+
+                if gdown.download(id=e.gdrive, output=str(tmp), quiet=not progress) is None:
+                    raise OSError("gdown returned no file (quota exceeded or file moved)")
+            else:
+                _download_url(str(e.url), tmp, progress)
+        except WeightsMissing:
+            raise
+        except Exception as ex:  # noqa: BLE001 - any network failure becomes the same actionable message
+            tmp.unlink(missing_ok=True)
+            raise WeightsMissing(f"download failed ({type(ex).__name__}: {ex}). " + self._missing_message(e)) from ex
+        os.replace(tmp, dest)
+        if not (e.sha256 or e.git_sha1 or e.sha256_prefix):
+            (dest.parent / ".pinned_sha256").write_text(_sha256(dest))
+        return self.path(name)
+
+    def status(self) -> list[dict[str, Any]]:
+        """One row per entry for ``kdbench weights ls``."""
+        rows = []
+        for name, e in sorted(self.entries.items()):
+            p = self._candidate(name)
+            rows.append({"name": name, "file": e.file, "present": p is not None, "path": str(p or self.cache_path(name)),
+                         "checksum": e.checksum, "source": e.source, "used_by": ",".join(e.used_by),
+                         "license": e.license})
+        return rows
+
+
+def _download_url(url: str, dest: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    req = urllib.request.Request(url, headers={"User-Agent": "kdbench"})
+    with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
+        total = int(r.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name.removesuffix(".part"),
+                  disable=not progress) as bar:
+            while block := r.read(1 << 20):
+                f.write(block)
+                bar.update(len(block))
