@@ -29,6 +29,8 @@ class MethodInfo:
     weights: tuple[str, ...] = ()
     paper_row: str | None = None
     """The row of the paper's Table 1 this method reproduces (e.g. "KDTalker", "Real Video")."""
+    generates: bool = True
+    """False for reference rows (``real``, ``static``) that copy inputs: no warm-up, and no FPS is reported."""
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Method(abc.ABC):
         self.weights = weights
         self.seed = seed
 
-    def load(self) -> None:
+    def load(self) -> None:  # noqa: B027 - optional hook
         """Load models (counted as load time, not generation time). Default: nothing to load."""
 
     def synchronize(self) -> None:

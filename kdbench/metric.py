@@ -82,6 +82,14 @@ class Metric(abc.ABC):
 
             weights = WeightsManager()
         self.weights = weights
+        self.context = {}
+
+    context: dict[str, Any]
+    """Set by the evaluator before scoring: ``manifest_id``, ``dataset``, ``method``, ``generates``, ``device``."""
+
+    def skip_reason(self) -> str | None:
+        """A reason why this metric does not apply to the run being scored (then it is listed as skipped)."""
+        return None
 
     @abc.abstractmethod
     def score_clip(self, clip: EvalClip) -> dict[str, Any]:

@@ -8,7 +8,8 @@ when its module is imported; third-party code can register new classes the same 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .errors import KdbenchError
 

@@ -18,12 +18,13 @@ import importlib.util
 import json
 import os
 import shutil
-import tomllib
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from .errors import WeightsChecksumError, WeightsMissing
 
@@ -259,7 +260,8 @@ class WeightsManager:
         rows = []
         for name, e in sorted(self.entries.items()):
             p = self._candidate(name)
-            rows.append({"name": name, "file": e.file, "present": p is not None, "path": str(p or self.cache_path(name)),
+            rows.append({"name": name, "file": e.file, "present": p is not None,
+                         "path": str(p or self.cache_path(name)),
                          "checksum": e.checksum, "source": e.source, "used_by": ",".join(e.used_by),
                          "license": e.license})
         return rows

@@ -1,0 +1,149 @@
+"""The normaliser every method's output goes through, so all methods are scored on equal terms.
+
+Output: 25 fps, exactly the audio's frame count (trimmed, or padded by repeating the last frame),
+the dataset's frame size, and the canonical 16 kHz mono audio muxed in. An optional grid hook cuts
+one panel out of side-by-side outputs (AniPortrait writes a 3-panel grid). What was changed is
+returned and recorded in the run's events.
+
+A video that already conforms is remuxed without re-encoding, so its frames stay bit-exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import FPS, SAMPLE_RATE
+from .audio import n_video_frames
+from .errors import KdbenchError
+
+
+@dataclass(frozen=True)
+class GridCrop:
+    """Take panel ``index`` of a ``cols`` x ``rows`` grid of equal panels (0-based, row-major)."""
+
+    cols: int
+    index: int
+    rows: int = 1
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """``frames: uint8[T,H,W,3]`` -> ``uint8[T,H/rows,W/cols,3]``."""
+        t, h, w, _ = frames.shape
+        if w % self.cols or h % self.rows:
+            raise KdbenchError(f"frame {w}x{h} does not split into a {self.cols}x{self.rows} grid")
+        if not 0 <= self.index < self.cols * self.rows:
+            raise KdbenchError(f"grid panel {self.index} out of range for {self.cols}x{self.rows}")
+        pw, ph = w // self.cols, h // self.rows
+        r, c = divmod(self.index, self.cols)
+        return frames[:, r * ph:(r + 1) * ph, c * pw:(c + 1) * pw]
+
+    @classmethod
+    def parse(cls, text: str | None) -> GridCrop | None:
+        """``"3:1"`` (3 columns, panel 1) or ``"3x2:4"`` (3 columns, 2 rows, panel 4)."""
+        if not text:
+            return None
+        shape, _, index = str(text).partition(":")
+        cols, _, rows = shape.partition("x")
+        return cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0))
+
+
+@dataclass(frozen=True)
+class NormalizeReport:
+    orig_fps: float
+    orig_n_frames: int
+    orig_size: tuple[int, int]
+    n_frames: int
+    size: tuple[int, int]
+    resampled: bool
+    resized: bool
+    trimmed: int
+    padded: int
+    grid: str | None
+    reencoded: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resample_indices(n_src: int, src_fps: float, n_out: int, dst_fps: float = FPS) -> np.ndarray:
+    """Source frame index for each output frame: the frame shown at ``i / dst_fps`` (nearest, like ffmpeg fps).
+
+    Indices past the end repeat the last frame (padding). ``int64[n_out]``.
+    """
+    if n_src <= 0:
+        raise KdbenchError("video has no frames")
+    if abs(src_fps - dst_fps) < 1e-6:
+        idx = np.arange(n_out)
+    else:
+        idx = np.floor(np.arange(n_out) * (src_fps / dst_fps) + 0.5 + 1e-9).astype(np.int64)
+    return np.minimum(idx, n_src - 1)
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``uint8[T,H,W,3]`` to ``size = (width, height)`` with bicubic filtering (PIL)."""
+    from PIL import Image
+
+    w, h = size
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
+
+
+def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple[int, int],
+                     grid: GridCrop | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Pure array part of the normaliser: grid crop, fps resample, trim/pad, resize.
+
+    ``frames: uint8[T,H,W,3]`` at ``src_fps`` -> ``uint8[n_out,size[1],size[0],3]`` at 25 fps.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise KdbenchError(f"expected frames uint8[T,H,W,3], got shape {frames.shape}")
+    if not math.isfinite(src_fps) or src_fps <= 0:
+        raise KdbenchError(f"invalid source fps {src_fps}")
+    if grid is not None:
+        frames = grid.apply(frames)
+    t, h, w, _ = frames.shape
+    resampled = abs(src_fps - FPS) > 1e-6
+    n_covered = int(math.floor((t / src_fps) * FPS + 1e-6)) if resampled else t
+    idx = resample_indices(t, src_fps, n_out)
+    out = frames[idx]
+    resized = (w, h) != tuple(size)
+    if resized:
+        out = resize_frames(out, size)
+    return np.ascontiguousarray(out), {
+        "resampled": resampled, "resized": resized,
+        "trimmed": max(0, n_covered - n_out), "padded": max(0, n_out - n_covered),
+    }
+
+
+def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], *, frames: np.ndarray | None = None,
+                      fps: float = FPS, video_path: Path | None = None, grid: GridCrop | None = None,
+                      crf: int = 15) -> NormalizeReport:
+    """Write the normalised mp4 for one clip and say what was changed.
+
+    Give either ``frames`` (``uint8[T,H,W,3]`` RGB at ``fps``) or ``video_path``. ``audio`` is the
+    canonical ``int16[N]`` 16 kHz mono track; the output has ``N * 25 // 16000`` frames.
+    """
+    from .video import probe_video, read_video, remux_with_audio, write_video
+
+    n_out = n_video_frames(len(audio))
+    if n_out < 1:
+        raise KdbenchError("audio is shorter than one video frame")
+    if video_path is not None:
+        info = probe_video(video_path)
+        conforms = (grid is None and abs(info.fps - FPS) < 1e-6 and info.n_frames == n_out
+                    and (info.width, info.height) == tuple(size))
+        if conforms:
+            remux_with_audio(video_path, out_path, audio, SAMPLE_RATE)
+            return NormalizeReport(info.fps, info.n_frames, (info.width, info.height), n_out, tuple(size),
+                                   False, False, 0, 0, None, False)
+        frames, fps = read_video(video_path)
+    if frames is None:
+        raise KdbenchError("normaliser needs frames or a video path")
+    orig = (frames.shape[2], frames.shape[1])
+    out, changes = normalize_frames(frames, fps, n_out, size, grid)
+    write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf)
+    return NormalizeReport(float(fps), int(frames.shape[0]), orig, n_out, tuple(size), changes["resampled"],
+                           changes["resized"], changes["trimmed"], changes["padded"],
+                           None if grid is None else f"{grid.cols}x{grid.rows}:{grid.index}", True)
