@@ -17,7 +17,6 @@ class StaticImage(Method):
         name="static",
         description="The reference image repeated for the audio's duration (no motion at all): the lower bound.",
         paper_row="Static image",
-        generates=False,
     )
 
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:

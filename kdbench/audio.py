@@ -27,6 +27,9 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             if not container.streams.audio:
                 raise KdbenchError(f"{path} has no audio track")
             stream = container.streams.audio[0]
+            # encoders pad the last frame (AAC: to 1024 samples); the stream duration is the true length
+            n_true = (round(float(stream.duration * stream.time_base) * sample_rate)
+                      if stream.duration and stream.time_base else None)
             resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
             chunks = []
             for frame in container.decode(stream):
@@ -39,7 +42,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise KdbenchError(f"cannot decode audio of {path}: {e}") from e
     if not chunks:
         raise KdbenchError(f"{path} has an empty audio track")
-    return np.concatenate(chunks).astype(np.int16, copy=False)
+    audio = np.concatenate(chunks).astype(np.int16, copy=False)
+    return audio[:n_true] if n_true else audio
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:

@@ -1,0 +1,111 @@
+"""The command line: help everywhere, cheap imports, and a full run → eval round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from kdbench.cli import build_parser, main
+
+
+def _subcommands(parser):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            yield from action.choices.items()
+
+
+def test_every_subcommand_has_help_with_examples():
+    top = build_parser()
+    names = []
+    for name, sub in _subcommands(top):
+        names.append(name)
+        assert sub.epilog and "kdbench" in sub.epilog, name
+        for inner_name, inner in _subcommands(sub):
+            assert inner.epilog and "kdbench" in inner.epilog, f"{name} {inner_name}"
+    assert {"ls", "data", "run", "eval", "sweep", "weights"} <= set(names)
+
+
+def test_importing_kdbench_and_listing_do_not_import_torch():
+    code = ("import sys, kdbench, kdbench.cli, kdbench.runner, kdbench.evaluate\n"
+            "from kdbench.cli import main\n"
+            "main(['ls', 'methods']); main(['ls', 'datasets'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "real" in r.stdout and "hdtf-mini" in r.stdout
+
+
+def test_user_errors_exit_2_with_a_message(capsys):
+    assert main(["run", "--method", "nope", "--dataset", "hdtf-mini"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(["eval"]) == 2
+    assert "RUN_DIR" in capsys.readouterr().err
+
+
+def test_set_parsing_and_scoping():
+    from kdbench.config import parse_sets, split_scoped
+    from kdbench.errors import KdbenchError
+
+    sets = parse_sets(["ddim_steps=5", "lse.protocol=full", "flag=true", "name=abc"])
+    assert sets == {"ddim_steps": 5, "lse.protocol": "full", "flag": True, "name": "abc"}
+    assert split_scoped(sets) == ({"ddim_steps": 5, "flag": True, "name": "abc"}, {"lse": {"protocol": "full"}})
+    with pytest.raises(KdbenchError):
+        parse_sets(["novalue"])
+
+
+def test_run_then_eval_writes_metrics_json(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out), "-q"]) == 0
+    assert main(["eval", str(out), "--metrics", "fps", "-q"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["schema"] == "kdbench.metrics/1" and doc["run"]["method"] == "static"
+    fps = doc["metrics"]["fps"]
+    assert fps["status"] == "ok" and fps["info"]["outputs"]["fps"]["higher_is_better"] is True
+    assert set(fps["per_clip"]) == {"A_clip_000", "B_clip_000", "C_clip_000"}
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    frames = sum(e["n_generated"] for e in events if e.get("clip_id"))
+    seconds = sum(e["seconds"] for e in events if e.get("clip_id"))
+    assert fps["aggregate"]["fps"]["mean"] == pytest.approx(frames / seconds)
+    assert doc["dataset"]["manifest_id"] and doc["env"]["python"]
+
+
+def test_eval_external_videos_folder(tiny_dataset, tmp_path, make_video):
+    vids = tmp_path / "theirs"
+    vids.mkdir()
+    make_video("A_clip_000.mp4", 60, fps=30, size=(40, 40)).rename(vids / "A_clip_000.mp4")
+    out = tmp_path / "ext"
+    assert main(["eval", "--videos", str(vids), "--dataset", str(tiny_dataset), "--out", str(out),
+                 "--metrics", "fps", "-q"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["run"]["method"] == "external:theirs"
+    assert doc["metrics"]["fps"]["status"] == "skipped"  # no timing for videos made elsewhere
+    from kdbench.runstore import RunStore
+    from kdbench.video import probe_video
+
+    ev = RunStore(out).clip_events()
+    assert ev["A_clip_000"]["status"] == "ok" and "no video B_clip_000.mp4" in ev["B_clip_000"]["error"]
+    info = probe_video(out / "videos" / "A_clip_000.mp4")
+    assert (info.fps, info.n_frames, info.width) == (25.0, 50, 64)  # normalised to the dataset
+
+
+def test_metrics_with_missing_weights_are_skipped_with_the_fetch_command(tiny_dataset, tmp_path, monkeypatch):
+    from kdbench.evaluate import _instantiate
+    from kdbench.metric import Metric, MetricInfo, Output
+    from kdbench.weights import WeightsManager
+
+    class NeedsWeights(Metric):
+        info = MetricInfo(name="toy", version="1", description="", outputs={"v": Output(True)},
+                          weights=("syncnet_v2",))
+
+        def score_clip(self, clip):
+            return {"v": 1.0}
+
+    from kdbench.registry import METRICS
+
+    METRICS.register("_toy_needs_weights")(NeedsWeights)
+    metric, skipped = _instantiate("_toy_needs_weights", {}, "cpu", WeightsManager(home=tmp_path), {})
+    assert metric is None and skipped["status"] == "skipped"
+    assert "`kdbench weights fetch syncnet_v2`" in skipped["skip_reason"]

@@ -1,0 +1,116 @@
+"""Run store and runner: resume after an interrupted run, per-clip failures, config protection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kdbench import FPS
+from kdbench.audio import n_video_frames
+from kdbench.dataset import load_dataset
+from kdbench.errors import ClipFailure, KdbenchError
+from kdbench.method import Generated, Method, MethodInfo
+from kdbench.registry import register_method
+from kdbench.runner import run_method
+from kdbench.runstore import RunStore
+from kdbench.video import probe_video
+
+CALLS: list[str] = []
+CRASH_ON: set[str] = set()  # clips whose generation is killed (not part of the config, like a real crash)
+
+
+@register_method("_test_flaky")
+class FlakyMethod(Method):
+    """Grey frames at 30 fps; a clip in CRASH_ON raises KeyboardInterrupt, ``fail_on`` raises ClipFailure."""
+
+    info = MethodInfo(name="_test_flaky", description="test double")
+    default_options = {"fail_on": None}
+
+    def generate(self, spec, ref_image, audio):
+        CALLS.append(spec.clip_id)
+        if spec.clip_id in CRASH_ON:
+            raise KeyboardInterrupt
+        if spec.clip_id == self.options["fail_on"]:
+            raise ClipFailure("no face in the reference image")
+        n = int(n_video_frames(len(audio)) * 30 / FPS)
+        return Generated(fps=30.0, frames=np.full((n, 40, 40, 3), 90, np.uint8))
+
+
+def _run(ds, out, **opts):
+    CALLS.clear()
+    return run_method("_test_flaky", ds, out, options=opts, progress=False, warmup=0, frame_size=(32, 32))
+
+
+def test_resume_after_interrupted_run(tiny_dataset, tmp_path):
+    ds = load_dataset(tiny_dataset)
+    out = tmp_path / "run"
+    CRASH_ON.add("B_clip_000")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(ds, out)
+    finally:
+        CRASH_ON.clear()
+    store = RunStore(out)
+    assert set(store.clip_events()) == {"A_clip_000"}  # the finished clip survived the crash
+    assert not store.video_path("B_clip_000").exists()  # no half-written video
+    with open(store.events_path, "a") as f:
+        f.write('{"clip_id": "B_clip_000", "stat')  # a torn line, as a kill mid-write leaves it
+    s = _run(ds, out)
+    assert s.resumed == ["A_clip_000"] and sorted(s.ok) == ["B_clip_000", "C_clip_000"]
+    assert CALLS == ["B_clip_000", "C_clip_000"]  # nothing generated twice (warm-up off)
+    for cid in ("A_clip_000", "B_clip_000", "C_clip_000"):
+        info = probe_video(store.video_path(cid))
+        assert (info.fps, info.n_frames, info.width) == (25.0, 50, 32)
+    assert _run(ds, out).resumed == ["A_clip_000", "B_clip_000", "C_clip_000"] and CALLS == []
+    with pytest.raises(KdbenchError, match="different config"):
+        _run(ds, out, fail_on="C_clip_000")
+
+
+def test_per_clip_failure_is_recorded_and_run_continues(tiny_dataset, tmp_path):
+    ds = load_dataset(tiny_dataset)
+    s = _run(ds, tmp_path / "run", fail_on="A_clip_000")
+    assert s.failed == {"A_clip_000": "no face in the reference image"}
+    assert sorted(s.ok) == ["B_clip_000", "C_clip_000"]
+    events = RunStore(tmp_path / "run").clip_events()
+    assert events["A_clip_000"]["status"] == "failed"
+    ok = events["B_clip_000"]
+    assert ok["normalizer"]["orig_fps"] == 30.0 and ok["normalizer"]["orig_size"] == [40, 40]
+    assert ok["n_generated"] == 60 and ok["n_frames"] == 50 and ok["seconds"] > 0
+
+
+def test_run_records_config_env_and_short_audio_failure(tiny_dataset, tmp_path):
+    from conftest import tone
+
+    from kdbench.audio import write_wav
+
+    write_wav(tiny_dataset / "audio" / "C_clip_000.wav", tone(0.5))  # under 1 s
+    ds = load_dataset(tiny_dataset)
+    s = run_method("static", ds, tmp_path / "run", progress=False)
+    assert "0.50 s long" in s.failed["C_clip_000"]
+    store = RunStore(tmp_path / "run")
+    cfg = store.config()
+    assert cfg["method"] == "static" and cfg["dataset"]["manifest_id"] == ds.manifest_id and cfg["seed"] == 0
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["kdbench_version"] and env["python"] and "numpy" in env["packages"]
+
+
+def test_static_and_real_on_hdtf_mini(hdtf_mini, tmp_path):
+    from kdbench.video import read_video
+
+    ds = load_dataset("hdtf-mini")
+    real = run_method("real", ds, tmp_path / "real", progress=False)
+    assert real.ok == ["WDA_KatieHill_000"] and len(real.failed) == 3
+    got, _ = read_video(tmp_path / "real" / "videos" / "WDA_KatieHill_000.mp4")
+    want, _ = read_video(hdtf_mini / "gt" / "WDA_KatieHill_000.mp4")
+    np.testing.assert_array_equal(got, want)  # the 'real' row scores the GT frames themselves
+    spec = ds.get("WRA_MikeJohanns1_000")
+    st = run_method("static", ds.limit(1), tmp_path / "static", progress=False)
+    assert st.ok == ["WDA_BenCardin1_000"]
+    frames, fps = read_video(tmp_path / "static" / "videos" / "WDA_BenCardin1_000.mp4")
+    assert fps == 25 and frames.shape[1:] == (512, 512, 3)
+    assert len(frames) == n_video_frames(len(ds.get("WDA_BenCardin1_000").load_audio()))
+    diff = np.abs(frames[0].astype(int) - frames[-1].astype(int))
+    assert diff.mean() < 0.5 and diff.max() <= 8  # nothing moves (only H.264 coding noise, crf 15)
+    assert spec.ref_image.name == "WRA_MikeJohanns1_000.png"
