@@ -107,3 +107,19 @@ def test_prepare_hdtf_from_a_raw_clip_with_annotations(tmp_path, make_video):
     assert verify_dataset(load_dataset(tmp_path / "out")).ok
     row = json.loads((tmp_path / "out" / MANIFEST_NAME).read_text().splitlines()[0])
     assert row["sha256"]["gt_video"] == sha256_file(clip.gt_video)
+
+
+def test_hdtf_mini_download_checks_every_sha256(tmp_path, monkeypatch, hdtf_mini):
+    """Outside this repo hdtf-mini is fetched from upstream; here the 'upstream' is a local copy (file:// URLs)."""
+    from kdbench import hdtf_mini as hm
+
+    files = {rel: ((hdtf_mini / rel).as_uri(), sha) for rel, (_, sha) in list(hm.FILES.items())[:2]}
+    monkeypatch.setattr(hm, "FILES", files)
+    dest = hm.download_hdtf_mini(tmp_path / "cache")
+    for rel in files:
+        assert sha256_file(dest / rel) == files[rel][1]
+    bad = {"ref/x.png": ((hdtf_mini / "ref" / "WDA_BenCardin1_000.png").as_uri(), "0" * 64)}
+    monkeypatch.setattr(hm, "FILES", bad)
+    with pytest.raises(DatasetError, match="expected 0000"):
+        hm.download_hdtf_mini(tmp_path / "cache2")
+    assert not (tmp_path / "cache2" / "ref" / "x.png").exists()
