@@ -49,7 +49,7 @@ def hdtf_mini_root(download: bool = True) -> Path:
     cache = kdbench_home() / "data" / "hdtf-mini"
     candidates.append(cache)
     for c in candidates:
-        if (c / "gt").is_dir():
+        if all((c / rel).is_file() for rel in FILES):
             return c
     if not download or os.environ.get("KDBENCH_OFFLINE") == "1":
         raise DatasetError(f"hdtf-mini not found (looked in {', '.join(map(str, candidates))}); "

@@ -161,6 +161,8 @@ class WeightsManager:
         key = f"{e.name}:{p}"
         if key in self._verified:
             return self._verified[key]
+        if p.is_dir():
+            return self._verify_folder(e, p, key)
         stat = p.stat()
         sidecar = p.with_name(f".{p.name}.verified.json")
         cached = None
@@ -204,7 +206,28 @@ class WeightsManager:
         self._verified[key] = rec
         return rec
 
+    def _verify_folder(self, e: WeightEntry, folder: Path, key: str) -> dict[str, Any]:
+        """An already-extracted pack given by path (e.g. ``~/.insightface/models/buffalo_l``).
+
+        Upstream publishes checksums of the archive only, so the folder is recorded by a content hash of its
+        files (``sha256`` over ``name + file sha256`` lines) and counts as verified only for unpinned entries.
+        """
+        if not e.extract:
+            raise WeightsChecksumError(f"weights {e.name!r} must be a file, got the folder {folder}")
+        lines = [f"{f.relative_to(folder)} {_sha256(f)}" for f in sorted(folder.rglob("*")) if f.is_file()]
+        digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+        pinned = bool(e.sha256 or e.git_sha1 or e.sha256_prefix)
+        if pinned and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
+            raise WeightsChecksumError(
+                f"weights {e.name!r}: the folder {folder} cannot be checked against the archive's pinned checksum; "
+                f"point at the archive ({e.file}) instead, or set KDBENCH_ALLOW_UNVERIFIED=1")
+        rec = {"file": str(folder), "sha256": f"folder:{digest}", "verified": not pinned, "pin": e.checksum}
+        self._verified[key] = rec
+        return rec
+
     def _extracted(self, archive: Path) -> Path:
+        if archive.is_dir():
+            return archive
         out = archive.with_suffix("")
         marker = out / ".extracted"
         if not marker.is_file():

@@ -115,3 +115,15 @@ def test_zip_entries_are_extracted(tmp_path):
         "pack": WeightEntry(name="pack", file="pack.zip", url=src.as_uri(), extract=True)})
     folder = wm.fetch("pack", progress=False)
     assert (folder / "model.onnx").read_bytes() == b"onnx"
+
+
+def test_extracted_pack_folder_can_be_given_directly(tmp_path, monkeypatch):
+    folder = tmp_path / "buffalo_l"
+    folder.mkdir()
+    (folder / "w600k_r50.onnx").write_bytes(b"onnx")
+    monkeypatch.setenv("KDBENCH_WEIGHT_PACK", str(folder))
+    wm = WeightsManager(home=tmp_path / "home", manifest={
+        "pack": WeightEntry(name="pack", file="pack.zip", url="x", extract=True)})
+    assert wm.path("pack") == folder
+    rec = wm.record()["pack"]
+    assert rec["sha256"].startswith("folder:") and rec["verified"] is True
