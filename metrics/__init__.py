@@ -1,0 +1,1 @@
+"""Metric implementations, one module per metric, registered lazily in :mod:`kdbench.registry`."""
