@@ -323,3 +323,6 @@ def test_csim_metric_failures(pack, csim_clip, tmp_path):
     with pytest.raises(FileNotFoundError, match="w600k_r50.onnx"):
         _metric(pack, tmp_path / "m", recognizer="missing.onnx").models()
     assert CSIMMetric.info.weights == ("buffalo_l",) and CSIMMetric.info.paper_column == {"csim": "CSIM"}
+    from kdbench.registry import METRICS
+
+    assert METRICS.get("csim") is CSIMMetric

@@ -103,6 +103,9 @@ def test_failures_and_metadata(tmp_path, metric, gt_video):
         DlibIdentity(options={"detector": "cnn"}).embedder()
     assert DlibIdentity.info.weights == ("dlib_face_recognition_resnet", "shape_predictor_5")
     assert DlibIdentity.default_options["frame_stride"] >= 1
+    from kdbench.registry import METRICS
+
+    assert METRICS.get("csim_dlib") is DlibIdentity
     assert list(DlibIdentity.info.outputs) == ["csim_dlib", "dlib_distance", "no_face_rate"]
 
 
