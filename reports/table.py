@@ -372,7 +372,8 @@ def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterab
     if len(manifests) == 1:
         parts.append(f"manifest_id {manifests[0]}")
     else:
-        parts.append("manifest_id DIFFERS between runs: " + ", ".join(f"{r.label}: {r.manifest_id}" for r in runs))
+        parts.append("manifest_id DIFFERS between runs: "
+                     + ", ".join(f"{r.label}: {r.manifest_id}" for r in runs))
     if len(devices) == 1:
         parts.append(f"device: {devices[0]}")
     else:
@@ -397,21 +398,22 @@ def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 
 
         raise KdbenchError("no runs to report")
     labels = row_labels(loaded)
-    per_run = {label: run_columns(run) for label, run in zip(labels, loaded)}
+    per_run = {label: run_columns(run) for label, run in zip(labels, loaded, strict=True)}
     if columns is None:
         present = set().union(*[set(c) for c in per_run.values()])
         columns = [c for c in paper.TABLE1_COLUMNS if c in present]
         columns += sorted(c for c in present if c not in paper.TABLE1_COLUMNS)
     cells: dict[tuple[str, str], Cell] = {}
-    for label, run in zip(labels, loaded):
+    for label, run in zip(labels, loaded, strict=True):
         for col in columns:
             if col in per_run[label]:
                 metric, output = per_run[label][col]
                 cells[(label, col)] = _cell(run, label, col, metric, output)
             else:
                 cells[(label, col)] = Cell(row=label, column=col)
-    return ReportTable(rows=labels, columns=list(columns), cells=cells, runs=dict(zip(labels, loaded)),
-                       gt_rows={lab for lab, r in zip(labels, loaded) if r.is_gt}, precision=precision)
+    by_label = dict(zip(labels, loaded, strict=True))
+    return ReportTable(rows=labels, columns=list(columns), cells=cells, runs=by_label,
+                       gt_rows={lab for lab, r in by_label.items() if r.is_gt}, precision=precision)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -425,7 +427,7 @@ def per_clip_frame(runs: Sequence[RunResult | dict | str | Path]) -> pd.DataFram
     loaded = order_runs([as_run(r) for r in runs])
     labels = row_labels(loaded)
     recs = []
-    for label, run in zip(labels, loaded):
+    for label, run in zip(labels, loaded, strict=True):
         for name, entry in run.metrics.items():
             info = (entry or {}).get("info") or {}
             outputs = list((info.get("outputs") or {}).keys())
@@ -466,7 +468,8 @@ def paper_comparison(table: ReportTable) -> pd.DataFrame:
 
     t1 = paper.paper_table1()
     cols = [c for c in paper.TABLE1_COLUMNS if c in table.columns] or list(paper.TABLE1_COLUMNS)
-    data: dict[tuple[str, str], list[float]] = {(c, s): [] for c in cols for s in ("paper", "measured", "delta")}
+    kinds = ("paper", "measured", "delta")
+    data: dict[tuple[str, str], list[float]] = {(c, k): [] for c in cols for k in kinds}
     paper_rows = []
     for row in table.rows:
         prow = _paper_row_for(table.runs[row], list(t1.index))
@@ -552,13 +555,14 @@ def _find_key(obj: Any, key: str, depth: int = 0) -> Any:
 
 
 def _unwrap(result: dict[str, Any] | RunResult) -> tuple[RunResult, dict[str, Any]]:
-    """(run, wrapper): ``result`` is a run, a ``metrics.json`` dict, or ``{"value"|param: v, "metrics": doc}``."""
+    """(run, wrapper): ``result`` is a run, a ``metrics.json`` dict, or a wrapper
+    ``{"value"|param: v, "metrics": doc}``."""
     if isinstance(result, RunResult):
         return result, {}
     inner = result.get("metrics")
-    if "run" not in result and "schema" not in result and (
-            isinstance(inner, RunResult) or (isinstance(inner, dict) and isinstance(inner.get("metrics"), dict)
-                                             and ("run" in inner or "schema" in inner))):
+    is_doc = isinstance(inner, dict) and isinstance(inner.get("metrics"), dict) and (
+        "run" in inner or "schema" in inner)
+    if "run" not in result and "schema" not in result and (isinstance(inner, RunResult) or is_doc):
         return as_run(inner), result
     return as_run(result), {}
 
@@ -612,7 +616,8 @@ def sweep_table(results: list[dict[str, Any]], param: str) -> pd.DataFrame:
         order = sorted(rows, key=float)
     except (TypeError, ValueError):
         order = list(rows)
-    df = pd.DataFrame([rows[v] for v in order], index=pd.Index(order, name=param), columns=list(SWEEP_COLUMNS))
+    df = pd.DataFrame([rows[v] for v in order], index=pd.Index(order, name=param),
+                      columns=list(SWEEP_COLUMNS))
     return df.astype(float)
 
 
@@ -636,7 +641,7 @@ def sweep_comparison(sweep: pd.DataFrame, param: str | None = None) -> pd.DataFr
         m = [float(meas.loc[float(v), c]) if float(v) in meas.index else math.nan for v in index]
         data[(c, "paper")] = p
         data[(c, "measured")] = m
-        data[(c, "delta")] = [a - b for a, b in zip(m, p)]
+        data[(c, "delta")] = [a - b for a, b in zip(m, p, strict=True)]
     df = pd.DataFrame(data, index=pd.Index(index, name=param))
     df.columns = pd.MultiIndex.from_tuples(df.columns, names=["metric", "value"])
     return df
@@ -658,8 +663,15 @@ def sweep_markdown(sweep: pd.DataFrame, precision: int = 3, compare_paper: bool 
             best = finite_vals.max() if SWEEP_HIB[c] else finite_vals.min()
         name = paper.KEY_COLUMNS.get(c, c)
         arrow = {True: " ↑", False: " ↓"}.get(SWEEP_HIB.get(c), "")
-        disp[name + arrow] = [DASH if math.isnan(v) else (f"**{v:.{precision}f}**" if best is not None and round(
-            v, precision) == best else f"{v:.{precision}f}") for v in col]
+        texts = []
+        for v in col:
+            if math.isnan(v):
+                texts.append(DASH)
+            elif best is not None and round(v, precision) == best:
+                texts.append(f"**{v:.{precision}f}**")
+            else:
+                texts.append(f"{v:.{precision}f}")
+        disp[name + arrow] = texts
     text = pd.DataFrame(disp, index=sweep.index).to_markdown(disable_numparse=True) + "\n"
     if compare_paper:
         cmp = sweep_comparison(sweep)

@@ -16,8 +16,10 @@ from kdbench.metric import summarize
 MANIFEST_ID = "3f2a9c0d1e4b5a6c"
 
 # name -> (version, {output: (higher_is_better, unit, paper_column or None)}, protocol or None, weights)
-CATALOGUE: dict[str, tuple[str, dict[str, tuple[bool | None, str, str | None]], str | None, tuple[str, ...]]] = {
-    "lse": ("1", {"lse_c": (True, "", "LSE-C"), "lse_d": (False, "", "LSE-D")}, "syncnet_python", ("syncnet_v2",)),
+Outputs = dict[str, tuple[bool | None, str, str | None]]
+CATALOGUE: dict[str, tuple[str, Outputs, str | None, tuple[str, ...]]] = {
+    "lse": ("1", {"lse_c": (True, "", "LSE-C"), "lse_d": (False, "", "LSE-D")}, "syncnet_python",
+            ("syncnet_v2",)),
     "diversity": ("1", {"pose_std_kdtalker_compat": (True, "logit", "Diversity"),
                         "pose_std_deg": (True, "deg", None)}, "kdtalker", ("hopenet_robust_alpha1",)),
     "fid": ("1", {"fid": (False, "", "FID")}, "pytorch-fid", ("pt_inception",)),
