@@ -253,7 +253,7 @@ def heatmap_figures(runs: Sequence[RunResult], out_dir: str | Path, **options: A
     returns the PNG paths it wrote (an ``.npz`` with the same stem is picked up). Returns (figures,
     notes); a missing module or a failure becomes a note, never an exception."""
     if importlib.util.find_spec("reports.heatmap") is None:
-        return [], ["motion heatmaps: reports.heatmap is not installed"]
+        return [], ["motion heatmaps: not drawn (reports/heatmap.py is not present)"]
     try:
         mod = importlib.import_module("reports.heatmap")
         fn = getattr(mod, "draw_heatmaps", None)
