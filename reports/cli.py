@@ -70,6 +70,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
 
     runs = [load_run(p) for p in run_dirs]
     table = build_table(runs, precision=precision)
+    other = build_table(runs, precision=precision, other=True)
+    if not other.columns:
+        other = None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -92,6 +95,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
         md = table.to_markdown()
         if compare_paper:
             md += "\n" + comparison_markdown(table)
+        if other is not None:
+            md += "\n" + other.to_markdown()
         if figs:
             md += "\n" + "\n".join(f"![{f.title}]({f.png.relative_to(out).as_posix()})" for f in figs) + "\n"
         if notes:
@@ -101,6 +106,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
         tex = "% requires \\usepackage{booktabs}\n" + table.to_latex()
         if compare_paper:
             tex += "\n" + comparison_latex(table)
+        if other is not None:
+            tex += "\n" + other.to_latex(label="tab:kdbench-other")
         put("table.tex", tex)
     if "csv" in formats:
         put("table.csv", table.to_csv())
@@ -108,10 +115,12 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
             cmp = paper_comparison(table)
             cmp.columns = [f"{c} {k}".strip() for c, k in cmp.columns]
             put("paper_comparison.csv", cmp.to_csv())
+        if other is not None:
+            put("other_outputs.csv", other.to_csv())
     if "html" in formats:
         from .html import write_html
 
-        written.append(write_html(out / "report.html", table, figs, compare_paper, notes, title))
+        written.append(write_html(out / "report.html", table, figs, compare_paper, notes, title, other=other))
     try:
         import pyarrow  # noqa: F401
     except ImportError:

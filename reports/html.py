@@ -58,7 +58,8 @@ def _provenance(table: ReportTable) -> str:
 
 
 def render_html(table: ReportTable, figures: Sequence[FigureFile] = (), compare_paper: bool = False,
-                notes: Sequence[str] = (), title: str = "kdbench report") -> str:
+                notes: Sequence[str] = (), title: str = "kdbench report",
+                other: ReportTable | None = None) -> str:
     """The full page as a string (figures embedded)."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
@@ -68,6 +69,8 @@ def render_html(table: ReportTable, figures: Sequence[FigureFile] = (), compare_
              "paper); ↑ higher is better, ↓ lower is better.</p>"]
     if compare_paper:
         parts += ["<h2>Comparison with the paper (Table 1)</h2>", comparison_html(table)]
+    if other is not None and other.columns:
+        parts += ["<h2>Other outputs</h2>", other.to_html()]
     if figures:
         parts.append("<h2>Figures</h2>")
         for fig in figures:
@@ -83,7 +86,8 @@ def render_html(table: ReportTable, figures: Sequence[FigureFile] = (), compare_
 
 
 def write_html(path: str | Path, table: ReportTable, figures: Sequence[FigureFile] = (),
-               compare_paper: bool = False, notes: Sequence[str] = (), title: str = "kdbench report") -> Path:
+               compare_paper: bool = False, notes: Sequence[str] = (), title: str = "kdbench report",
+               other: ReportTable | None = None) -> Path:
     path = Path(path)
-    path.write_text(render_html(table, figures, compare_paper, notes, title), encoding="utf-8")
+    path.write_text(render_html(table, figures, compare_paper, notes, title, other), encoding="utf-8")
     return path

@@ -63,19 +63,50 @@ def _metric_order(metrics: dict[str, Any]) -> list[str]:
     return primary + [m for m in names if m not in primary]
 
 
+BUILTIN_PAPER_COLUMNS: dict[str, dict[str, str]] = {
+    "lse": {"lse_c": "LSE-C", "lse_d": "LSE-D"}, "diversity": {"diversity": "Diversity"},
+    "fid": {"fid": "FID"}, "cpbd": {"cpbd": "CPBD"}, "csim": {"csim": "CSIM"}, "fps": {"fps": "FPS"},
+}
+"""Table 1 columns of the built-in metrics, used only for a metric recorded without its metadata
+(e.g. skipped because it could not be imported), so that its column still shows "—" and the reason."""
+
+
+def _paper_columns(name: str, entry: dict[str, Any]) -> dict[str, str]:
+    info = (entry or {}).get("info") or {}
+    if "paper_column" in info or "outputs" in info:
+        return dict(info.get("paper_column") or {})
+    return dict(BUILTIN_PAPER_COLUMNS.get(name, {}))
+
+
 def run_columns(run: RunResult) -> dict[str, tuple[str, str]]:
     """``{column: (metric, output)}`` for one run.
 
     Each output with a ``paper_column`` fills that Table 1 column; when two metrics of a run map to
     the same column (e.g. ``csim`` and ``csim_dlib``), the primary metric keeps it and the other
-    becomes an extra column ``"CSIM (csim_dlib)"`` so that nothing is dropped silently.
+    becomes an extra column ``"CSIM (csim_dlib.csim)"`` so that nothing is dropped silently.
     """
     cols: dict[str, tuple[str, str]] = {}
     for name in _metric_order(run.metrics):
-        info = (run.metrics[name] or {}).get("info") or {}
-        for output, column in (info.get("paper_column") or {}).items():
+        for output, column in _paper_columns(name, run.metrics[name]).items():
             key = column if column not in cols else f"{column} ({name}.{output})"
             cols[key] = (name, output)
+    return cols
+
+
+def other_columns(run: RunResult) -> dict[str, tuple[str, str]]:
+    """``{"metric.output": (metric, output)}`` for the outputs that have no Table 1 column (e.g.
+    ``diversity.pose_std_deg``, ``fps.load_s``); a metric recorded without metadata and without a
+    built-in column gets one column named after it (so its skip reason is shown)."""
+    cols: dict[str, tuple[str, str]] = {}
+    for name, entry in run.metrics.items():
+        info = (entry or {}).get("info") or {}
+        outputs = list((info.get("outputs") or {}).keys())
+        paper_cols = _paper_columns(name, entry)
+        if not outputs and not paper_cols:
+            cols[name] = (name, "")
+        for out in outputs:
+            if out not in paper_cols:
+                cols[f"{name}.{out}"] = (name, out)
     return cols
 
 
@@ -139,6 +170,8 @@ class ReportTable:
     runs: dict[str, RunResult]
     gt_rows: set[str]
     precision: int = 3
+    title: str = ""
+    always_n: bool = False
 
     # -- numbers --------------------------------------------------------------------------------
     @property
@@ -189,27 +222,34 @@ class ReportTable:
     def show_n(self) -> bool:
         """Show n per cell only when it varies between cells or some clips failed."""
         ns = {c.n for c in self.cells.values() if c.status == "ok"}
-        return len(ns) > 1 or any(c.failed for c in self.cells.values() if c.status == "ok")
+        return self.always_n or len(ns) > 1 or any(c.failed for c in self.cells.values() if c.status == "ok")
 
     def footnotes(self) -> tuple[dict[tuple[str, str], int], list[str]]:
-        """Footnote number per (row, column) that has one, and the footnote texts (numbered from 1)."""
-        texts: list[str] = []
+        """Footnote number per (row, column) that has one, and the footnote texts (numbered from 1).
+
+        A skip/error reason shared by several rows is one footnote naming those rows; per-clip
+        failures get one footnote per row and metric, with the count of each reason."""
+        keys: list[str] = []
+        rows_of: dict[str, list[str]] = {}
         marks: dict[tuple[str, str], int] = {}
         for row in self.rows:
             for col in self.columns:
                 c = self.cells[(row, col)]
                 if c.status in ("skipped", "error"):
-                    what = "skipped" if c.status == "skipped" else "error"
-                    text = f"{row}, {c.metric}: {what}: {c.reason}"
+                    key, shared = f"{c.metric}: {c.status}: {c.reason}", True
                 elif c.status == "ok" and c.failed:
                     counts = Counter(c.failures.values())
                     reasons = "; ".join(f"{reason} ({k})" for reason, k in counts.most_common())
-                    text = f"{row}, {c.metric}: {c.failed} clip(s) failed: {reasons}"
+                    key, shared = f"{row}, {c.metric}: {c.failed} clip(s) failed: {reasons}", False
                 else:
                     continue
-                if text not in texts:
-                    texts.append(text)
-                marks[(row, col)] = texts.index(text) + 1
+                if key not in rows_of:
+                    keys.append(key)
+                    rows_of[key] = []
+                if shared and row not in rows_of[key]:
+                    rows_of[key].append(row)
+                marks[(row, col)] = keys.index(key) + 1
+        texts = [f"{', '.join(rows_of[k])}, {k}" if rows_of[k] else k for k in keys]
         return marks, texts
 
     def cell_text(self, row: str, column: str, fmt: str = "md") -> str:
@@ -260,7 +300,8 @@ class ReportTable:
 
     @property
     def caption(self) -> str:
-        return table_caption(list(self.runs.values()), n_label=not self.show_n, cells=self.cells.values())
+        cap = table_caption(list(self.runs.values()), n_label=not self.show_n, cells=self.cells.values())
+        return f"{self.title}. {cap}" if self.title else cap
 
     # -- formats --------------------------------------------------------------------------------
     def to_markdown(self) -> str:
@@ -386,11 +427,12 @@ def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterab
 
 
 def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 3,
-                columns: Sequence[str] | None = None) -> ReportTable:
+                columns: Sequence[str] | None = None, other: bool = False) -> ReportTable:
     """Build the methods x metrics table.
 
     ``columns``: the columns to show (default: Table 1's columns that any run evaluated, in the
-    paper's order, followed by extra columns from duplicate metrics).
+    paper's order, followed by extra columns from duplicate metrics). ``other=True`` builds instead
+    the table of the outputs that are not in Table 1 (:func:`other_columns`), in metric order.
     """
     loaded = order_runs([as_run(r) for r in runs])
     if not loaded:
@@ -398,8 +440,11 @@ def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 
 
         raise KdbenchError("no runs to report")
     labels = row_labels(loaded)
-    per_run = {label: run_columns(run) for label, run in zip(labels, loaded, strict=True)}
-    if columns is None:
+    mapping = other_columns if other else run_columns
+    per_run = {label: mapping(run) for label, run in zip(labels, loaded, strict=True)}
+    if columns is None and other:
+        columns = list(dict.fromkeys(c for cols in per_run.values() for c in cols))
+    elif columns is None:
         present = set().union(*[set(c) for c in per_run.values()])
         columns = [c for c in paper.TABLE1_COLUMNS if c in present]
         columns += sorted(c for c in present if c not in paper.TABLE1_COLUMNS)
@@ -413,7 +458,8 @@ def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 
                 cells[(label, col)] = Cell(row=label, column=col)
     by_label = dict(zip(labels, loaded, strict=True))
     return ReportTable(rows=labels, columns=list(columns), cells=cells, runs=by_label,
-                       gt_rows={lab for lab, r in by_label.items() if r.is_gt}, precision=precision)
+                       gt_rows={lab for lab, r in by_label.items() if r.is_gt}, precision=precision,
+                       title="Outputs not in the paper's Table 1" if other else "", always_n=other)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,6 +548,8 @@ def comparison_display(cmp: pd.DataFrame, precision: int = 3) -> pd.DataFrame:
     rows, index = [], []
     for method in cmp.index:
         prow = cmp.loc[method, ("paper row", "")]
+        if not prow:
+            continue  # no published counterpart (e.g. the static baseline)
         for kind, name in (("paper", f"paper ({prow})" if prow and prow != method else "paper"),
                            ("measured", "ours"),
                            ("delta", "Δ")):

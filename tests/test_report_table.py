@@ -322,3 +322,45 @@ def test_importing_reports_imports_neither_torch_nor_matplotlib():
             "reports.paper; reports.build_table; "
             "bad = [m for m in ('torch', 'matplotlib', 'cv2') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_a_reason_shared_by_several_rows_is_one_footnote():
+    runs = standard_runs()
+    for doc in runs.values():
+        doc["metrics"]["fid"] = metric_entry("fid", status="skipped",
+                                             skip_reason="weights 'pt_inception' missing")
+    t = build_table(list(runs.values()))
+    marks, notes = t.footnotes()
+    shared = "Real Video, KDTalker, SadTalker, fid: skipped: weights 'pt_inception' missing"
+    assert shared in notes
+    assert {marks[(r, "FID")] for r in t.rows} == {notes.index(shared) + 1}
+
+
+def test_metrics_recorded_without_metadata_still_get_their_column():
+    # what the evaluator records when a metric module cannot be imported
+    doc = make_doc("kdtalker", {"cpbd": {"cpbd": [0.3, 0.2, 0.25]}})
+    for name in ("lse", "pose_offline"):
+        doc["metrics"][name] = {"info": {"name": name}, "options": {}, "status": "skipped",
+                                "aggregate": {}, "failures": {}, "per_clip": {},
+                                "skip_reason": f"cannot import metrics.{name}"}
+    t = build_table([doc])
+    assert t.columns == ["LSE-C", "LSE-D", "CPBD"]
+    assert t.cell_text("KDTalker", "LSE-C") == "— [1]"
+    other = build_table([doc], other=True)
+    assert other.columns == ["pose_offline"]
+    assert other.footnotes()[1] == ["KDTalker, pose_offline: skipped: cannot import metrics.pose_offline"]
+
+
+def test_other_outputs_table_lists_outputs_without_a_paper_column():
+    t = build_table(list(standard_runs().values()), other=True)
+    assert t.columns == ["diversity.pose_std_deg"]
+    # n always shown here (outputs such as fps.load_s are not per-clip); one candidate: no bold
+    assert t.cell_text("KDTalker", "diversity.pose_std_deg") == "6.000 ± 1.000 (n=3)"
+    assert t.caption.startswith("Outputs not in the paper's Table 1. hdtf-mini, N=3 clips")
+    assert t.cell_text("SadTalker", "diversity.pose_std_deg") == "— [1]"
+
+
+def test_comparison_display_leaves_out_rows_without_a_published_counterpart():
+    static = make_doc("static", {"cpbd": {"cpbd": [0.1, 0.2, 0.3]}})
+    disp = comparison_display(paper_comparison(build_table([standard_runs()["kdtalker"], static])))
+    assert list(disp.index) == ["KDTalker: paper", "KDTalker: ours", "KDTalker: Δ"]
