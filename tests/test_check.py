@@ -140,6 +140,8 @@ def test_tolerance_resolution_and_validation():
     assert t.get("lse", "lse_c")["rtol"] == 0.0
     assert t.get("cpbd", "cpbd")["atol"] == DEFAULT_TOLERANCES["default"]["atol"]
     assert t.get("fps", "fps")["rtol"] == 0.5
+    assert t.get("fps", "load_s")["check"] is False
+    assert Tolerances({"fps": {"load_s": {"check": True}}}).get("fps", "load_s")["check"] is True
     for bad in ({"lse": {"atl": 1}}, {"lse": {"atol": -1}}, {"lse": {"check": "no"}}, {"lse": 3}):
         with pytest.raises(KdbenchError):
             Tolerances(bad)
