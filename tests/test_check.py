@@ -251,3 +251,16 @@ def test_cli_exit_codes(tmp_path, base_doc, capsys):
     assert main(["check", str(other), "--baseline", str(b), "--json"]) == 2
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{"):])["incomparable"][0].startswith("manifest_id")
+
+
+def test_the_example_tolerance_file_and_workflow_agree(tmp_path, base_doc):
+    root = Path(__file__).resolve().parents[1]
+    tol = Tolerances.from_file(root / "examples" / "kdbench-tolerance.toml")
+    assert tol.get("fps", "fps")["check"] is False and tol.get("cpbd", "cpbd")["atol"] == 1e-4
+    workflow = (root / "examples" / "github-workflow-kdbench-check.yml").read_text()
+    assert "TOLERANCE: examples/kdbench-tolerance.toml" in workflow
+    assert 'kdbench check runs/ci --baseline "$BASELINE" --tolerance "$TOLERANCE"' in workflow
+    # with that file, an FPS collapse on a loaded runner does not fail the job, a CPBD change does
+    text = (root / "examples" / "kdbench-tolerance.toml").read_text()
+    assert _check(tmp_path, base_doc, _shift(base_doc, "fps", "fps", -20.0), tol=text)[0] == 0
+    assert _check(tmp_path, base_doc, _shift(base_doc, "cpbd", "cpbd", 5e-4), tol=text)[0] == 1
