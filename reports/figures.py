@@ -223,7 +223,11 @@ def plot_fps(runs: Sequence[RunResult | dict | str | Path], out_dir: str | Path,
         ax.scatter(v, np.full(v.size, i), s=12, color="black", zorder=3,
                    label="clips" if i == 0 else None)
         label = f"{data['mean'][i]:.2f}" + (f" ± {std[i]:.2f}" if data["n"][i] > 1 else "") + " FPS"
-        ax.text(0.3, i, label, va="center", ha="left", fontsize=8, color="black")
+        right = [data["mean"][i] + std[i], *v.tolist()]
+        if compare_paper and np.isfinite(data["paper"][i]):
+            right.append(data["paper"][i])
+        ax.text(max(right), i, "  " + label, va="center", ha="left", fontsize=8, color="black",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
     if compare_paper and np.isfinite(data["paper"]).any():
         ok = np.isfinite(data["paper"])
         ax.scatter(data["paper"][ok], y[ok], marker="D", s=36, color="white", edgecolor="black", zorder=4,
@@ -233,7 +237,7 @@ def plot_fps(runs: Sequence[RunResult | dict | str | Path], out_dir: str | Path,
     ax.set_ylim(len(rows) - 0.4, -0.6)
     ax.set_xlabel("frames per second (higher is better)")
     ax.set_xlim(0, max(30.0, float(np.nanmax(np.concatenate([data["mean"] + std, data["clip_value"],
-                                                             data["paper"]]))) * 1.12))
+                                                             data["paper"]]))) * 1.3))
     ax.grid(axis="x", alpha=0.3)
     fig.legend(fontsize=8, loc="outside lower center", ncols=4, frameon=False)
     ax.set_title("Inference speed per method", fontsize=11)
