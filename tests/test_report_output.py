@@ -127,7 +127,8 @@ def test_html_is_self_contained_and_embeds_the_figures(full_report):
 def test_report_without_figures_and_selected_formats(run_dirs, tmp_path):
     out = tmp_path / "r"
     written = write_report(run_dirs[:1], out, formats=["csv", "html"], figures=False)
-    assert sorted(p.name for p in written) == ["per_clip.parquet", "report.html", "table.csv"]
+    assert sorted(p.name for p in written) == ["other_outputs.csv", "per_clip.parquet", "report.html",
+                                               "table.csv"]
     assert "data:image" not in (out / "report.html").read_text()
     assert not (out / "figures").exists()
 
