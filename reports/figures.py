@@ -249,36 +249,83 @@ def plot_fps(runs: Sequence[RunResult | dict | str | Path], out_dir: str | Path,
                       + ("; diamonds = the paper's Table 1 (one RTX 4090)." if compare_paper else "."))
 
 
+POSE_METRICS = ("diversity", "pose_offline")
+"""Metrics whose per-clip records carry per-frame ``yaw_deg``/``pitch_deg``/``roll_deg``."""
+
+
+def _pose_heatmap(mod: Any, runs: Sequence[RunResult], out_dir: Path, options: dict[str, Any]) -> tuple[
+        list[Path], str]:
+    """Use ``reports.heatmap``'s pose API: ``angles_from_metrics(doc, metric)`` per run and
+    ``write_pose_heatmaps({row: angles}, png, **options)``. Returns (PNGs, pose metric used)."""
+    kind = options.pop("kind", None)
+    if kind not in (None, "pose"):
+        raise ValueError(f"reports.heatmap draws pose heatmaps only (asked for {kind!r})")
+    loaded = order_runs(list(runs))
+    labels = row_labels(loaded)
+
+    def angles(run: RunResult, metric: str) -> list[np.ndarray]:
+        entry = run.metrics.get(metric) or {}
+        if entry.get("status", "ok") != "ok":
+            return []
+        try:
+            return list(mod.angles_from_metrics(run.doc, metric=metric))
+        except (KeyError, ValueError, TypeError):
+            return []
+
+    best, best_angles = None, {}
+    for metric in POSE_METRICS:  # the pose source that covers the most runs (Hopenet first)
+        got = {lab: a for lab, r in zip(labels, loaded, strict=True) if (a := angles(r, metric))}
+        if len(got) > len(best_angles):
+            best, best_angles = metric, got
+    if not best_angles:
+        return [], ""
+    png = out_dir / "motion_heatmap.png"
+    gt = next((lab for lab, r in zip(labels, loaded, strict=True) if r.is_gt and lab in best_angles), None)
+    mod.write_pose_heatmaps(best_angles, png, gt=gt, **options)
+    return [png], best
+
+
 def heatmap_figures(runs: Sequence[RunResult], out_dir: str | Path, **options: Any) -> tuple[
         list[FigureFile], list[str]]:
-    """Motion heatmaps from :mod:`reports.heatmap` if that module exists (written separately).
+    """Motion heatmaps from :mod:`reports.heatmap` if that module exists (it is written separately).
 
-    Calls ``reports.heatmap.draw_heatmaps(run_dirs: list[Path], out_dir: Path, **options)``, which
-    returns the PNG paths it wrote (an ``.npz`` with the same stem is picked up). Returns (figures,
-    notes); a missing module or a failure becomes a note, never an exception."""
+    Uses ``reports.heatmap.draw_heatmaps(run_dirs, out_dir, **options) -> [png paths]`` when the
+    module has it, else its pose API (``angles_from_metrics`` + ``write_pose_heatmaps``) on the
+    per-frame head poses of the ``diversity`` (or ``pose_offline``) metric. An ``.npz`` next to a PNG
+    is picked up as its arrays. Returns (figures, notes): a missing module, missing pose data or a
+    failure becomes a note, never an exception."""
     if importlib.util.find_spec("reports.heatmap") is None:
         return [], ["motion heatmaps: not drawn (reports/heatmap.py is not present)"]
+    out_dir = Path(out_dir)
+    source = ""
     try:
         mod = importlib.import_module("reports.heatmap")
-        fn = getattr(mod, "draw_heatmaps", None)
-        if fn is None:
-            return [], ["motion heatmaps: reports.heatmap has no draw_heatmaps()"]
-        run_dirs = [r.path for r in runs if r.path is not None]
-        paths = fn(run_dirs, Path(out_dir), **options)
+        if hasattr(mod, "draw_heatmaps"):
+            run_dirs = [r.path for r in runs if r.path is not None]
+            paths = mod.draw_heatmaps(run_dirs, out_dir, **options)
+        elif hasattr(mod, "write_pose_heatmaps") and hasattr(mod, "angles_from_metrics"):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            paths, source = _pose_heatmap(mod, runs, out_dir, dict(options))
+        else:
+            return [], ["motion heatmaps: reports.heatmap has neither draw_heatmaps() nor "
+                        "write_pose_heatmaps()"]
     except Exception as e:  # a figure must not abort the report; say why it is missing
         return [], [f"motion heatmaps failed: {type(e).__name__}: {e}"]
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    caption = ("Head-motion heatmaps: yaw x pitch of every frame relative to the clip's first frame, "
+               "fraction of frames per bin, shared log colour scale"
+               + (f"; head pose from the {source} metric." if source else "."))
     figs = []
     for p in paths or []:
         p = Path(p)
         if p.suffix.lower() != ".png" or not p.is_file():
             continue
         npz = p.with_suffix(".npz")
-        figs.append(FigureFile(p.stem, "Motion heatmap", p, npz if npz.is_file() else None,
-                               "Head-motion heatmap (see reports/heatmap.py for its construction)."))
+        figs.append(FigureFile(p.stem, "Motion heatmap", p, npz if npz.is_file() else None, caption))
     if not figs:
-        return [], ["motion heatmaps: reports.heatmap wrote no PNG (no pose data in these runs?)"]
+        return [], ["motion heatmaps: not drawn (no run has per-frame head poses: evaluate with the "
+                    "diversity or pose_offline metric)"]
     return figs, []
 
 

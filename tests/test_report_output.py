@@ -194,3 +194,48 @@ def test_a_failing_heatmap_module_becomes_a_note(run_dirs, tmp_path, monkeypatch
     _fake_heatmap_module(monkeypatch, draw_heatmaps)
     figs, notes = heatmap_figures([load_run(d) for d in run_dirs], tmp_path)
     assert figs == [] and notes == ["motion heatmaps failed: RuntimeError: no pose data"]
+
+
+def test_heatmap_pose_api_gets_the_per_frame_angles_of_each_run(tmp_path, monkeypatch):
+    """reports.heatmap as written by the diversity work: angles_from_metrics + write_pose_heatmaps."""
+    from report_fixtures import make_doc, metric_entry
+
+    rng = np.random.default_rng(0)
+    inputs, dirs = {}, []
+    for method in ("kdtalker", "real", "static"):
+        yaw, pitch = rng.normal(0, 5, (2, 6)), rng.normal(0, 3, (2, 6))
+        pc = {c: {"pose_std_deg": 1.0, "yaw_deg": yaw[i].tolist(), "pitch_deg": pitch[i].tolist(),
+                  "roll_deg": [0.0] * 6} for i, c in enumerate(("a", "b"))}
+        doc = make_doc(method, {"cpbd": {"cpbd": [0.3, 0.2]}}, clips=["a", "b"])
+        if method != "static":  # static has no pose metric: left out of the heatmap
+            doc["metrics"]["pose_offline"] = metric_entry("diversity", pc)
+            inputs[doc["run"]["paper_row"]] = np.stack([yaw, pitch], axis=-1)
+        dirs.append(write_run(tmp_path / method, doc))
+    calls = {}
+
+    def angles_from_metrics(doc, metric="diversity"):
+        pcs = doc["metrics"][metric]["per_clip"]
+        return [np.stack([pcs[c][f"{k}_deg"] for k in ("yaw", "pitch", "roll")], axis=1) for c in sorted(pcs)]
+
+    def write_pose_heatmaps(angles_by_method, out_png, gt=None, **kw):
+        calls.update(angles=angles_by_method, gt=gt, kw=kw)
+        Image.new("RGB", (60, 20)).save(out_png)
+        np.savez(Path(out_png).with_suffix(".npz"), methods=np.array(list(angles_by_method)))
+
+    mod = types.ModuleType("reports.heatmap")
+    mod.__spec__ = importlib.machinery.ModuleSpec("reports.heatmap", None)
+    mod.angles_from_metrics, mod.write_pose_heatmaps = angles_from_metrics, write_pose_heatmaps
+    monkeypatch.setitem(sys.modules, "reports.heatmap", mod)
+
+    figs, notes = heatmap_figures([load_run(d) for d in dirs], tmp_path / "figs", kind="pose")
+    assert notes == [] and [f.name for f in figs] == ["motion_heatmap"]
+    assert list(calls["angles"]) == ["Real Video", "KDTalker"] and calls["gt"] == "Real Video"
+    assert calls["kw"] == {}
+    for row, arr in inputs.items():
+        got = np.stack(calls["angles"][row])[..., :2]
+        np.testing.assert_array_equal(got, arr)
+    assert "pose_offline metric" in figs[0].caption and figs[0].npz is not None
+    figs, notes = heatmap_figures([load_run(d) for d in dirs], tmp_path / "figs", kind="pixel")
+    assert figs == [] and "pose heatmaps only" in notes[0]
+    figs, notes = heatmap_figures([load_run(dirs[2])], tmp_path / "figs2")
+    assert figs == [] and "no run has per-frame head poses" in notes[0]
