@@ -107,6 +107,10 @@ def test_report_writes_every_format(full_report):
     assert cmp.loc["KDTalker", "FPS paper"] == 21.678
     assert cmp.loc["KDTalker", "FPS delta"] == pytest.approx(22.0 - 21.678)
 
+    other = pd.read_csv(out / "other_outputs.csv", index_col=0)
+    assert other.loc["KDTalker", "diversity.pose_std_deg"] == pytest.approx(6.0)
+    assert other.loc["KDTalker", "diversity.pose_std_deg n"] == 3
+
     pq = pd.read_parquet(out / "per_clip.parquet")
     sad = pq[(pq.row == "SadTalker") & (pq.output == "cpbd")]
     assert sad.value.tolist() == [0.30, 0.28, 0.29]
