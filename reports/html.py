@@ -21,6 +21,7 @@ table.results th,table.results td{padding:.3em .7em;text-align:center;border-bot
 table.results thead th{border-bottom:2px solid #444}
 table.results tbody th{text-align:left;white-space:nowrap}
 table.results tr.gt{background:#f4f4f4;font-style:italic}
+table.paper tr.delta td{color:#555;border-bottom:2px solid #ccc}
 ol.footnotes,p.note,.notes{font-size:.85em;color:#555}
 figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}

@@ -172,6 +172,8 @@ class ReportTable:
     precision: int = 3
     title: str = ""
     always_n: bool = False
+    _notes: tuple[dict[tuple[str, str], int], list[str]] | None = field(
+        default=None, repr=False, compare=False)
 
     # -- numbers --------------------------------------------------------------------------------
     @property
@@ -226,9 +228,12 @@ class ReportTable:
 
     def footnotes(self) -> tuple[dict[tuple[str, str], int], list[str]]:
         """Footnote number per (row, column) that has one, and the footnote texts (numbered from 1).
+        Computed once per table (the table is not meant to change after :func:`build_table`).
 
         A skip/error reason shared by several rows is one footnote naming those rows; per-clip
         failures get one footnote per row and metric, with the count of each reason."""
+        if self._notes is not None:
+            return self._notes
         keys: list[str] = []
         rows_of: dict[str, list[str]] = {}
         marks: dict[tuple[str, str], int] = {}
@@ -250,7 +255,8 @@ class ReportTable:
                     rows_of[key].append(row)
                 marks[(row, col)] = keys.index(key) + 1
         texts = [f"{', '.join(rows_of[k])}, {k}" if rows_of[k] else k for k in keys]
-        return marks, texts
+        self._notes = (marks, texts)
+        return self._notes
 
     def cell_text(self, row: str, column: str, fmt: str = "md") -> str:
         """Cell as text for ``fmt`` in md | tex | html | plain (bold best, footnote mark)."""
@@ -283,7 +289,7 @@ class ReportTable:
     def header(self, column: str, fmt: str = "md") -> str:
         hib = self.higher_is_better(column)
         if hib is None:
-            return column
+            return _tex_escape(column) if fmt == "tex" else column
         if fmt == "tex":
             return f"{_tex_escape(column)} $\\{'uparrow' if hib else 'downarrow'}$"
         return f"{column} {'↑' if hib else '↓'}"
@@ -578,10 +584,17 @@ def comparison_latex(table: ReportTable, label: str = "tab:kdbench-paper") -> st
 
 
 def comparison_html(table: ReportTable) -> str:
+    """The paper comparison as an HTML ``<table>`` (rows: paper / ours / Δ per method)."""
+    esc = _html.escape
     disp = comparison_display(paper_comparison(table), table.precision)
-    return (f'<table class="results paper"><caption>{_html.escape(PAPER_NOTE)}</caption>'
-            + disp.to_html(header=True, index=True, border=0).split(">", 1)[1].rsplit("</table>", 1)[0]
-            + "</table>")
+    head = "".join(f"<th>{esc(c)}</th>" for c in disp.columns)
+    body = []
+    for label, row in disp.iterrows():
+        cls = ' class="delta"' if str(label).endswith(": Δ") else ""
+        tds = "".join(f"<td>{esc(v)}</td>" for v in row)
+        body.append(f"<tr{cls}><th>{esc(str(label))}</th>{tds}</tr>")
+    return (f'<table class="results paper"><caption>{esc(PAPER_NOTE)}</caption><thead><tr><th></th>{head}'
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
 # ---------------------------------------------------------------------------------------------
