@@ -312,9 +312,14 @@ def compare(res: RunResult, base: RunResult, tolerances: Tolerances | None = Non
         assert r is not None
         for out in _outputs(b):
             tol = tolerances.get(name, out)
-            bm = ((b.get("aggregate") or {}).get(out) or {}).get("mean")
-            rm = ((r.get("aggregate") or {}).get(out) or {}).get("mean")
-            rows.append(_compare_value(name, out, bm, rm, tol))
+            ba = (b.get("aggregate") or {}).get(out) or {}
+            ra = (r.get("aggregate") or {}).get(out) or {}
+            row = _compare_value(name, out, ba.get("mean"), ra.get("mean"), tol)
+            if tol["check"] and ba.get("n") != ra.get("n") and row.status in ("ok", "DRIFT"):
+                # a clip without a value (NaN) that is not a recorded failure changes n, not the failures
+                row.status = "DRIFT"
+                row.note = f"n {ba.get('n')} -> {ra.get('n')}"
+            rows.append(row)
             if per_clip:
                 bclips, rclips = b.get("per_clip") or {}, r.get("per_clip") or {}
                 for clip in sorted(set(bclips) | set(rclips)):

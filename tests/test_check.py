@@ -264,3 +264,10 @@ def test_the_example_tolerance_file_and_workflow_agree(tmp_path, base_doc):
     text = (root / "examples" / "kdbench-tolerance.toml").read_text()
     assert _check(tmp_path, base_doc, _shift(base_doc, "fps", "fps", -20.0), tol=text)[0] == 0
     assert _check(tmp_path, base_doc, _shift(base_doc, "cpbd", "cpbd", 5e-4), tol=text)[0] == 1
+
+
+def test_a_changed_n_is_drift_even_when_the_mean_agrees(tmp_path, base_doc):
+    res = copy.deepcopy(base_doc)
+    res["metrics"]["cpbd"]["aggregate"]["cpbd"]["n"] = 2  # e.g. one clip scored NaN, not recorded as failed
+    rc, text = _check(tmp_path, base_doc, res)
+    assert rc == 1 and "DRIFT (n 3 -> 2)" in text
