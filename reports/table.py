@@ -223,7 +223,7 @@ class ReportTable:
     @property
     def show_n(self) -> bool:
         """Show n per cell only when it varies between cells or some clips failed."""
-        ns = {c.n for c in self.cells.values() if c.status == "ok"}
+        ns = {c.n for c in self.cells.values() if c.status == "ok" and c.n is not None}
         return self.always_n or len(ns) > 1 or any(c.failed for c in self.cells.values() if c.status == "ok")
 
     def footnotes(self) -> tuple[dict[tuple[str, str], int], list[str]]:
