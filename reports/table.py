@@ -172,6 +172,8 @@ class ReportTable:
     precision: int = 3
     title: str = ""
     always_n: bool = False
+    transpose: bool = False
+    """Display (md/tex/html) with methods as columns: for tables with many columns."""
     _notes: tuple[dict[tuple[str, str], int], list[str]] | None = field(
         default=None, repr=False, compare=False)
 
@@ -300,9 +302,19 @@ class ReportTable:
 
         data = {self.header(col, fmt): [self.cell_text(row, col, fmt) for row in self.rows]
                 for col in self.columns}
-        if fmt == "tex":
-            return pd.DataFrame(data, index=pd.Index([_tex_escape(r) for r in self.rows], name=None))
-        return pd.DataFrame(data, index=pd.Index(list(self.rows), name="Method"))
+        rows = [_tex_escape(r) for r in self.rows] if fmt == "tex" else list(self.rows)
+        df = pd.DataFrame(data, index=pd.Index(rows, name=None if fmt == "tex" else "Method"))
+        if self.transpose:
+            df = df.T
+            df.index.name = None if fmt == "tex" else "Output"
+            df.columns.name = None
+        return df
+
+    def _bold_mask(self) -> list[list[bool]]:
+        """``mask[i][j]``: display cell (i, j) is a best value (follows :attr:`transpose`)."""
+        best = {(r, c) for c in self.columns for r in self.best_rows(c)}
+        mask = [[(r, c) in best for c in self.columns] for r in self.rows]
+        return [list(x) for x in zip(*mask, strict=True)] if self.transpose and mask else mask
 
     @property
     def caption(self) -> str:
@@ -320,19 +332,17 @@ class ReportTable:
 
     def to_latex(self, label: str = "tab:kdbench") -> str:
         disp = self.display("tex")
-        best = {(r, c) for c in self.columns for r in self.best_rows(c)}
-        rows, cols = list(self.rows), list(self.columns)
+        mask = self._bold_mask()
 
         def bold(df):
             import pandas as pd
 
-            return pd.DataFrame([["font-weight: bold;" if (rows[i], cols[j]) in best else ""
-                                  for j in range(len(cols))] for i in range(len(rows))],
+            return pd.DataFrame([["font-weight: bold;" if b else "" for b in row] for row in mask],
                                 index=df.index, columns=df.columns)
 
         styler = disp.style.apply(bold, axis=None)
         tex = styler.to_latex(hrules=True, convert_css=True, caption=_tex_escape(self.caption), label=label,
-                              position_float="centering", column_format="l" + "c" * len(cols),
+                              position_float="centering", column_format="l" + "c" * disp.shape[1],
                               environment="table")
         _, notes = self.footnotes()
         lines = [f"\\textsuperscript{{{i}}}{_tex_escape(t)}" for i, t in enumerate(notes, 1)]
@@ -357,17 +367,19 @@ class ReportTable:
     def to_html(self) -> str:
         """An HTML ``<table>`` fragment with caption and footnotes (no external resources)."""
         esc = _html.escape
-        head = "".join(f"<th>{esc(self.header(c, 'html'))}</th>" for c in self.columns)
+        disp = self.display("html")
+        head = "".join(f"<th>{esc(str(c))}</th>" for c in disp.columns)
         body = []
-        for r in self.rows:
-            cls = ' class="gt"' if r in self.gt_rows else ""
-            tds = "".join(f"<td>{self.cell_text(r, c, 'html')}</td>" for c in self.columns)
-            body.append(f"<tr{cls}><th>{esc(r)}</th>{tds}</tr>")
+        for label, row in disp.iterrows():
+            cls = ' class="gt"' if not self.transpose and label in self.gt_rows else ""
+            tds = "".join(f"<td>{v}</td>" for v in row)  # cell_text(..., "html") is already markup
+            body.append(f"<tr{cls}><th>{esc(str(label))}</th>{tds}</tr>")
+        corner = esc(str(disp.index.name or ""))
         _, notes = self.footnotes()
         foot = "".join(f"<li value=\"{i}\">{esc(t)}</li>" for i, t in enumerate(notes, 1))
         missing = any(c.status == "missing" for c in self.cells.values())
         return (f'<table class="results"><caption>{esc(self.caption)}</caption>'
-                f"<thead><tr><th>Method</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+                f"<thead><tr><th>{corner}</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
                 + (f'<ol class="footnotes">{foot}</ol>' if notes else "")
                 + (f'<p class="note">{DASH} not evaluated in that run.</p>' if missing else ""))
 
@@ -465,7 +477,8 @@ def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 
     by_label = dict(zip(labels, loaded, strict=True))
     return ReportTable(rows=labels, columns=list(columns), cells=cells, runs=by_label,
                        gt_rows={lab for lab, r in by_label.items() if r.is_gt}, precision=precision,
-                       title="Outputs not in the paper's Table 1" if other else "", always_n=other)
+                       title="Outputs not in the paper's Table 1" if other else "", always_n=other,
+                       transpose=other)
 
 
 # ---------------------------------------------------------------------------------------------

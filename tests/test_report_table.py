@@ -364,3 +364,20 @@ def test_comparison_display_leaves_out_rows_without_a_published_counterpart():
     static = make_doc("static", {"cpbd": {"cpbd": [0.1, 0.2, 0.3]}})
     disp = comparison_display(paper_comparison(build_table([standard_runs()["kdtalker"], static])))
     assert list(disp.index) == ["KDTalker: paper", "KDTalker: ours", "KDTalker: Δ"]
+
+
+def test_other_outputs_are_displayed_transposed_with_bold_in_the_right_cell():
+    docs = [full_doc("real", 1.0), full_doc("kdtalker", 0.3), full_doc("sadtalker", 0.1)]
+    docs[2]["metrics"]["diversity"]["aggregate"]["pose_std_deg"]["mean"] = 9.0
+    t = build_table(docs, other=True)
+    disp = t.display("md")
+    assert list(disp.columns) == ["Real Video", "KDTalker", "SadTalker"]
+    assert list(disp.index) == ["diversity.pose_std_deg ↑"]
+    assert disp.loc["diversity.pose_std_deg ↑", "SadTalker"].startswith("**9.000 ± ")
+    assert not disp.loc["diversity.pose_std_deg ↑", "KDTalker"].startswith("**")
+    tex = t.to_latex()
+    row = next(line for line in tex.splitlines() if line.startswith("diversity.pose"))
+    cells = row.rstrip(" \\").split(" & ")
+    assert cells[0] == "diversity.pose\\_std\\_deg $\\uparrow$"
+    assert [c.startswith("\\bfseries") for c in cells[1:]] == [False, False, True]
+    assert "<th>Output</th><th>Real Video</th>" in t.to_html()
