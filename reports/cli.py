@@ -1,0 +1,215 @@
+"""``kdbench report`` and ``kdbench check`` subcommands (wired into ``kdbench/cli.py``).
+
+Each ``add_*_parser(subparsers)`` registers one subcommand whose ``func(args) -> int`` is the exit
+code. :func:`write_report` is the library entry point behind ``kdbench report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kdbench.errors import KdbenchError
+
+FORMATS = ("md", "tex", "csv", "html")
+
+REPORT_EPILOG = """\
+examples:
+  kdbench report runs/real runs/kdtalker --out report/
+  kdbench report runs/* --format md,html --compare-paper
+  kdbench report runs/kdtalker --format csv --no-figures
+
+writes, under --out (default: RUN_DIR/report for one run, ./kdbench-report for several):
+  table.md, table.tex, table.csv   Table 1 layout: GT row first, best per column in bold,
+                                   mean ± std (n), failures counted, skipped metrics footnoted
+  report.html                      self-contained page with the table and embedded figures
+  per_clip.parquet                 every per-clip value (long format)
+  paper_comparison.csv             with --compare-paper: paper, measured and delta per cell
+  figures/*.png + *.npz            per-clip distributions, FPS per method, motion heatmaps
+"""
+
+CHECK_EPILOG = """\
+examples:
+  kdbench check runs/ci --baseline tests/baselines/ci_metrics.json
+  kdbench check runs/ci/metrics.json --baseline baseline.json --tolerance tol.toml --per-clip
+  kdbench check runs/ci --baseline baseline.json --json > check.json
+
+exit status:
+  0  every value within tolerance
+  1  drift: a value outside tolerance, a metric missing, or a changed number of failed clips
+  2  not comparable: different manifest_id, method, metric version, protocol or weight
+     checksum (each named), or an unreadable input
+
+tolerance file (TOML; |result - baseline| <= atol + rtol * |baseline|):
+  [default]        atol = 1e-3, rtol = 1e-3     (built-in; fid: atol 0.01; fps: rtol 0.5;
+                                                fps.load_s: not checked)
+  [fid]            atol = 0.05                  (a whole metric)
+  [lse.lse_d]      atol = 0.02                  (one output)
+  [fps]            check = false                (not compared)
+"""
+
+
+def _formats(text: str) -> list[str]:
+    fmts = [f.strip().lower() for f in text.split(",") if f.strip()]
+    aliases = {"markdown": "md", "latex": "tex"}
+    fmts = [aliases.get(f, f) for f in fmts]
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown format(s) {bad}; choose from {','.join(FORMATS)}")
+    return fmts
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Sequence[str] = FORMATS,
+                 compare_paper: bool = False, figures: bool = True, precision: int = 3,
+                 heatmap_options: dict[str, Any] | None = None, title: str = "kdbench report") -> list[Path]:
+    """Write the report files for ``run_dirs`` into ``out``; returns the paths written."""
+    from .runs import load_run
+    from .table import build_table, comparison_latex, comparison_markdown, paper_comparison, per_clip_frame
+
+    runs = [load_run(p) for p in run_dirs]
+    table = build_table(runs, precision=precision)
+    other = build_table(runs, precision=precision, other=True)
+    if not other.columns:
+        other = None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    notes: list[str] = []
+    figs = []
+    if figures:
+        from .figures import all_figures
+
+        figs, fig_notes = all_figures(list(table.runs.values()), out / "figures", compare_paper=compare_paper,
+                                      heatmap_options=heatmap_options)
+        notes += fig_notes
+        written += [p for f in figs for p in (f.png, f.npz) if p is not None]
+
+    def put(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+
+    if "md" in formats:
+        md = table.to_markdown()
+        if compare_paper:
+            md += "\n" + comparison_markdown(table)
+        if other is not None:
+            md += "\n" + other.to_markdown()
+        if figs:
+            md += "\n" + "\n".join(f"![{f.title}]({f.png.relative_to(out).as_posix()})" for f in figs) + "\n"
+        if notes:
+            md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+        put("table.md", md)
+    if "tex" in formats:
+        tex = "% requires \\usepackage{booktabs}\n" + table.to_latex()
+        if compare_paper:
+            tex += "\n" + comparison_latex(table)
+        if other is not None:
+            tex += "\n" + other.to_latex(label="tab:kdbench-other")
+        put("table.tex", tex)
+    if "csv" in formats:
+        put("table.csv", table.to_csv())
+        if compare_paper:
+            cmp = paper_comparison(table)
+            cmp.columns = [f"{c} {k}".strip() for c, k in cmp.columns]
+            put("paper_comparison.csv", cmp.to_csv())
+        if other is not None:
+            put("other_outputs.csv", other.to_csv())
+    if "html" in formats:
+        from .html import write_html
+
+        written.append(write_html(out / "report.html", table, figs, compare_paper, notes, title, other=other))
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        notes.append("per_clip.parquet not written: pyarrow is not installed (pip install kdbench[report])")
+    else:
+        path = out / "per_clip.parquet"
+        per_clip_frame(list(table.runs.values())).to_parquet(path, index=False)
+        written.append(path)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    return written
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        out = Path(args.out)
+    elif len(args.run_dirs) == 1:
+        out = Path(args.run_dirs[0]) / "report"
+    else:
+        out = Path("kdbench-report")
+    heat = {"kind": args.heatmap} if args.heatmap else None
+    try:
+        written = write_report(args.run_dirs, out, formats=args.format, compare_paper=args.compare_paper,
+                               figures=not args.no_figures, precision=args.precision, heatmap_options=heat,
+                               title=args.title)
+    except KdbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for p in written:
+        print(p)
+    return 0
+
+
+def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``kdbench report``."""
+    p = subparsers.add_parser(
+        "report", help="paper-style tables (md/tex/csv/html) and figures from evaluated runs",
+        description="Build the Table 1-style report (methods x LSE-C, LSE-D, Diversity, FID, CPBD, CSIM, "
+                    "FPS) from one or more evaluated run folders (each holding metrics.json).",
+        epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s) or metrics.json file(s)")
+    p.add_argument("--out", metavar="DIR", default=None, help="output folder (see below for the default)")
+    p.add_argument("--format", type=_formats, default=list(FORMATS),
+                   help="comma-separated subset of md,tex,csv,html (default: all)")
+    p.add_argument("--compare-paper", action="store_true",
+                   help="add the KDTalker paper's Table 1 side by side with the measured values and deltas")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures (no matplotlib needed)")
+    p.add_argument("--heatmap", choices=("pose", "pixel"), default=None,
+                   help="motion heatmap variant passed to reports.heatmap (default: its own)")
+    p.add_argument("--precision", type=int, default=3,
+                   help="decimals in the tables (default: 3, as in the paper)")
+    p.add_argument("--title", default="kdbench report", help="title of the HTML page")
+    p.set_defaults(func=_run_report)
+    return p
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    from .check import run_check
+
+    return run_check(args.results, args.baseline, args.tolerance, per_clip=args.per_clip, as_json=args.json)
+
+
+def add_check_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``kdbench check``."""
+    p = subparsers.add_parser(
+        "check", help="compare results with a stored baseline (CI drift check; exit 0/1/2)",
+        description="Compare the per-metric aggregates (and optionally per-clip values) of RESULTS with a "
+                    "baseline results file, within per-metric absolute/relative tolerances.",
+        epilog=CHECK_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", metavar="RESULTS", help="run folder or metrics.json to check")
+    p.add_argument("--baseline", required=True, metavar="BASELINE",
+                   help="baseline run folder or metrics.json")
+    p.add_argument("--tolerance", metavar="FILE", default=None, help="TOML tolerance overrides (see below)")
+    p.add_argument("--per-clip", action="store_true", help="also compare every clip's values")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of the table")
+    p.set_defaults(func=_run_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m reports.cli report ...``) until kdbench/cli.py wires these in."""
+    parser = argparse.ArgumentParser(prog="kdbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_report_parser(sub)
+    add_check_parser(sub)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Loading evaluated runs (``metrics.json`` + ``config.json`` + ``env.json``) for reports and checks.
+
+A run folder holds ``metrics.json`` written by the evaluator (schema ``kdbench.metrics/1``)::
+
+    {"schema": "kdbench.metrics/1",
+     "run": {"method": "kdtalker", "paper_row": "KDTalker", "config": {...}},
+     "dataset": {"name": "hdtf-mini", "n_clips": 1, "manifest_id": "..."},
+     "env": {"device": "cuda", "gpu": "NVIDIA H100 ..."},
+     "weights": {name: {"sha256": "...", "verified": true}},
+     "metrics": {NAME: {"info": MetricInfo.to_json(), "options": {...}, "status": "ok"|"skipped"|"error",
+                        "skip_reason": str|null, "aggregate": {output: {"mean","std","n"}},
+                        "failures": {clip_id: reason}, "per_clip": {clip_id: {output: value}}}}}
+
+and optionally ``config.json`` (with ``method``) and ``env.json`` (with ``device``/``gpu``). Only the
+standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdbench.errors import KdbenchError
+
+METRICS_FILE = "metrics.json"
+SCHEMA = "kdbench.metrics/1"
+GT_METHODS = frozenset({"real"})
+"""Methods whose row is the ground truth ("Real Video")."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise KdbenchError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise KdbenchError(f"{path} does not hold a JSON object")
+    return data
+
+
+@dataclass
+class RunResult:
+    """One evaluated run: its ``metrics.json`` document plus the run folder's config and env."""
+
+    doc: dict[str, Any]
+    path: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+
+    # -- identity -------------------------------------------------------------------------------
+    @property
+    def run(self) -> dict[str, Any]:
+        return self.doc.get("run") or {}
+
+    @property
+    def method(self) -> str:
+        return str(self.run.get("method") or self.config.get("method") or "unknown")
+
+    @property
+    def paper_row(self) -> str | None:
+        row = self.run.get("paper_row")
+        return str(row) if row else None
+
+    @property
+    def is_gt(self) -> bool:
+        return self.method in GT_METHODS or self.paper_row == "Real Video"
+
+    @property
+    def name(self) -> str:
+        """A short name of the run (its folder name, else its method)."""
+        if self.path is not None:
+            p = self.path.parent if self.path.name == METRICS_FILE else self.path
+            return p.name
+        return self.method
+
+    @property
+    def label(self) -> str:
+        """The table row name: Table 1's row (``paper_row``) when known, else the method name."""
+        return self.paper_row or self.method
+
+    # -- provenance -----------------------------------------------------------------------------
+    @property
+    def dataset(self) -> dict[str, Any]:
+        return self.doc.get("dataset") or {}
+
+    @property
+    def manifest_id(self) -> str | None:
+        return self.dataset.get("manifest_id")
+
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        return self.doc.get("metrics") or {}
+
+    @property
+    def weights(self) -> dict[str, dict[str, Any]]:
+        return self.doc.get("weights") or {}
+
+    def env_value(self, key: str) -> Any:
+        """``key`` from ``metrics.json["env"]``, else from ``env.json``."""
+        for src in (self.doc.get("env") or {}, self.env):
+            if src.get(key) not in (None, ""):
+                return src[key]
+        return None
+
+    @property
+    def device(self) -> str:
+        """Human-readable device, e.g. ``"cuda (NVIDIA H100 80GB HBM3)"`` or ``"cpu"``; ``"unknown"``."""
+        device = self.env_value("device")
+        gpu = self.env_value("gpu")
+        if isinstance(gpu, dict):
+            gpu = gpu.get("name")
+        elif isinstance(gpu, list):
+            gpu = ", ".join(str(g.get("name", g)) if isinstance(g, dict) else str(g) for g in gpu)
+        if device and gpu and str(device) != "cpu":
+            return f"{device} ({gpu})"
+        return str(device or gpu or "unknown")
+
+
+def load_run(path: str | Path) -> RunResult:
+    """Load a run folder (or a ``metrics.json`` file directly). Raises :class:`KdbenchError`."""
+    p = Path(path)
+    metrics_path = p / METRICS_FILE if p.is_dir() else p
+    if not metrics_path.is_file():
+        raise KdbenchError(f"no {METRICS_FILE} at {p} (expected a run folder evaluated by `kdbench`)")
+    doc = _read_json(metrics_path)
+    schema = doc.get("schema")
+    if schema is not None and schema != SCHEMA:
+        raise KdbenchError(f"{metrics_path}: schema {schema!r} is not {SCHEMA!r}")
+    if not isinstance(doc.get("metrics"), dict):
+        raise KdbenchError(f"{metrics_path}: no 'metrics' object")
+    folder = metrics_path.parent
+    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    env = _read_json(folder / "env.json") if (folder / "env.json").is_file() else {}
+    return RunResult(doc=doc, path=folder if p.is_dir() else metrics_path, config=config, env=env)
+
+
+def as_run(obj: RunResult | dict[str, Any] | str | Path) -> RunResult:
+    """Accept a :class:`RunResult`, a ``metrics.json`` dict, or a path."""
+    if isinstance(obj, RunResult):
+        return obj
+    if isinstance(obj, dict):
+        return RunResult(doc=obj)
+    return load_run(obj)
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number, else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
