@@ -187,12 +187,13 @@ def cmd_sweep(args) -> int:
         run_method(args.method, ds, run_dir, options={**sets, key: v}, seed=args.seed, device=args.device,
                    limit=args.limit, warmup=args.warmup, progress=not args.quiet)
         docs.append(evaluate_run(run_dir, metrics, device=args.device, progress=not args.quiet))
-    from reports.table import sweep_table
+    from reports.table import sweep_markdown, sweep_table
 
     table = sweep_table(docs, key)
-    (out / "sweep.md").write_text(table.to_markdown() + "\n")
+    md = sweep_markdown(table)
+    (out / "sweep.md").write_text(md + "\n")
     table.to_csv(out / "sweep.csv")
-    print(table.to_markdown())
+    print(md)
     print(f"wrote {out / 'sweep.md'}")
     return 0
 

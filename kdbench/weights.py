@@ -18,13 +18,12 @@ import importlib.util
 import json
 import os
 import shutil
+import tomllib
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from .errors import WeightsChecksumError, WeightsMissing
 
