@@ -45,12 +45,13 @@ def logit_std(logits: np.ndarray) -> np.ndarray:
     """KDTalker's per-axis diversity of one clip: ``logits: float[N,3,66]`` -> ``float64[3]``.
 
     ``out[a] = mean_b std_j logits[j,a,b]`` with the population std (``np.std``, ddof=0) over the N
-    faces — cal_std.py lines 14-20.
+    faces — cal_std.py lines 14-20. Computed on deviations from the first face (std is shift-invariant;
+    differs from ``np.std`` on the raw logits by rounding only), so identical faces give exactly 0.
     """
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 3 or z.shape[1] != 3:
         raise ValueError(f"expected logits [N,3,bins], got {z.shape}")
-    return z.std(axis=0).mean(axis=-1)
+    return (z - z[:1]).std(axis=0).mean(axis=-1)
 
 
 def angles_from_logits(logits: np.ndarray) -> np.ndarray:
@@ -67,11 +68,12 @@ def angles_from_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def angle_std(angles: np.ndarray) -> np.ndarray:
-    """Per-axis population std over frames of ``angles: float[N,3]`` (degrees) -> ``float64[3]``."""
+    """Per-axis population std over frames of ``angles: float[N,3]`` (degrees) -> ``float64[3]``
+    (on deviations from the first frame, as :func:`logit_std`)."""
     a = np.asarray(angles, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3:
         raise ValueError(f"expected angles [N,3], got {a.shape}")
-    return a.std(axis=0)
+    return (a - a[:1]).std(axis=0)
 
 
 def overall(per_axis: np.ndarray) -> float:

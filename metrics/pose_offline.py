@@ -91,11 +91,15 @@ def head_pose_from_points(points2d: np.ndarray, width: int, height: int) -> np.n
 
 
 def pose_std(angles: np.ndarray) -> np.ndarray:
-    """Per-axis population std over frames of ``angles: float[N,3]`` degrees -> ``float64[3]``."""
+    """Per-axis population std over frames of ``angles: float[N,3]`` degrees -> ``float64[3]``.
+
+    Computed on the deviations from the first frame (std is shift-invariant), so a constant pose gives
+    exactly 0 rather than rounding noise.
+    """
     a = np.asarray(angles, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 3:
         raise ValueError(f"expected angles [N,3], got {a.shape}")
-    return a.std(axis=0)
+    return (a - a[:1]).std(axis=0)
 
 
 def frame_angles(frames: np.ndarray, detections: list[list[tuple]], predictor: Any,

@@ -107,8 +107,8 @@ def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], ou
     m = len(hist["methods"])
     fig, axes = plt.subplots(1, max(m, 1), figsize=(3.2 * max(m, 1) + 0.9, 3.4), squeeze=False,
                              constrained_layout=True)
-    cmap = plt.get_cmap("magma").copy()
-    cmap.set_bad(cmap(0.0))
+    base = plt.get_cmap("magma")
+    cmap = base.with_extremes(bad=base(0.0))
     im = None
     for i, ax in enumerate(axes[0]):
         if i >= m:

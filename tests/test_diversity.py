@@ -136,6 +136,12 @@ def test_logit_std_hand_computed():
     zb[1, 1] = 2.0                         # pitch std 1
     got = D.dataset_diversity([z, zb])
     assert got == pytest.approx({"yaw": 2.0, "pitch": 0.5, "roll": 0.75, "overall": 3.25 / 3})
+    # cal_std.py's literal expressions on random logits
+    data = np.random.default_rng(0).normal(0, 2, (37, 3, 66)).astype(np.float32)
+    lit = [np.mean(np.std(data[:, a, :], axis=0)) for a in range(3)]
+    np.testing.assert_allclose(D.logit_std(data), lit, rtol=1e-6)
+    # identical faces: exactly zero (no rounding residue)
+    assert D.logit_std(np.repeat(data[:1], 200, axis=0)).tolist() == [0.0, 0.0, 0.0]
 
 
 def test_angles_from_known_bins():
@@ -198,9 +204,10 @@ def test_batched_extraction_equals_per_face_forward(random_ckpt):
     assert face.frame_index.tolist() == [0, 3, 4, 4]
     want = []
     with torch.no_grad():
-        for t, d in ((0, dets[0][0]), (3, dets[3][0]), (4, dets[4][0]), (4, dets[4][1])):
+        for t, d in ((0, dets[0][0]), (4, dets[4][0]), (4, dets[4][1])):
             x = preprocess_crop(frames[t], expand_box(*d[:4], 100, 120)).unsqueeze(0)
             want.append(torch.cat(model(x), 0).numpy())       # (3, 66) as np.concatenate((yaw,pitch,roll), 0)
+    want.insert(1, want[0])                                    # frame 3 = frame 0
     np.testing.assert_allclose(face.logits, np.stack(want), atol=1e-4)
     np.testing.assert_array_equal(face.logits[0], face.logits[1])
     rec = D.clip_record(face)
