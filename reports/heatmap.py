@@ -2,8 +2,9 @@
 
 For each method, every frame of every clip contributes its (yaw, pitch) in degrees with the clip's
 first-frame pose subtracted (``relative=True``), so the panel shows how the head *moves*, not where it
-points. The 2-D histogram uses fixed bins and range (defaults: 60 x 60 bins over +-30 degrees) and is
-normalised to the fraction of that method's frames, so methods with different clip counts compare;
+points. The 2-D histogram uses fixed bins and range (defaults: 2-degree bins centred on whole multiples
+of 2, covering +-40 degrees, 41 x 41 bins; zero motion falls in the centre bin) and is normalised
+to the fraction of that method's frames, so methods with different clip counts compare;
 all panels share one logarithmic colour scale; the GT panel comes first. The arrays are saved next to
 the PNG (``.npz``) so they can be checked without reading pixels.
 
@@ -53,16 +54,24 @@ def order_methods(names: Sequence[str], gt: str | None = None) -> list[str]:
     return ([first] if first else []) + [n for n in names if n != first]
 
 
-def pose_histograms(angles_by_method: Mapping[str, Sequence[np.ndarray]], *, bins: int = 60,
-                    range_deg: float = 30.0, relative: bool = True, gt: str | None = None) -> dict[str, Any]:
+def bin_edges(range_deg: float = 40.0, bin_deg: float = 2.0) -> np.ndarray:
+    """Edges ``float64[B+1]`` of bins ``bin_deg`` wide centred on ``-range_deg, ..., 0, ..., +range_deg``."""
+    n = int(round(range_deg / bin_deg))
+    return (np.arange(-n, n + 2) - 0.5) * bin_deg
+
+
+def pose_histograms(angles_by_method: Mapping[str, Sequence[np.ndarray]], *, range_deg: float = 40.0,
+                    bin_deg: float = 2.0, relative: bool = True, gt: str | None = None) -> dict[str, Any]:
     """Yaw x pitch histograms. ``angles_by_method[m]``: per-clip ``float[T,3]`` (yaw, pitch, roll) degrees.
 
-    Returns ``{"methods": str[M], "counts": int64[M,bins,bins]`` (axis 1 = yaw, axis 2 = pitch),
-    ``"density": float64[M,bins,bins]`` (counts / frames of that method), ``"yaw_edges"``,
-    ``"pitch_edges"``: ``float64[bins+1]``, ``"n_frames": int64[M]`` (all frames),
+    Bins: :func:`bin_edges` (B = 2 * range_deg / bin_deg + 1 bins per axis).
+    Returns ``{"methods": str[M], "counts": int64[M,B,B]`` (axis 1 = yaw, axis 2 = pitch),
+    ``"density": float64[M,B,B]`` (counts / frames of that method), ``"yaw_edges"``,
+    ``"pitch_edges"``: ``float64[B+1]``, ``"n_frames": int64[M]`` (all frames),
     ``"n_outside": int64[M]`` (frames outside the range), ``"relative": bool}``.
     """
-    edges = np.linspace(-range_deg, range_deg, bins + 1)
+    edges = bin_edges(range_deg, bin_deg)
+    bins = len(edges) - 1
     methods = order_methods(list(angles_by_method), gt)
     counts = np.zeros((len(methods), bins, bins), np.int64)
     n_frames = np.zeros(len(methods), np.int64)
@@ -84,8 +93,8 @@ def pose_histograms(angles_by_method: Mapping[str, Sequence[np.ndarray]], *, bin
 
 
 def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], out_png: str | os.PathLike, *,
-                        bins: int = 60, range_deg: float = 30.0, relative: bool = True, gt: str | None = None,
-                        title: str | None = None) -> dict[str, Any]:
+                        range_deg: float = 40.0, bin_deg: float = 2.0, relative: bool = True,
+                        gt: str | None = None, title: str | None = None) -> dict[str, Any]:
     """Draw :func:`pose_histograms` as one panel per method (GT first, shared log colour scale) into
     ``out_png`` and save the arrays to ``out_png`` with suffix ``.npz``. Returns the arrays."""
     import matplotlib
@@ -94,7 +103,7 @@ def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], ou
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    hist = pose_histograms(angles_by_method, bins=bins, range_deg=range_deg, relative=relative, gt=gt)
+    hist = pose_histograms(angles_by_method, range_deg=range_deg, bin_deg=bin_deg, relative=relative, gt=gt)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out_png.with_suffix(".npz"), **hist)
@@ -102,28 +111,28 @@ def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], ou
     dens = hist["density"]
     pos = dens[dens > 0]
     vmax = float(pos.max()) if pos.size else 1.0
-    vmin = float(pos.min()) if pos.size else vmax / 1e3
-    vmin = min(vmin, vmax / 10.0)
+    # below the smallest non-empty bin, so a single frame still shows a colour distinct from empty (white)
+    vmin = min(float(pos.min()) if pos.size else vmax, vmax / 10.0) / 2.0
     m = len(hist["methods"])
-    fig, axes = plt.subplots(1, max(m, 1), figsize=(3.2 * max(m, 1) + 0.9, 3.4), squeeze=False,
+    fig, axes = plt.subplots(1, max(m, 1), figsize=(3.2 * max(m, 1) + 0.9, 3.8), squeeze=False,
                              constrained_layout=True)
-    base = plt.get_cmap("magma")
-    cmap = base.with_extremes(bad=base(0.0))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     im = None
     for i, ax in enumerate(axes[0]):
         if i >= m:
             ax.axis("off")
             continue
         shown = np.ma.masked_less_equal(dens[i].T, 0.0)  # transpose: rows = pitch (y), cols = yaw (x)
-        im = ax.imshow(shown, origin="lower", extent=(-range_deg, range_deg, -range_deg, range_deg),
+        lo, hi = float(hist["yaw_edges"][0]), float(hist["yaw_edges"][-1])
+        im = ax.imshow(shown, origin="lower", extent=(lo, hi, lo, hi),
                        cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax), interpolation="nearest", aspect="equal")
         name = str(hist["methods"][i])
         ax.set_title(f"{name}\n{hist['n_frames'][i]} frames, {hist['n_outside'][i]} outside", fontsize=9)
         ax.set_xlabel("yaw - yaw$_0$ (deg)" if relative else "yaw (deg)")
         if i == 0:
             ax.set_ylabel("pitch - pitch$_0$ (deg)" if relative else "pitch (deg)")
-        ax.axhline(0, color="w", lw=0.4, alpha=0.5)
-        ax.axvline(0, color="w", lw=0.4, alpha=0.5)
+        ax.axhline(0, color="0.6", lw=0.4, zorder=0)
+        ax.axvline(0, color="0.6", lw=0.4, zorder=0)
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label="fraction of frames")
     if title:

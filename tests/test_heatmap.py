@@ -10,15 +10,15 @@ from reports import heatmap as H
 
 def test_histogram_bins_relative_and_gt_first():
     clip = np.array([[10.0, 5.0, 1.0], [12.0, 5.0, 0.0], [10.0, -3.0, 0.0], [50.0, 0.0, 0.0]])
-    # relative to frame 0: (0,0) (2,0) (0,-8) (40,-5) -> 1-degree bins over +-30: yaw/pitch bin = value + 30
-    hist = H.pose_histograms({"kdtalker": [clip], "real": [clip[:2]]}, bins=60, range_deg=30.0)
+    # relative to frame 0: (0,0) (2,0) (0,-8) (40,-5); 1-degree bins centred on -30..30: bin = value + 30
+    hist = H.pose_histograms({"kdtalker": [clip], "real": [clip[:2]]}, range_deg=30.0, bin_deg=1.0)
     assert hist["methods"].tolist() == ["real", "kdtalker"]
     c = hist["counts"][1]
     assert c[30, 30] == 1 and c[32, 30] == 1 and c[30, 22] == 1 and c.sum() == 3
     assert hist["n_frames"].tolist() == [2, 4] and hist["n_outside"].tolist() == [0, 1]
     assert hist["density"][1].sum() == pytest.approx(3 / 4)
-    np.testing.assert_allclose(hist["yaw_edges"], np.arange(-30, 31))
-    absolute = H.pose_histograms({"m": [clip]}, bins=60, range_deg=30.0, relative=False)["counts"][0]
+    np.testing.assert_allclose(hist["yaw_edges"], np.arange(-30, 32) - 0.5)
+    absolute = H.pose_histograms({"m": [clip]}, range_deg=30.0, bin_deg=1.0, relative=False)["counts"][0]
     assert absolute[40, 35] == 1 and absolute[42, 35] == 1 and absolute[40, 27] == 1 and absolute.sum() == 3
 
 
@@ -41,8 +41,8 @@ def test_write_png_and_npz(tmp_path):
     saved = np.load(out.with_suffix(".npz"))
     assert saved["methods"].tolist() == ["real", "static", "kdtalker"]
     np.testing.assert_array_equal(saved["counts"], hist["counts"])
-    assert saved["counts"][1, 30, 30] == 200                           # static: every frame at (0, 0)
-    assert saved["counts"].shape == (3, 60, 60)
+    assert saved["counts"].shape == (3, 41, 41)                        # default: 2-degree bins over +-40
+    assert saved["counts"][1, 20, 20] == 200                           # static: every frame in the centre bin
 
 
 def test_angles_from_metrics_json():
