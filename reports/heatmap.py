@@ -140,3 +140,39 @@ def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], ou
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return hist
+
+
+def heatmaps_from_runs(metrics_files: Mapping[str, str | os.PathLike], out_png: str | os.PathLike, *,
+                       metric: str = "diversity", **kw: Any) -> dict[str, Any]:
+    """``{method: path of its metrics.json}`` -> :func:`write_pose_heatmaps` of ``metric``'s angles."""
+    import json
+
+    angles = {}
+    for method, path in metrics_files.items():
+        with open(path) as f:
+            angles[method] = angles_from_metrics(json.load(f), metric)
+    title = f"head motion ({metric}, first-frame pose subtracted)"
+    return write_pose_heatmaps(angles, out_png, title=title, **kw)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m reports.heatmap OUT.png METHOD=metrics.json ... [--metric pose_offline]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Yaw x pitch motion heatmaps from metrics.json files.")
+    ap.add_argument("out_png")
+    ap.add_argument("runs", nargs="+", help="METHOD=path/to/metrics.json (GT method 'real' goes first)")
+    ap.add_argument("--metric", default="diversity", choices=("diversity", "pose_offline"))
+    ap.add_argument("--range-deg", type=float, default=40.0)
+    ap.add_argument("--bin-deg", type=float, default=2.0)
+    args = ap.parse_args(argv)
+    runs = dict(r.split("=", 1) for r in args.runs)
+    hist = heatmaps_from_runs(runs, args.out_png, metric=args.metric, range_deg=args.range_deg,
+                              bin_deg=args.bin_deg)
+    for m, n, out in zip(hist["methods"], hist["n_frames"], hist["n_outside"], strict=True):
+        print(f"{m}: {n} frames ({out} outside the range)")
+    print(f"wrote {args.out_png} and {Path(args.out_png).with_suffix('.npz')}")
+
+
+if __name__ == "__main__":
+    main()

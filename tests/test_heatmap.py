@@ -55,3 +55,20 @@ def test_angles_from_metrics_json():
     np.testing.assert_array_equal(got[1], [[5, 6, 7]])
     with pytest.raises(KeyError, match="pose_offline"):
         H.angles_from_metrics(doc, "pose_offline")
+
+
+def test_cli_from_metrics_files(tmp_path):
+    import json
+
+    rec = {"yaw_deg": [0.0, 4.0, -4.0], "pitch_deg": [0.0, 2.0, 2.0], "roll_deg": [0.0, 0.0, 0.0],
+           "frame_index": [0, 1, 2]}
+    for m in ("kdtalker", "real"):
+        doc = {"metrics": {"pose_offline": {"per_clip": {"a": rec}}}}
+        (tmp_path / f"{m}.json").write_text(json.dumps(doc))
+    out = tmp_path / "h.png"
+    H.main([str(out), f"kdtalker={tmp_path / 'kdtalker.json'}", f"real={tmp_path / 'real.json'}",
+            "--metric", "pose_offline"])
+    saved = np.load(out.with_suffix(".npz"))
+    assert saved["methods"].tolist() == ["real", "kdtalker"]
+    c = saved["counts"][0]                                             # bin = value / 2 + 20
+    assert c[20, 20] == 1 and c[22, 21] == 1 and c[18, 21] == 1 and c.sum() == 3
