@@ -17,7 +17,8 @@ faces of the angles ``3 * sum_b softmax(z)_b * b - 99`` in degrees (:func:`angle
 physically meaningful head-motion spread, and the per-face angles for the motion heatmaps.
 
 Speed-ups that change no number: frames with identical content are detected and scored once, the CNN
-detector runs on batches of frames, and Hopenet runs on batches of crops.
+detector runs on batches of frames spread over worker processes (``detect_workers``; dlib's CPU
+detector is single-threaded), and Hopenet runs on batches of crops.
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ class HopenetDiversity(Metric):
         "conf_threshold": 1.0,      # faces kept when confidence > this
         "min_faces": 2,             # fewer faces than this -> per-clip failure (std undefined)
         "detect_batch_size": 4,     # frames per batched dlib CNN call (1 = reference one-at-a-time)
+        "detect_workers": 0,        # processes running the detector; 0 = one per available CPU
         "batch_size": 32,           # crops per Hopenet forward
     }
 
@@ -250,14 +252,16 @@ class HopenetDiversity(Metric):
 
     def face_logits(self, clip: EvalClip) -> FaceLogits:
         """Detect faces in the clip's first ``max_frames`` frames and run Hopenet on them."""
-        from .dlib_faces import cnn_cache_key, cnn_detect_batch, detect_frames
+        from .dlib_faces import cnn_cache_key, cnn_detect_parallel, default_workers, detect_frames
 
         self._load()
         o = self.options
         upsample, bs = int(o["upsample"]), int(o["detect_batch_size"])
+        workers = int(o["detect_workers"]) or default_workers()
         frames = clip.frames[: int(o["max_frames"])]
         memo = clip.cache.setdefault(cnn_cache_key(self._detector_path, upsample), {})
-        dets = detect_frames(frames, lambda fs: cnn_detect_batch(self._detector, fs, upsample, bs), memo)
+        path = self._detector_path
+        dets = detect_frames(frames, lambda fs: cnn_detect_parallel(path, fs, upsample, bs, workers), memo)
         return extract_face_logits(frames, model=self._model, detections=dets,
                                    conf_threshold=float(o["conf_threshold"]), batch_size=int(o["batch_size"]))
 

@@ -6,8 +6,10 @@ Detections are plain tuples ``(left, top, right, bottom, score)`` in pixels of t
 (dlib's inclusive rectangle corners), ``score`` = the CNN detector's confidence (or the HOG score).
 
 Speed without changing a number: identical frames (a static video, a frozen tail) are detected once —
-:func:`detect_frames` keys its memo by the frame's bytes digest — and the CNN detector is run on
-batches of frames with dlib's list API (same boxes and confidences as one frame at a time).
+:func:`detect_frames` keys its memo by the frame's bytes digest — the CNN detector is run on batches
+of frames with dlib's list API (same boxes and confidences as one frame at a time), and
+:func:`cnn_detect_parallel` spreads batches over worker processes (dlib's CPU detector is
+single-threaded and holds the GIL, so threads do not help; processes scale with the cores).
 """
 
 from __future__ import annotations
@@ -82,6 +84,41 @@ def cnn_detect_batch(detector: Any, frames: Sequence[np.ndarray], upsample: int 
         else:
             out += [_mmod_to_tuples(d) for d in detector(chunk, upsample, batch_size=len(chunk))]
     return out
+
+
+def _detect_chunk(args: tuple[str, list[np.ndarray], int, int]) -> list[list[Detection]]:
+    path, frames, upsample, batch_size = args
+    return cnn_detect_batch(cnn_detector(path), frames, upsample, batch_size)
+
+
+def default_workers() -> int:
+    """Worker processes for detection: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def cnn_detect_parallel(path: str | os.PathLike, frames: Sequence[np.ndarray], upsample: int = 1,
+                        batch_size: int = 4, workers: int = 1) -> list[list[Detection]]:
+    """:func:`cnn_detect_batch` with the batches spread over ``workers`` processes (same results).
+
+    ``workers <= 1`` (or a single batch) runs in this process. Workers are spawned (not forked, which
+    is unsafe once torch's thread pools exist) and load the detector once each.
+    """
+    path = os.fspath(path)
+    frames = list(frames)
+    batch_size = max(1, batch_size)
+    chunks = [frames[i:i + batch_size] for i in range(0, len(frames), batch_size)]
+    workers = min(workers, len(chunks))
+    if workers <= 1:
+        return cnn_detect_batch(cnn_detector(path), frames, upsample, batch_size)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        parts = list(ex.map(_detect_chunk, [(path, c, upsample, batch_size) for c in chunks]))
+    return [d for part in parts for d in part]
 
 
 def hog_detect(frame: np.ndarray, upsample: int = 0) -> list[Detection]:

@@ -177,15 +177,15 @@ class OfflinePose(Metric):
 
     def detections(self, frames: np.ndarray, cache: dict[str, Any]) -> tuple[list[list[tuple]], float | None]:
         """Per-frame boxes from the configured detector, memoised in ``cache`` (shared with diversity)."""
-        from .dlib_faces import cnn_cache_key, cnn_detect_batch, cnn_detector, detect_frames, hog_detect
+        from .dlib_faces import cnn_cache_key, cnn_detect_parallel, default_workers, detect_frames, hog_detect
 
         o = self.options
         if o["detector"] == "cnn":
             path = str(self.weights.path("mmod_human_face_detector"))
             up = int(o["cnn_upsample"])
             memo = cache.setdefault(cnn_cache_key(path, up), {})
-            det = cnn_detector(path)
-            return (detect_frames(frames, lambda fs: cnn_detect_batch(det, fs, up, 4), memo),
+            workers = default_workers()
+            return (detect_frames(frames, lambda fs: cnn_detect_parallel(path, fs, up, 4, workers), memo),
                     float(o["cnn_conf_threshold"]))
         up = int(o["upsample"])
         memo = cache.setdefault(f"dlib_hog:upsample={up}", {})

@@ -304,3 +304,20 @@ def test_real_frames_give_nonzero_diversity(metric, gt_frames, cnn_memo):
             box = expand_box(*d[0][:4], 512, 512)
             ref.append(torch.cat(metric._model(preprocess_crop(clip.frames[t], box).unsqueeze(0)), 0).numpy())
     np.testing.assert_allclose(rec["diversity"], D.overall(D.logit_std(np.stack(ref))), rtol=1e-4)
+
+
+def test_parallel_detection_equals_serial(gt_frames):
+    from PIL import Image
+
+    from metrics.dlib_faces import cnn_detect_parallel
+
+    path = str(WeightsManager().path("mmod_human_face_detector"))
+    # four different frames at 160x160 (the detector is cheap at this size; the face is ~75 px)
+    small = np.stack([np.asarray(Image.fromarray(f).resize((160, 160), Image.BILINEAR))
+                      for f in gt_frames[::60]])
+    serial = cnn_detect_batch(cnn_detector(path), small, upsample=1, batch_size=1)
+    parallel = cnn_detect_parallel(path, small, upsample=1, batch_size=1, workers=2)
+    assert sum(len(d) for d in serial) >= 3                            # the face is found at this size
+    assert [[x[:4] for x in d] for d in parallel] == [[x[:4] for x in d] for d in serial]
+    conf = [[x[4] for d in r for x in d] for r in (parallel, serial)]
+    np.testing.assert_allclose(conf[0], conf[1], atol=1e-5)

@@ -66,8 +66,18 @@ def test_registered_and_options_checked():
 
 
 def test_no_face_is_a_clip_failure():
-    with pytest.raises(ClipFailure, match="in only 0 of 3 frames"):
-        P.OfflinePose().score_clip(make_clip(np.full((3, 64, 64, 3), 90, np.uint8)))
+    blank = np.full((3, 64, 64, 3), 90, np.uint8)
+    with pytest.raises(ClipFailure, match="hog detector.* in only 0 of 3 frames"):
+        P.OfflinePose().score_clip(make_clip(blank))
+    # the CNN path fills the detection memo that `diversity` reads (same cache key)
+    from kdbench.weights import WeightsManager
+    from metrics.dlib_faces import cnn_cache_key
+
+    clip = make_clip(blank)
+    with pytest.raises(ClipFailure, match="cnn detector.* in only 0 of 3 frames"):
+        P.OfflinePose(options={"detector": "cnn"}).score_clip(clip)
+    memo = clip.cache[cnn_cache_key(WeightsManager().path("mmod_human_face_detector"), 1)]
+    assert len(memo) == 1 and list(memo.values()) == [[]]             # one distinct frame, no face
 
 
 @pytest.fixture(scope="module")
