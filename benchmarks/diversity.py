@@ -5,8 +5,8 @@ upsample 1, confidence > 1.0) and the same Hopenet weights, and must give the sa
 
 * reference — KDTalker ``test_on_video_dlib.py``'s loop: per frame ``detector(rgb, 1)``, then each face
   cropped/transformed and passed through Hopenet with batch size 1 (:func:`reference_loop_logits`);
-* kdbench — ``HopenetDiversity.score_clip``: batched dlib calls, identical frames detected once,
-  batched Hopenet forward, plus the statistics.
+* kdbench — ``HopenetDiversity.score_clip``: batched dlib calls spread over ``--workers`` processes,
+  identical frames detected once, batched Hopenet forward, plus the statistics.
 
 Two clips: ``real`` (``--frames`` frames of the GT clip, every ``--stride``-th, so they differ) and
 ``static`` (the first frame repeated ``--static-frames`` times: the ``static`` baseline). Without the
@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=6, help="real frames (CNN detection ~15 s each here)")
     ap.add_argument("--stride", type=int, default=33, help="take every stride-th frame of the GT clip")
     ap.add_argument("--static-frames", type=int, default=4)
-    ap.add_argument("--detect-batch", type=int, default=4)
+    ap.add_argument("--detect-batch", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=0, help="detector processes (0 = one per available CPU)")
     args = ap.parse_args()
 
     import torch
@@ -67,7 +68,8 @@ def main() -> None:
         torch.save(sd, ckpt, _use_new_zipfile_serialization=False)
         wm = WeightsManager(home=tmp.name, overrides={"hopenet_robust_alpha1": ckpt})
         weights_note = "RANDOM Hopenet weights (official file not in the cache; timings unaffected)"
-    metric = HopenetDiversity(options={"detect_batch_size": args.detect_batch, "max_frames": 200}, weights=wm)
+    opts = {"detect_batch_size": args.detect_batch, "detect_workers": args.workers, "max_frames": 200}
+    metric = HopenetDiversity(options=opts, weights=wm)
     metric._load()
     detector = cnn_detector(str(wm.path("mmod_human_face_detector")))
 
@@ -76,7 +78,14 @@ def main() -> None:
         "real": gt[:: args.stride][: args.frames],
         "static": np.repeat(gt[:1], args.static_frames, axis=0),
     }
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, CPU; {weights_note}")
+    import os
+
+    from metrics.dlib_faces import default_workers
+
+    workers = args.workers or default_workers()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {os.cpu_count()} CPUs "
+          f"(load {os.getloadavg()[0]:.1f}); detector workers {workers}, batch {args.detect_batch}; "
+          f"{weights_note}")
     print(f"{'clip':8s} {'frames':>6s} {'faces':>5s} {'ref s':>8s} {'ref fps':>8s} {'kdb s':>8s} "
           f"{'kdb fps':>8s} {'speed-up':>8s} {'max|dlogit|':>11s} {'div ref':>9s} {'div kdb':>9s}")
     for name, frames in clips.items():
