@@ -204,12 +204,12 @@ class HopenetDiversity(Metric):
         description="Head-motion diversity: std over frames of Hopenet's 66-bin yaw/pitch/roll logits "
                     "(KDTalker's definition, Table 1), and the head-pose std in degrees.",
         outputs={
-            "diversity": Output(True, "", None,
+            "diversity": Output(True, "", (0.0, None),
                                 "Table 1 Diversity: mean over yaw/pitch/roll of the logit std "
                                 "(mean over 66 bins); " + _OUT_NOTE),
-            "diversity_yaw": Output(True, "", None, "yaw logit std (cal_std.py 'Yaw')"),
-            "diversity_pitch": Output(True, "", None, "pitch logit std (cal_std.py 'Pitch')"),
-            "diversity_roll": Output(True, "", None, "roll logit std (cal_std.py 'Roll')"),
+            "diversity_yaw": Output(True, "", (0.0, None), "yaw logit std (cal_std.py 'Yaw')"),
+            "diversity_pitch": Output(True, "", (0.0, None), "pitch logit std (cal_std.py 'Pitch')"),
+            "diversity_roll": Output(True, "", (0.0, None), "roll logit std (cal_std.py 'Roll')"),
             "pose_std_deg": Output(None, "deg", (0.0, None),
                                    "mean over yaw/pitch/roll of the std of Hopenet's angles in degrees; "
                                    "compare with GT"),
