@@ -326,9 +326,9 @@ def sample_indices(n_frames: int, stride: int, max_frames: int | None) -> np.nda
 
 def cpbd_frames(frames: np.ndarray, size: int | None = None) -> np.ndarray:
     """float64[T]: CPBD of each frame. ``frames``: uint8[T,H,W,3] RGB; ``size``: evaluation side or None."""
-    grey = rgb_to_grey(frames)
-    out = np.empty(len(grey))
-    for i, g in enumerate(grey):
+    out = np.empty(len(frames))
+    for i, frame in enumerate(frames):  # one frame at a time: bounded memory for long clips
+        g = rgb_to_grey(frame)
         if size is not None:
             g = resize_grey(g, size)
         out[i] = cpbd(g)
