@@ -369,6 +369,10 @@ class CPBDMetric(Metric):
     def score_clip(self, clip: Any) -> dict[str, Any]:
         frames = clip.frames
         idx = sample_indices(len(frames), self.options["stride"], self.options["max_frames"])
+        if len(idx) == 0:
+            from kdbench.errors import ClipFailure
+
+            raise ClipFailure("no frame to score (empty video or max_frames=0)")
         size = self.options["size"]
         values = cpbd_frames(frames[idx], size)
         h, w = frames.shape[1:3]

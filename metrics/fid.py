@@ -264,6 +264,8 @@ class FIDMetric(Metric):
         if resized:
             frames = resize_frames(frames, *gt_shape)
         gen_act = self.activations(frames)
+        if len(gen_act) == 0 or n_gt == 0:
+            raise ClipFailure(f"no frames for FID (generated {len(gen_act)}, GT {n_gt})")
 
         self._gen[clip.clip_id] = gen_act
         self._gt[clip.clip_id] = gt_act

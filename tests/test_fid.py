@@ -175,7 +175,7 @@ class _StubFID(kf.FIDMetric):
         idx = kf.sample_indices(len(frames), self.options["stride"], self.options["max_frames"])
         f = frames[idx].astype(np.float32)
         t, h, w, _ = f.shape
-        pooled = f.reshape(t, 4, h // 4, 4, w // 4, 3).mean(axis=(2, 4)).reshape(t, -1)
+        pooled = f.reshape(t, 4, h // 4, 4, w // 4, 3).mean(axis=(2, 4)).reshape(t, 48)
         proj = np.random.default_rng(0).normal(size=(pooled.shape[1], 8)).astype(np.float32)
         self.calls.append(len(f))
         return pooled @ proj
@@ -258,6 +258,8 @@ def test_failures_and_resize(tmp_path, monkeypatch):
     agg = m.aggregate({"y": rec})["fid"]
     assert any("resized" in f for f in agg["flags"])
     assert m.aggregate({})["fid"]["mean"] is None
+    with pytest.raises(ClipFailure, match="no frames"):
+        _StubFID(options={"max_frames": 0}).score_clip(make_clip("z", tmp_path / "z.mp4", gt, gt))
 
 
 def test_registered_and_light_import():
