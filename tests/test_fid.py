@@ -275,8 +275,17 @@ def test_registered_and_light_import():
 # ------------------------------------------------------------------------------------------------
 # End to end on the real HDTF clip vs pytorch-fid's own path (random-weight Inception, CPU)
 # ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: on a small shared CPU, OpenMP's spinning threads make Inception ~3x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_fid_equals_pytorch_fid_on_real_hdtf_frames(ckpt, hdtf, tmp_path, monkeypatch):
+def test_fid_equals_pytorch_fid_on_real_hdtf_frames(ckpt, hdtf, tmp_path, monkeypatch, one_torch_thread):
     """`real` and `static` methods on two clips (2 real frames each): kdbench vs pytorch-fid on PNGs."""
     monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KDBENCH_ALLOW_UNVERIFIED", "1")  # random weights: the sha256 prefix cannot match
@@ -311,8 +320,8 @@ def test_fid_equals_pytorch_fid_on_real_hdtf_frames(ckpt, hdtf, tmp_path, monkey
     m_gt, s_gt = pfs.compute_statistics_of_path(str(gt_dir), model, 50, 2048, "cpu", 0)
     m_st, s_st = pfs.compute_statistics_of_path(str(st_dir), model, 50, 2048, "cpu", 0)
     ref_static = pfs.calculate_frechet_distance(m_st, s_st, m_gt, s_gt)
-    ref_real = pfs.calculate_frechet_distance(m_gt, s_gt, m_gt, s_gt)
 
     assert ref_static > 1e-3  # a real distance, not a degenerate one
     assert abs(static["mean"] - ref_static) <= 1e-5 * abs(ref_static)
-    assert abs(real["mean"]) <= 1e-6 and abs(ref_real) <= 1e-6  # FID(X, X) = 0
+    assert abs(real["mean"]) <= 1e-6  # FID(X, X) = 0
+    # (each Frechet distance is a 2048x2048 sqrtm: the reference's FID(X, X) is not recomputed here)
