@@ -15,6 +15,7 @@ a random-weight checkpoint in pytorch-fid's format (values are then only meaning
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -58,6 +59,14 @@ def _random_checkpoint(path: Path) -> None:
 
 
 def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="kdbench-fid-bench-"))
+    try:
+        run(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(tmp: Path) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, default=None)
     ap.add_argument("--frames", type=int, default=16)
@@ -79,7 +88,6 @@ def main() -> None:
     from metrics.fid import fid_from_activations
     from metrics.fid_inception import inception_activations, load_fid_inception, load_state_dict
 
-    tmp = Path(tempfile.mkdtemp(prefix="kdbench-fid-bench-"))
     ckpt, kind = args.weights, "given"
     if ckpt is None:
         try:
