@@ -217,9 +217,8 @@ def marziliano_edge_widths(edges: np.ndarray, image: np.ndarray) -> tuple[np.nda
     gy, gx = np.gradient(image)
     if not _any_angle(gy, gx):
         return empty
-    interior = np.zeros((h, w), dtype=bool)
-    interior[1:-1, 1:-1] = True
-    flat = np.flatnonzero((edges == 1) & interior)
+    r_in, c_in = np.nonzero(edges[1:-1, 1:-1] == 1)
+    flat = (r_in + 1) * w + (c_in + 1)  # interior edge pixels, row-major
     if flat.size == 0:
         return empty
     ex, ey = gx.flat[flat], gy.flat[flat]
@@ -234,31 +233,31 @@ def marziliano_edge_widths(edges: np.ndarray, image: np.ndarray) -> tuple[np.nda
     if flat.size == 0:
         return empty
 
-    # dl[r, k] = I[k-1] - I[k]: step from inner k to outer k-1 (k >= 1); dr[r, k] = I[k+1] - I[k].
-    dl = np.zeros((h, w))
-    dl[:, 1:] = image[:, :-1] - image[:, 1:]
-    dr = np.zeros((h, w))
-    dr[:, :-1] = image[:, 1:] - image[:, :-1]
-    border_l = np.zeros((h, w), dtype=bool)
-    border_l[:, 0] = True  # outer k-1 < 0: the left walk always stops at column 0
-    border_r = np.zeros((h, w), dtype=bool)
-    border_r[:, -1] = True
+    # The walks only look at horizontal steps d[r, k] = I[r, k+1] - I[r, k] (k = 0..W-2).
+    # q = +-180: the left walk stops at inner k when I[k-1] - I[k] <= 0, i.e. d[k-1] >= 0, or k = 0; the
+    # right walk stops at inner k when I[k+1] - I[k] >= 0, i.e. d[k] >= 0, or k = W-1. So one boolean
+    # row Q = [True, d >= 0, True] (length W+1) holds both: left stop at k <=> Q[k], right stop at
+    # k <=> Q[k+1]. q = 0: the same with d <= 0. (NaN steps never stop a walk, as in the reference.)
+    d = image[:, 1:] - image[:, :-1]
+    rows, cols = np.divmod(flat, w)
+    w1 = w + 1
 
-    def walk(p: np.ndarray, stop_left: np.ndarray, stop_right: np.ndarray) -> np.ndarray:
-        # left walk starts at inner k = c-1: nearest stop at or before it (never crosses a row start)
-        sl = np.flatnonzero(stop_left | border_l)
-        left = sl[np.searchsorted(sl, p - 1, side="right") - 1]
-        sr = np.flatnonzero(stop_right | border_r)
-        right = sr[np.searchsorted(sr, p + 1, side="left")]
-        m_left = (p - 1) - left
-        m_right = right - (p + 1)
+    def walk(sel: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        q_rows = np.ones((h, w1), dtype=bool)
+        q_rows[:, 1:w] = stop
+        stops = np.flatnonzero(q_rows)  # sorted; each row starts and ends with a stop
+        base, c = rows[sel] * w1, cols[sel]
+        left = stops[np.searchsorted(stops, base + c - 1, side="right") - 1] - base  # last k <= c-1
+        right = stops[np.searchsorted(stops, base + c + 2, side="left")] - base - 1  # first k >= c+1
+        m_left = (c - 1) - left
+        m_right = right - (c + 1)
         return (np.minimum(m_left, MAX_MARGIN) + 1 + np.minimum(m_right, MAX_MARGIN) + 1).astype(np.float64)
 
     width = np.empty(flat.size)
     if sel180.any():
-        width[sel180] = walk(flat[sel180], dl <= 0, dr >= 0)
+        width[sel180] = walk(sel180, d >= 0)
     if (~sel180).any():
-        width[~sel180] = walk(flat[~sel180], dl >= 0, dr <= 0)
+        width[~sel180] = walk(~sel180, d <= 0)
     return flat, width
 
 
