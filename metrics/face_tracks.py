@@ -32,7 +32,7 @@ TRACKER_VARIANTS = ("joonson", "syncnet-python")
 
 @dataclass
 class FaceTrack:
-    """A face track: ``frames int[L]`` (consecutive frame indices) and ``boxes float64[L,4]`` (x1,y1,x2,y2 px)."""
+    """A face track: ``frames int[L]`` (consecutive frames), ``boxes float64[L,4]`` (x1,y1,x2,y2 px)."""
 
     frames: np.ndarray
     boxes: np.ndarray
@@ -53,8 +53,14 @@ def box_iou(a, b, eps: float = 0.0) -> float:
     return inter / float(area_a + area_b - inter)
 
 
-def track_faces(detections: list[np.ndarray], min_track: int = 100, num_failed_det: int = 25,
-                min_face_size: float = 100, frame_offset: int = 0, variant: str = "joonson") -> list[FaceTrack]:
+def track_faces(
+    detections: list[np.ndarray],
+    min_track: int = 100,
+    num_failed_det: int = 25,
+    min_face_size: float = 100,
+    frame_offset: int = 0,
+    variant: str = "joonson",
+) -> list[FaceTrack]:
     """Tracks of one shot, as ``track_shot``.
 
     Args:
@@ -81,7 +87,9 @@ def track_faces(detections: list[np.ndarray], min_track: int = 100, num_failed_d
                     track.append((f, box))
                     del faces[i]
                     i += 1  # the list iterator skips the element after a removed one
-                elif f - track[-1][0] <= num_failed_det and box_iou(box, track[-1][1], iou_eps) > IOU_THRESHOLD:
+                elif (
+                    f - track[-1][0] <= num_failed_det and box_iou(box, track[-1][1], iou_eps) > IOU_THRESHOLD
+                ):
                     track.append((f, box))
                     del faces[i]
                     i += 1
@@ -103,19 +111,25 @@ def track_faces(detections: list[np.ndarray], min_track: int = 100, num_failed_d
     return tracks
 
 
-def crop_geometry(boxes: np.ndarray, kernel: int = MEDFILT_KERNEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_geometry(
+    boxes: np.ndarray, kernel: int = MEDFILT_KERNEL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smoothed half-size ``s``, centre ``x`` and ``y`` (each ``float64[L]``) of a track's boxes."""
     from scipy import signal
 
     s = np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2
     x = (boxes[:, 0] + boxes[:, 2]) / 2
     y = (boxes[:, 1] + boxes[:, 3]) / 2
-    return (signal.medfilt(s, kernel_size=kernel), signal.medfilt(x, kernel_size=kernel),
-            signal.medfilt(y, kernel_size=kernel))
+    return (
+        signal.medfilt(s, kernel_size=kernel),
+        signal.medfilt(x, kernel_size=kernel),
+        signal.medfilt(y, kernel_size=kernel),
+    )
 
 
-def crop_window(image: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], pad: int,
-                value: int = PAD_VALUE) -> np.ndarray:
+def crop_window(
+    image: np.ndarray, rows: tuple[int, int], cols: tuple[int, int], pad: int, value: int = PAD_VALUE
+) -> np.ndarray:
     """``image`` padded by ``pad`` px of ``value`` on every side, then cut ``[r0:r1, c0:c1]`` (padded coords).
 
     Equals ``np.pad(image, pad, constant value)[r0:r1, c0:c1]`` (numpy slicing rules included) without
@@ -130,12 +144,13 @@ def crop_window(image: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
     sr0, sr1 = max(r0 - pad, 0), min(r1 - pad, h)
     sc0, sc1 = max(c0 - pad, 0), min(c1 - pad, w)
     if sr1 > sr0 and sc1 > sc0:
-        out[sr0 + pad - r0:sr1 + pad - r0, sc0 + pad - c0:sc1 + pad - c0] = image[sr0:sr1, sc0:sc1]
+        out[sr0 + pad - r0 : sr1 + pad - r0, sc0 + pad - c0 : sc1 + pad - c0] = image[sr0:sr1, sc0:sc1]
     return out
 
 
-def crop_track(frames: np.ndarray, track: FaceTrack, crop_scale: float = 0.4,
-               size: int = CROP_SIZE) -> np.ndarray:
+def crop_track(
+    frames: np.ndarray, track: FaceTrack, crop_scale: float = 0.4, size: int = CROP_SIZE
+) -> np.ndarray:
     """Face crops of a track, ``uint8[L,size,size,3]`` in the channel order of ``frames``."""
     import cv2
 
@@ -146,7 +161,11 @@ def crop_track(frames: np.ndarray, track: FaceTrack, crop_scale: float = 0.4,
         bs = s[k]
         bsi = int(bs * (1 + 2 * cs))
         my, mx = y[k] + bsi, x[k] + bsi
-        face = crop_window(frames[fidx], (int(my - bs), int(my + bs * (1 + 2 * cs))),
-                           (int(mx - bs * (1 + cs)), int(mx + bs * (1 + cs))), bsi)
+        face = crop_window(
+            frames[fidx],
+            (int(my - bs), int(my + bs * (1 + 2 * cs))),
+            (int(mx - bs * (1 + cs)), int(mx + bs * (1 + cs))),
+            bsi,
+        )
         out[k] = cv2.resize(face, (size, size))
     return out

@@ -60,7 +60,7 @@ TRACK_RULES = ("mean", "longest", "best")
 # ---------------------------------------------------------------------------------------------------
 def audio_features(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """MFCC as SyncNetInstance computes it: ``python_speech_features.mfcc(int16 samples, 16000)`` (defaults:
-    25 ms windows, 10 ms step, 13 cepstra, c0 = log energy), transposed to ``float32[13, M]`` (100 per second).
+    25 ms windows, 10 ms step, 13 cepstra, c0 = log energy), transposed: ``float32[13, M]`` (100 per second).
 
     ``audio`` must be the raw int16 samples (not rescaled to [-1, 1]: scaling changes c0).
     """
@@ -91,13 +91,17 @@ def sync_distances(video_emb: np.ndarray, audio_emb: np.ndarray, vshift: int = V
 
 
 def sync_scores(dists: np.ndarray, vshift: int = VSHIFT) -> dict[str, Any]:
-    """Mean distance per offset ``D_k`` and the scores: LSE-D = min D, LSE-C = median D - min D (lower median),
+    """Mean distance per offset ``D_k`` and LSE-D = min D, LSE-C = median D - min D (lower median),
     AV offset = vshift - argmin D (first minimum). ``dists``: ``float[N, 2*vshift+1]``."""
     mean = np.asarray(dists, np.float64).mean(axis=0)
     k = int(np.argmin(mean))
     median = float(np.sort(mean)[(len(mean) - 1) // 2])
-    return {"lse_d": float(mean[k]), "lse_c": median - float(mean[k]), "av_offset": vshift - k,
-            "mean_dists": mean}
+    return {
+        "lse_d": float(mean[k]),
+        "lse_c": median - float(mean[k]),
+        "av_offset": vshift - k,
+        "mean_dists": mean,
+    }
 
 
 def full_frame_input(frames_rgb: np.ndarray, size: int = SYNCNET_SIZE) -> np.ndarray:
@@ -114,34 +118,45 @@ def full_frame_input(frames_rgb: np.ndarray, size: int = SYNCNET_SIZE) -> np.nda
 
 
 def combine_tracks(per_track: list[dict[str, Any]], rule: str) -> dict[str, Any]:
-    """Combine per-track scores (each with lse_c, lse_d, av_offset, n_windows) by ``rule`` (see module doc)."""
+    """Combine per-track scores (lse_c, lse_d, av_offset, n_windows) by ``rule`` (see module doc)."""
     if not per_track:
         raise ValueError("no tracks to combine")
     longest = max(per_track, key=lambda t: t["n_windows"])
     if rule == "longest":
-        return {k: longest[k] for k in ("lse_c", "lse_d", "av_offset")} | {"n_frames_scored": longest["n_windows"]}
+        return {k: longest[k] for k in ("lse_c", "lse_d", "av_offset")} | {
+            "n_frames_scored": longest["n_windows"]
+        }
     if rule == "mean":
-        return {"lse_c": float(np.mean([t["lse_c"] for t in per_track])),
-                "lse_d": float(np.mean([t["lse_d"] for t in per_track])),
-                "av_offset": longest["av_offset"],
-                "n_frames_scored": int(sum(t["n_windows"] for t in per_track))}
+        return {
+            "lse_c": float(np.mean([t["lse_c"] for t in per_track])),
+            "lse_d": float(np.mean([t["lse_d"] for t in per_track])),
+            "av_offset": longest["av_offset"],
+            "n_frames_scored": int(sum(t["n_windows"] for t in per_track)),
+        }
     if rule == "best":
         best_d = min(per_track, key=lambda t: t["lse_d"])
-        return {"lse_c": max(t["lse_c"] for t in per_track), "lse_d": best_d["lse_d"],
-                "av_offset": best_d["av_offset"], "n_frames_scored": int(sum(t["n_windows"] for t in per_track))}
+        return {
+            "lse_c": max(t["lse_c"] for t in per_track),
+            "lse_d": best_d["lse_d"],
+            "av_offset": best_d["av_offset"],
+            "n_frames_scored": int(sum(t["n_windows"] for t in per_track)),
+        }
     raise KdbenchError(f"lse.track_rule must be one of {TRACK_RULES}, got {rule!r}")
 
 
-def check_audio_for_video(audio: np.ndarray, n_frames: int, max_shortfall_frames: int = 1,
-                          silence_peak: int = 0) -> None:
+def check_audio_for_video(
+    audio: np.ndarray, n_frames: int, max_shortfall_frames: int = 1, silence_peak: int = 0
+) -> None:
     """Raise ClipFailure for silent audio or audio that covers fewer than ``n_frames - max_shortfall_frames``
     video frames (640 samples per frame)."""
     if len(audio) == 0 or int(np.abs(audio.astype(np.int32)).max()) <= silence_peak:
         raise ClipFailure(f"silent audio (peak amplitude <= {silence_peak})")
     covered = len(audio) // SAMPLES_PER_FRAME
     if covered < n_frames - max_shortfall_frames:
-        raise ClipFailure(f"audio shorter than the video: {len(audio) / SAMPLE_RATE:.3f} s of audio "
-                          f"for {n_frames / FPS:.3f} s of video ({covered} of {n_frames} frames covered)")
+        raise ClipFailure(
+            f"audio shorter than the video: {len(audio) / SAMPLE_RATE:.3f} s of audio "
+            f"for {n_frames / FPS:.3f} s of video ({covered} of {n_frames} frames covered)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -155,34 +170,38 @@ class LSEMetric(Metric):
         name="lse",
         version="1.0",
         description="SyncNet lip-sync: LSE-C = median - min of the mean audio-video embedding distance over "
-                    "offsets -15..15, LSE-D = that min (syncnet_python SyncNetInstance.evaluate; Wav2Lip "
-                    "real-video protocol with S3FD face crops by default, or the whole frame).",
+        "offsets -15..15, LSE-D = that min (syncnet_python SyncNetInstance.evaluate; Wav2Lip "
+        "real-video protocol with S3FD face crops by default, or the whole frame).",
         outputs={
             "lse_c": Output(higher_is_better=True, unit="distance", description="SyncNet confidence"),
             "lse_d": Output(higher_is_better=False, unit="distance", description="SyncNet min distance"),
-            "av_offset": Output(higher_is_better=None, unit="frames",
-                                description="audio-video offset at the min distance (15 - argmin)"),
+            "av_offset": Output(
+                higher_is_better=None,
+                unit="frames",
+                description="audio-video offset at the min distance (15 - argmin)",
+            ),
         },
         weights=("syncnet_v2", "sfd_face"),
-        reference="joonson/syncnet_python SyncNetInstance.py + run_pipeline.py; Wav2Lip evaluation/scores_LSE",
+        reference="joonson/syncnet_python SyncNetInstance.py, run_pipeline.py; Wav2Lip evaluation/scores_LSE",
         paper_column={"lse_c": "LSE-C", "lse_d": "LSE-D"},
     )
     default_options: ClassVar[dict[str, Any]] = {
-        "protocol": "s3fd",            # "s3fd" (face crops, Wav2Lip real videos) | "full" (Wav2Lip LRS)
-        "track_rule": "mean",          # several face tracks in one clip: "mean" | "longest" | "best"
-        "min_track": 100,              # a track needs more than this many detections (joonson/Wav2Lip: 100)
+        "protocol": "s3fd",  # "s3fd" (face crops, Wav2Lip real videos) | "full" (Wav2Lip LRS)
+        "track_rule": "mean",  # several face tracks in one clip: "mean" | "longest" | "best"
+        "min_track": 100,  # a track needs more than this many detections (joonson/Wav2Lip: 100)
+        "tracker": "joonson",  # "joonson" (run_pipeline.py) | "syncnet-python" (PyPI 0.2.3 _track)
         "num_failed_det": 25,
         "min_face_size": 100,
         "facedet_scale": 0.25,
         "conf_th": 0.9,
         "crop_scale": 0.4,
         "vshift": VSHIFT,
-        "batch_size": 32,              # SyncNet windows per forward pass (no effect on the numbers)
-        "det_batch_size": 16,          # S3FD frames per forward pass (no effect on the numbers)
+        "batch_size": 32,  # SyncNet windows per forward pass (no effect on the numbers)
+        "det_batch_size": 16,  # S3FD frames per forward pass (no effect on the numbers)
         "max_audio_shortfall_frames": 1,
-        "silence_peak": 0,             # audio whose peak |sample| is <= this is "silent"
-        "syncnet_weights": None,       # explicit path to syncnet_v2.model (still checksum-verified)
-        "s3fd_weights": None,          # explicit path to sfd_face.pth
+        "silence_peak": 0,  # audio whose peak |sample| is <= this is "silent"
+        "syncnet_weights": None,  # explicit path to syncnet_v2.model (still checksum-verified)
+        "s3fd_weights": None,  # explicit path to sfd_face.pth
     }
 
     def __init__(self, **kwargs: Any):
@@ -190,6 +209,8 @@ class LSEMetric(Metric):
         o = self.options
         if o["protocol"] not in PROTOCOLS:
             raise KdbenchError(f"lse.protocol must be one of {PROTOCOLS}, got {o['protocol']!r}")
+        if o["tracker"] not in ("joonson", "syncnet-python"):
+            raise KdbenchError(f"lse.tracker must be 'joonson' or 'syncnet-python', got {o['tracker']!r}")
         if o["track_rule"] not in TRACK_RULES:
             raise KdbenchError(f"lse.track_rule must be one of {TRACK_RULES}, got {o['track_rule']!r}")
         for name, key in (("syncnet_v2", "syncnet_weights"), ("sfd_face", "s3fd_weights")):
@@ -225,8 +246,10 @@ class LSEMetric(Metric):
 
         n = n_windows(len(frames_bgr), len(audio))
         if n <= 0:
-            raise ClipFailure(f"too short for SyncNet: {len(frames_bgr)} frames / {len(audio)} samples "
-                              "(at least 6 frames are needed)")
+            raise ClipFailure(
+                f"too short for SyncNet: {len(frames_bgr)} frames / {len(audio)} samples "
+                "(at least 6 frames are needed)"
+            )
         net, lip = self._nets()
         bs = int(self.options["batch_size"])
         v = embed_video(lip, frames_bgr, n, bs, self.device)
@@ -242,20 +265,36 @@ class LSEMetric(Metric):
         o = self.options
         key = f"s3fd_detections:{self._s3fd_path}:scale={o['facedet_scale']}:conf={o['conf_th']}"
         if key not in clip.cache:
-            clip.cache[key] = detect_faces(self._detector(), clip.frames, float(o["facedet_scale"]),
-                                           float(o["conf_th"]), int(o["det_batch_size"]), self.device)
+            clip.cache[key] = detect_faces(
+                self._detector(),
+                clip.frames,
+                float(o["facedet_scale"]),
+                float(o["conf_th"]),
+                int(o["det_batch_size"]),
+                self.device,
+            )
         return clip.cache[key]
 
     def score_clip(self, clip: EvalClip) -> dict[str, Any]:
         o = self.options
         if abs(clip.fps - FPS) > 1e-3:
-            raise ClipFailure(f"video is {clip.fps:g} fps; SyncNet scores need 25 fps (normalise the clip first)")
+            raise ClipFailure(
+                f"video is {clip.fps:g} fps; SyncNet scores need 25 fps (normalise the clip first)"
+            )
         frames, audio = clip.frames, clip.audio
-        check_audio_for_video(audio, len(frames), int(o["max_audio_shortfall_frames"]), int(o["silence_peak"]))
+        check_audio_for_video(
+            audio, len(frames), int(o["max_audio_shortfall_frames"]), int(o["silence_peak"])
+        )
         if o["protocol"] == "full":
             r = self.score_windows(full_frame_input(frames), audio)
-            return {"lse_c": r["lse_c"], "lse_d": r["lse_d"], "av_offset": r["av_offset"], "n_tracks": 1,
-                    "n_frames_scored": r["n_windows"], "protocol": "full"}
+            return {
+                "lse_c": r["lse_c"],
+                "lse_d": r["lse_d"],
+                "av_offset": r["av_offset"],
+                "n_tracks": 1,
+                "n_frames_scored": r["n_windows"],
+                "protocol": "full",
+            }
         return self.score_face_tracks(clip)
 
     def score_face_tracks(self, clip: EvalClip) -> dict[str, Any]:
@@ -263,19 +302,27 @@ class LSEMetric(Metric):
 
         o = self.options
         frames, audio = clip.frames, clip.audio
+        min_track = int(o["min_track"])
+        if len(frames) <= min_track:  # the reference skips shots shorter than min_track frames
+            raise ClipFailure(
+                f"no usable face track: the clip has {len(frames)} frames and a track needs more "
+                f"than min_track={min_track} detections"
+            )
         dets = self.detections(clip)
-        tracks = []
-        if len(frames) >= int(o["min_track"]):  # the reference skips shots shorter than min_track
-            tracks = track_faces(dets, int(o["min_track"]), int(o["num_failed_det"]), float(o["min_face_size"]))
+        tracks = track_faces(
+            dets, min_track, int(o["num_failed_det"]), float(o["min_face_size"]), variant=o["tracker"]
+        )
         if not tracks:
             n_with = sum(1 for d in dets if len(d))
-            raise ClipFailure(f"no usable face track: faces detected in {n_with} of {len(frames)} frames; a track "
-                              f"needs more than min_track={o['min_track']} detections and a mean face size over "
-                              f"{o['min_face_size']} px")
+            raise ClipFailure(
+                f"no usable face track: faces detected in {n_with} of {len(frames)} frames; a "
+                f"track needs more than min_track={min_track} detections and a mean face size "
+                f"over {o['min_face_size']} px"
+            )
         per_track = []
         for t in tracks:
             crops = crop_track(frames, t, float(o["crop_scale"]))[..., ::-1]  # RGB -> BGR, as cv2.imread
-            a = audio[int(t.frames[0]) * SAMPLES_PER_FRAME:(int(t.frames[-1]) + 1) * SAMPLES_PER_FRAME]
+            a = audio[int(t.frames[0]) * SAMPLES_PER_FRAME : (int(t.frames[-1]) + 1) * SAMPLES_PER_FRAME]
             try:
                 r = self.score_windows(np.ascontiguousarray(crops), a)
             except ClipFailure:
@@ -284,8 +331,12 @@ class LSEMetric(Metric):
         if not per_track:
             raise ClipFailure("no face track with enough audio to score")
         rec = combine_tracks(per_track, o["track_rule"])
-        return rec | {"n_tracks": len(per_track), "protocol": "s3fd", "track_rule": o["track_rule"],
-                      "tracks": per_track}
+        return rec | {
+            "n_tracks": len(per_track),
+            "protocol": "s3fd",
+            "track_rule": o["track_rule"],
+            "tracks": per_track,
+        }
 
     def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Mean/std over scored clips; each output also states the protocol and how many clips it covers."""

@@ -53,7 +53,26 @@ class L2Norm(nn.Module):
 
 
 def _vgg() -> nn.ModuleList:
-    cfg: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "C", 512, 512, 512, "M", 512, 512, 512, "M"]
+    cfg: list[int | str] = [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "C",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ]
     layers: list[nn.Module] = []
     cin = 3
     for v in cfg:
@@ -64,8 +83,12 @@ def _vgg() -> nn.ModuleList:
         else:
             layers += [nn.Conv2d(cin, int(v), 3, 1, padding=1), nn.ReLU(inplace=True)]
             cin = int(v)
-    layers += [nn.Conv2d(512, 1024, 3, 1, padding=6, dilation=6), nn.ReLU(inplace=True),
-               nn.Conv2d(1024, 1024, 1, 1), nn.ReLU(inplace=True)]
+    layers += [
+        nn.Conv2d(512, 1024, 3, 1, padding=6, dilation=6),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(1024, 1024, 1, 1),
+        nn.ReLU(inplace=True),
+    ]
     return nn.ModuleList(layers)
 
 
@@ -78,13 +101,19 @@ class S3FDNet(nn.Module):
         self.L2Norm3_3 = L2Norm(256, 10)
         self.L2Norm4_3 = L2Norm(512, 8)
         self.L2Norm5_3 = L2Norm(512, 5)
-        self.extras = nn.ModuleList([
-            nn.Conv2d(1024, 256, 1, 1), nn.Conv2d(256, 512, 3, 2, padding=1),
-            nn.Conv2d(512, 128, 1, 1), nn.Conv2d(128, 256, 3, 2, padding=1),
-        ])
+        self.extras = nn.ModuleList(
+            [
+                nn.Conv2d(1024, 256, 1, 1),
+                nn.Conv2d(256, 512, 3, 2, padding=1),
+                nn.Conv2d(512, 128, 1, 1),
+                nn.Conv2d(128, 256, 3, 2, padding=1),
+            ]
+        )
         src = (256, 512, 512, 1024, 512, 256)
         self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, padding=1) for c in src])
-        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, padding=1) for i, c in enumerate(src)])
+        self.conf = nn.ModuleList(
+            [nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, padding=1) for i, c in enumerate(src)]
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         sources = []
@@ -145,8 +174,13 @@ def prior_boxes(image_hw: tuple[int, int], fmaps: list[tuple[int, int]]) -> torc
 
 def decode_boxes(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
     """Regression ``float32[P,4]`` + priors -> corner boxes ``float32[P,4]`` (x1,y1,x2,y2, normalised)."""
-    boxes = torch.cat((priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:],
-                       priors[:, 2:] * torch.exp(loc[:, 2:] * VARIANCES[1])), 1)
+    boxes = torch.cat(
+        (
+            priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:],
+            priors[:, 2:] * torch.exp(loc[:, 2:] * VARIANCES[1]),
+        ),
+        1,
+    )
     boxes[:, :2] -= boxes[:, 2:] / 2
     boxes[:, 2:] += boxes[:, :2]
     return boxes
@@ -196,8 +230,9 @@ def greedy_nms_np(dets: np.ndarray, thresh: float) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
-def postprocess(loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, image_wh: tuple[int, int],
-                conf_th: float) -> np.ndarray:
+def postprocess(
+    loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, image_wh: tuple[int, int], conf_th: float
+) -> np.ndarray:
     """One image's raw outputs -> detections ``float64[K,5]`` (x1,y1,x2,y2 in pixels, score)."""
     boxes = decode_boxes(loc, priors)
     sel = torch.nonzero(score > max(conf_th, DETECT_CONF)).flatten()
@@ -211,7 +246,7 @@ def postprocess(loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, im
 
 
 def prepare(frames_rgb: np.ndarray, scale: float) -> np.ndarray:
-    """``uint8[B,H,W,3]`` RGB -> detector input ``float32[B,3,h,w]`` (cv2 INTER_LINEAR resize, mean removed)."""
+    """``uint8[B,H,W,3]`` RGB -> detector input ``float32[B,3,h,w]`` (cv2 bilinear resize, mean removed)."""
     import cv2
 
     out = []
@@ -222,8 +257,14 @@ def prepare(frames_rgb: np.ndarray, scale: float) -> np.ndarray:
 
 
 @torch.inference_mode()
-def detect_faces(net: S3FDNet, frames_rgb: np.ndarray, scale: float = 0.25, conf_th: float = 0.9,
-                 batch_size: int = 16, device: str = "cpu") -> list[np.ndarray]:
+def detect_faces(
+    net: S3FDNet,
+    frames_rgb: np.ndarray,
+    scale: float = 0.25,
+    conf_th: float = 0.9,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> list[np.ndarray]:
     """Faces in each frame, as ``S3FD.detect_faces(frame, conf_th, scales=[scale])`` finds them.
 
     Args:
@@ -235,7 +276,7 @@ def detect_faces(net: S3FDNet, frames_rgb: np.ndarray, scale: float = 0.25, conf
     results: list[np.ndarray] = []
     priors = None
     for i in range(0, t, batch_size):
-        x = torch.from_numpy(prepare(frames_rgb[i:i + batch_size], scale)).to(device)
+        x = torch.from_numpy(prepare(frames_rgb[i : i + batch_size], scale)).to(device)
         if device != "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         loc, score, fmaps = net(x)

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 #: video frames and MFCC frames per SyncNet window: 5 video frames (0.2 s at 25 fps) = 20 MFCC frames.
 WINDOW_FRAMES = 5
@@ -119,8 +118,13 @@ class LipNet2D(nn.Module):
             if isinstance(m, nn.Conv3d):
                 w = m.weight.detach()
                 kt = w.shape[2]
-                conv = nn.Conv2d(m.in_channels * kt, m.out_channels, tuple(m.kernel_size[1:]),
-                                 tuple(m.stride[1:]), tuple(m.padding[1:]))
+                conv = nn.Conv2d(
+                    m.in_channels * kt,
+                    m.out_channels,
+                    tuple(m.kernel_size[1:]),
+                    tuple(m.stride[1:]),
+                    tuple(m.padding[1:]),
+                )
                 # [out, c, t, kh, kw] -> [out, t, c, kh, kw] -> [out, t*3+c, kh, kw]
                 conv.weight.data.copy_(w.permute(0, 2, 1, 3, 4).reshape(w.shape[0], -1, *w.shape[3:]))
                 conv.bias.data.copy_(m.bias.detach())
@@ -148,8 +152,13 @@ def _batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
 
 
 @torch.inference_mode()
-def embed_video(net: SyncNetS | LipNet2D, frames_bgr: np.ndarray, n_windows: int, batch_size: int = 32,
-                device: str = "cpu") -> np.ndarray:
+def embed_video(
+    net: SyncNetS | LipNet2D,
+    frames_bgr: np.ndarray,
+    n_windows: int,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> np.ndarray:
     """Video embeddings of windows ``frames[i:i+5]`` for ``i < n_windows``.
 
     Args:
@@ -166,7 +175,7 @@ def embed_video(net: SyncNetS | LipNet2D, frames_bgr: np.ndarray, n_windows: int
         raise ValueError(f"{t} frames cannot make {n_windows} windows of {WINDOW_FRAMES}")
     out = []
     for i, j in _batches(n_windows, batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(frames_bgr[i:j + WINDOW_FRAMES - 1])).to(device)
+        chunk = torch.from_numpy(np.ascontiguousarray(frames_bgr[i : j + WINDOW_FRAMES - 1])).to(device)
         chunk = chunk.permute(0, 3, 1, 2).float().contiguous()  # [j-i+4, 3, H, W]
         hw = h * w
         windows = chunk.as_strided((j - i, 3 * WINDOW_FRAMES, h, w), (3 * hw, hw, w, 1))
@@ -175,8 +184,9 @@ def embed_video(net: SyncNetS | LipNet2D, frames_bgr: np.ndarray, n_windows: int
 
 
 @torch.inference_mode()
-def embed_audio(net: SyncNetS, mfcc: np.ndarray, n_windows: int, batch_size: int = 256,
-                device: str = "cpu") -> np.ndarray:
+def embed_audio(
+    net: SyncNetS, mfcc: np.ndarray, n_windows: int, batch_size: int = 256, device: str = "cpu"
+) -> np.ndarray:
     """Audio embeddings of MFCC windows ``mfcc[:, 4i : 4i+20]`` for ``i < n_windows``.
 
     Args:

@@ -36,8 +36,13 @@ def random_syncnet_state(seed: int = 0) -> dict:
     return state
 
 
-def random_s3fd_state(seed: int = 0, face_level: int = 5, face_logit: float = 4.0, wh_logit: float | None = None,
-                      head_scale: float = 0.02) -> dict:
+def random_s3fd_state(
+    seed: int = 0,
+    face_level: int = 5,
+    face_logit: float = 4.0,
+    wh_logit: float | None = None,
+    head_scale: float = 0.02,
+) -> dict:
     """A random state_dict with the keys and shapes of sfd_face.pth, with a planted "face" output.
 
     Random S3FD weights almost never score a box above 0.9. Here the classification heads get small random
@@ -82,7 +87,7 @@ def hdtf_clip_path() -> Path:
 
 
 def hdtf_frames_audio(n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """First ``n_frames`` RGB frames ``uint8[T,512,512,3]`` of the real HDTF clip and the matching int16 audio."""
+    """First ``n_frames`` RGB frames ``uint8[T,512,512,3]`` of the real HDTF clip + matching int16 audio."""
     from kdbench.audio import read_audio
     from kdbench.video import read_video
 
