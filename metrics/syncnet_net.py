@@ -167,7 +167,7 @@ def embed_video(
     Returns: ``float32[N,1024]``.
     """
     lip = net if isinstance(net, LipNet2D) else LipNet2D(net)
-    lip = lip.to(device)
+    lip = lip.to(device, memory_format=torch.channels_last)  # faster convolutions, same maths
     t, h, w, _ = frames_bgr.shape
     if n_windows <= 0:
         return np.zeros((0, 1024), np.float32)
@@ -179,6 +179,7 @@ def embed_video(
         chunk = chunk.permute(0, 3, 1, 2).float().contiguous()  # [j-i+4, 3, H, W]
         hw = h * w
         windows = chunk.as_strided((j - i, 3 * WINDOW_FRAMES, h, w), (3 * hw, hw, w, 1))
+        windows = windows.contiguous(memory_format=torch.channels_last)
         out.append(lip(windows).float().cpu())
     return torch.cat(out).numpy()
 
