@@ -24,8 +24,12 @@ Protocols (option ``protocol``, recorded in every per-clip record):
   averaging Wav2Lip's per-track lines or LatentSync's per-video mean gives; ``av_offset`` is the longest
   track's), ``longest`` (the longest track only), or ``best`` (syncnet-python 0.2.3: max LSE-C and min LSE-D
   over tracks, possibly from different tracks; ``av_offset`` of the min-LSE-D track).
+  ``tracker`` picks joonson's tracking loop (default, what Wav2Lip runs) or syncnet-python 0.2.3's (which
+  stops at the first non-matching face of a frame); they differ only with several faces in a frame.
   Not reproduced: the scene-cut split (PySceneDetect) — a clip is one shot; the reference's disk round trips
-  (MPEG-4 re-encode, JPEG frames, XVID crops): frames are used as decoded.
+  (MPEG-4 re-encode, JPEG frames, XVID crops): frames are used as decoded. With those, LSE-D moves by a few
+  hundredths between builds of the same reference (metrics_reference.md 1.7), so bit-equality with a
+  reference run on files is not expected; on the same frames and audio the numbers agree to 1e-4.
 - ``full`` (Wav2Lip ``calculate_scores_LRS.py``): the whole frame ``cv2.resize``-d to 224x224, whole audio.
 
 Per-clip failures (``ClipFailure``): video not at 25 fps, silent audio (peak <= ``silence_peak``), audio
@@ -197,7 +201,7 @@ class LSEMetric(Metric):
         "crop_scale": 0.4,
         "vshift": VSHIFT,
         "batch_size": 32,  # SyncNet windows per forward pass (no effect on the numbers)
-        "det_batch_size": 16,  # S3FD frames per forward pass (no effect on the numbers)
+        "det_batch_size": 8,  # S3FD frames per forward pass (no effect on the numbers)
         "max_audio_shortfall_frames": 1,
         "silence_peak": 0,  # audio whose peak |sample| is <= this is "silent"
         "syncnet_weights": None,  # explicit path to syncnet_v2.model (still checksum-verified)

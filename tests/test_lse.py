@@ -367,9 +367,9 @@ def test_s3fd_protocol_equals_reference_pipeline(syncnet_state, hdtf, manager, t
     """Detect -> track -> crop -> SyncNet: kdbench LSEMetric vs syncnet-python's functions, same frames."""
     import syncnet_python.syncnet_pipeline as pipe
 
-    frames_rgb, audio = hdtf[0][:24], hdtf[1][: 24 * 640]
+    frames_rgb, audio = hdtf[0][:18], hdtf[1][: 18 * 640]
     bgr = np.ascontiguousarray(frames_rgb[..., ::-1])
-    min_track = 15
+    min_track = 12
     # reference chain: S3FD.detect_faces per frame (RGB in) -> _track -> _crop (captured) -> evaluate
     ref_det_net = RefS3FDNet(device="cpu")
     ref_det_net.load_state_dict(torch.load(str(manager.path("sfd_face")), weights_only=True))
@@ -450,6 +450,10 @@ def test_missing_weights_raise(tmp_path, monkeypatch):
 
 
 def test_options_and_aggregate(manager):
+    from kdbench.registry import METRICS
+
+    assert METRICS.get("lse") is lse.LSEMetric
+    assert lse.LSEMetric.info.paper_column == {"lse_c": "LSE-C", "lse_d": "LSE-D"}
     with pytest.raises(Exception, match="protocol"):
         lse.LSEMetric(options={"protocol": "mouth"}, weights=manager)
     with pytest.raises(Exception, match="no option"):
