@@ -200,7 +200,7 @@ class LSEMetric(Metric):
         "conf_th": 0.9,
         "crop_scale": 0.4,
         "vshift": VSHIFT,
-        "batch_size": 32,  # SyncNet windows per forward pass (no effect on the numbers)
+        "batch_size": 16,  # SyncNet windows per forward pass (no effect on the numbers)
         "det_batch_size": 8,  # S3FD frames per forward pass (no effect on the numbers)
         "max_audio_shortfall_frames": 1,
         "silence_peak": 0,  # audio whose peak |sample| is <= this is "silent"
