@@ -8,7 +8,8 @@ S3FD on every frame, tracking, 224x224 crops, SyncNet, LSE-C/LSE-D. The referenc
 S3FD, XVID crops, JPEG re-extraction, ``SyncNetInstance.evaluate``); it needs an ``ffmpeg`` executable, taken
 from PATH or from the ``imageio-ffmpeg`` package. Each side runs in a fresh child process of this script
 (same input, same weight files), so that its peak resident memory (VmHWM) is its own; wall time includes
-loading the weights.
+loading the weights. CPU time (user + system, ffmpeg children included) is printed too: on a machine shared
+with other jobs the wall-time ratio moves with their load, the CPU-time ratio much less.
 
 Weights: the real ``syncnet_v2`` / ``sfd_face`` when the weights manager has them, else random weights in the
 official formats with a planted face output (tests/lse_fixtures.py) so that S3FD fires and tracks exist.
