@@ -8,6 +8,7 @@ Metrics whose weights are absent are listed as skipped with the exact command th
 from __future__ import annotations
 
 import logging
+import re
 import time
 import traceback
 from pathlib import Path
@@ -47,15 +48,18 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
                       "skip_reason": f"cannot import the metric ({e}); install kdbench[metrics]"}
     skip = {"info": cls.info.to_json(), "options": {**cls.default_options, **options}, "status": "skipped",
             "aggregate": {}, "failures": {}, "per_clip": {}}
-    for w in cls.info.weights:
-        if not weights.available(w):
-            entry = weights.entry(w)
-            hint = f"pip install {entry.package}" if entry.package else f"kdbench weights fetch {w}"
-            return None, {**skip, "skip_reason": f"weights {w!r} ({entry.file}) are missing: run `{hint}`",
-                          "fetch": hint}
     try:
         metric = cls(options=options, device=device, weights=weights)
-    except (WeightsMissing, WeightsChecksumError) as e:
+    except WeightsMissing as e:
+        m = re.search(r"weights '([^']+)'", str(e))
+        name_missing = m.group(1) if m else (cls.info.weights[0] if cls.info.weights else "?")
+        entry = weights.entries.get(name_missing)
+        hint = (f"pip install {entry.package}" if entry is not None and entry.package
+                else f"kdbench weights fetch {name_missing}")
+        file = f" ({entry.file})" if entry is not None else ""
+        return None, {**skip, "skip_reason": f"weights {name_missing!r}{file} are missing: run `{hint}`",
+                      "fetch": hint, "detail": str(e)}
+    except WeightsChecksumError as e:
         return None, {**skip, "skip_reason": str(e)}
     metric.context = dict(context)
     reason = metric.skip_reason()

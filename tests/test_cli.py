@@ -100,6 +100,10 @@ def test_metrics_with_missing_weights_are_skipped_with_the_fetch_command(tiny_da
         info = MetricInfo(name="toy", version="1", description="", outputs={"v": Output(True)},
                           weights=("syncnet_v2",))
 
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.path = self.weights.path("syncnet_v2")
+
         def score_clip(self, clip):
             return {"v": 1.0}
 
