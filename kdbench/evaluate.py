@@ -38,6 +38,17 @@ def dataset_of_run(config: dict[str, Any]) -> Dataset:
     return ds
 
 
+def _instantiate_failure(record: dict[str, Any], e: WeightsMissing, weights) -> dict[str, Any]:
+    """A ``skipped`` record naming the missing weight file and the command that fetches it."""
+    m = re.search(r"weights '([^']+)'", str(e))
+    name = m.group(1) if m else "?"
+    entry = weights.entries.get(name)
+    hint = f"pip install {entry.package}" if entry is not None and entry.package else f"kdbench weights fetch {name}"
+    file = f" ({entry.file})" if entry is not None else ""
+    return {**record, "status": "skipped", "aggregate": {}, "failures": {}, "per_clip": {},
+            "skip_reason": f"weights {name!r}{file} are missing: run `{hint}`", "fetch": hint, "detail": str(e)}
+
+
 def _instantiate(name: str, options: dict[str, Any], device: str, weights, context: dict[str, Any]):
     """(metric, None) or (None, skip record)."""
     try:
@@ -51,14 +62,7 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     try:
         metric = cls(options=options, device=device, weights=weights)
     except WeightsMissing as e:
-        m = re.search(r"weights '([^']+)'", str(e))
-        name_missing = m.group(1) if m else (cls.info.weights[0] if cls.info.weights else "?")
-        entry = weights.entries.get(name_missing)
-        hint = (f"pip install {entry.package}" if entry is not None and entry.package
-                else f"kdbench weights fetch {name_missing}")
-        file = f" ({entry.file})" if entry is not None else ""
-        return None, {**skip, "skip_reason": f"weights {name_missing!r}{file} are missing: run `{hint}`",
-                      "fetch": hint, "detail": str(e)}
+        return None, _instantiate_failure(skip, e, weights)
     except WeightsChecksumError as e:
         return None, {**skip, "skip_reason": str(e)}
     metric.context = dict(context)
@@ -122,11 +126,14 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                 results[name]["failures"][cid] = f"generation failed: {ev.get('error')}"
             continue
         clip = EvalClip(spec=spec, video_path=store.video_path(cid), event=ev)
-        for name, metric in active.items():
+        for name, metric in list(active.items()):
             try:
                 if metric.info.needs_gt and spec.gt_video is None:
                     raise ClipFailure("no GT video for this clip")
                 results[name]["per_clip"][cid] = metric.score_clip(clip)
+            except WeightsMissing as e:  # weights looked up lazily: the metric cannot run at all
+                results[name] = _instantiate_failure(results[name], e, weights)
+                del active[name]
             except (ClipFailure, KdbenchError) as e:
                 results[name]["failures"][cid] = str(e)
             except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number

@@ -113,3 +113,28 @@ def test_metrics_with_missing_weights_are_skipped_with_the_fetch_command(tiny_da
     metric, skipped = _instantiate("_toy_needs_weights", {}, "cpu", WeightsManager(home=tmp_path), {})
     assert metric is None and skipped["status"] == "skipped"
     assert "`kdbench weights fetch syncnet_v2`" in skipped["skip_reason"]
+
+
+def test_metric_finding_weights_missing_while_scoring_is_skipped_not_failed(tiny_dataset, tmp_path, monkeypatch):
+    from kdbench.evaluate import evaluate_run
+    from kdbench.metric import Metric, MetricInfo, Output
+    from kdbench.registry import METRICS
+    from kdbench.runner import run_method
+
+    class LazyWeights(Metric):
+        info = MetricInfo(name="_lazy", version="1", description="", outputs={"v": Output(True)})
+
+        def score_clip(self, clip):
+            self.weights.path("pt_inception")  # looked up on first use, as FID does
+            return {"v": 1.0}
+
+    METRICS.register("_lazy_weights")(LazyWeights)
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    from kdbench.dataset import load_dataset
+
+    run_method("static", load_dataset(tiny_dataset), tmp_path / "r",
+               progress=False, limit=1)
+    doc = evaluate_run(tmp_path / "r", ["_lazy_weights"], progress=False)
+    rec = doc["metrics"]["_lazy_weights"]
+    assert rec["status"] == "skipped" and rec["failures"] == {}
+    assert "`kdbench weights fetch pt_inception`" in rec["skip_reason"]
