@@ -1,0 +1,1 @@
+"""Talking-portrait methods kdbench can run (one module per method, registered lazily)."""
