@@ -1,0 +1,1 @@
+"""Baseline methods (KDTalker) re-implemented for kdbench."""
