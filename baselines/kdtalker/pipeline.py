@@ -329,7 +329,7 @@ class KDTalkerPipeline:
         denoiser = load_denoiser(weights.path("kdtalker"), device)
         encoder = load_audio_encoder(weights.path("wav2lip"), device)
         norm = MotionNorm.from_npz(weights.path("kdtalker_norm"))
-        renderer = LivePortrait.from_weights(weights, device=str(device), dtype=_dtype(dtype))
+        renderer = LivePortrait.from_weights(weights, device=device, dtype=_dtype(dtype))
         return cls(denoiser, encoder, renderer, norm, lambda image: crop_source(image, weights), device)
 
     def _sync(self) -> float:
@@ -384,19 +384,10 @@ class KDTalkerPipeline:
         return KDTalkerResult(frames=frames, motion=motion, timings=timings)
 
     def render(self, source: Any, motion: dict[str, np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """Driving keypoints (source scale, tz = 0) and warp + decode, batched -> ``uint8[N,512,512,3]``."""
+        """Driving keypoints (source scale, tz = 0), then warp + decode in batches -> ``uint8[N,512,512,3]``."""
         p = driving_params(motion, self.device)
-        n = len(p["exp"])
-        out = np.empty((n, 512, 512, 3), np.uint8)
-        for i in range(0, n, batch_size):
-            sl = slice(i, min(n, i + batch_size))
-            b = sl.stop - sl.start
-            scale = source.scale.reshape(1, 1).float().to(self.device).expand(b, 1)
-            kp = self.renderer.keypoints_driving(
-                source, p["pitch"][sl], p["yaw"][sl], p["roll"][sl], p["exp"][sl], p["t"][sl], scale
-            )
-            out[sl] = self.renderer.render(source, kp)
-        return out
+        kp = self.renderer.keypoints_driving(source, p["pitch"], p["yaw"], p["roll"], p["exp"], p["t"], None)
+        return self.renderer.render(source, kp, batch_size=batch_size)
 
 
 def prepare_audio(audio: np.ndarray) -> np.ndarray:
