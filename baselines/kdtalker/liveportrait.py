@@ -91,9 +91,15 @@ def _list(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def check_state_dict(name: str, module: nn.Module, state: dict[str, Any]) -> None:
+def _skeleton(name: str) -> nn.Module:
+    """Network ``name`` built on the meta device (key names and shapes, no memory, no initialisation)."""
+    with torch.device("meta"):
+        return MODULES[name]()
+
+
+def check_state_dict(name: str, state: dict[str, Any]) -> None:
     """Raise :class:`CheckpointMismatch` listing missing / unexpected keys and shape mismatches."""
-    expected = module.state_dict()
+    expected = _skeleton(name).state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {tuple(getattr(v, 'shape', ()))} (expected {tuple(expected[k].shape)})"
@@ -109,8 +115,8 @@ def check_state_dict(name: str, module: nn.Module, state: dict[str, Any]) -> Non
     if shapes:
         parts.append(f"wrong shapes ({len(shapes)}): {_list(shapes)}")
     hint = ""
-    for other, cls in MODULES.items():
-        if other != name and set(state) == set(cls().state_dict()):
+    for other in MODULES:
+        if other != name and set(state) == set(_skeleton(other).state_dict()):
             hint = f" It looks like the {other} checkpoint ({OFFICIAL_FILES[other]})."
             break
     raise CheckpointMismatch(
@@ -119,10 +125,15 @@ def check_state_dict(name: str, module: nn.Module, state: dict[str, Any]) -> Non
 
 
 def load_module(name: str, state: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Build network ``name`` (appearance | motion | warping | spade), load ``state`` strictly, eval mode."""
-    module = MODULES[name]()
-    check_state_dict(name, module, state)
-    module.load_state_dict(state, strict=True)
+    """Build network ``name`` (appearance | motion | warping | spade), load ``state`` strictly, eval mode.
+
+    The module adopts the state's tensors (floating ones as float32) instead of copying them, so loading costs
+    no random initialisation; on the CPU it shares their memory.
+    """
+    check_state_dict(name, state)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    module = _skeleton(name)
+    module.load_state_dict(state, strict=True, assign=True)
     return module.to(device).eval().requires_grad_(False)
 
 
@@ -134,39 +145,42 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def random_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Randomly initialised state dict of network ``name`` in the official key format (see below)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = MODULES[name]()
+        with torch.no_grad():
+            for mod in module.modules():
+                if isinstance(mod, SpectralNormConv2d):
+                    mod.power_iteration(30)
+            for key, t in module.state_dict(keep_vars=True).items():
+                if not t.is_floating_point():
+                    continue
+                leaf = key.rsplit(".", 1)[-1]
+                if leaf == "running_mean":
+                    t.normal_(0.0, 0.1)
+                elif leaf == "running_var":
+                    t.uniform_(0.5, 1.5)
+                elif leaf in ("gamma", "beta"):        # GRN
+                    t.normal_(0.0, 0.1)
+                elif t.ndim == 1 and leaf == "weight":  # BatchNorm / LayerNorm scale
+                    t.uniform_(0.8, 1.2)
+                elif leaf == "bias":
+                    t.normal_(0.0, 0.05)
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def random_state_dicts(seed: int = 0) -> tuple[dict, dict, dict, dict]:
     """Randomly initialised (appearance, motion, warping, spade) state dicts in the official key format.
 
     For tests without the real weights: default PyTorch initialisation, then non-trivial BatchNorm running
     statistics, norm affine parameters and GRN parameters, and spectral-norm singular vectors refreshed by
     power iteration (as in a trained checkpoint). Deterministic for a given ``seed``; the global RNG is left
-    untouched.
+    untouched. Costs a few seconds of CPU (about 130 M parameters).
     """
-    out = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name in ("appearance", "motion", "warping", "spade"):
-            module = MODULES[name]()
-            with torch.no_grad():
-                for mod in module.modules():
-                    if isinstance(mod, SpectralNormConv2d):
-                        mod.power_iteration(30)
-                for key, t in module.state_dict(keep_vars=True).items():
-                    if not t.is_floating_point():
-                        continue
-                    leaf = key.rsplit(".", 1)[-1]
-                    if leaf == "running_mean":
-                        t.normal_(0.0, 0.1)
-                    elif leaf == "running_var":
-                        t.uniform_(0.5, 1.5)
-                    elif leaf in ("gamma", "beta"):        # GRN
-                        t.normal_(0.0, 0.1)
-                    elif t.ndim == 1 and leaf == "weight":  # BatchNorm / LayerNorm scale
-                        t.uniform_(0.8, 1.2)
-                    elif leaf == "bias":
-                        t.normal_(0.0, 0.05)
-            out.append({k: v.detach().clone() for k, v in module.state_dict().items()})
-    return tuple(out)  # type: ignore[return-value]
+    return tuple(random_state_dict(name, seed * 4 + i)  # type: ignore[return-value]
+                 for i, name in enumerate(("appearance", "motion", "warping", "spade")))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -323,10 +323,12 @@ class WarpingNetwork(nn.Module):
     """
 
     def __init__(self, num_kp: int = NUM_KP, block_expansion: int = 64, max_features: int = 512,
-                 num_down_blocks: int = 2, reshape_channel: int = 32, reshape_depth: int = 16):
+                 num_down_blocks: int = 2, reshape_channel: int = 32, reshape_depth: int = 16,
+                 dense_motion_params: dict | None = None):
         super().__init__()
-        self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, feature_channel=reshape_channel,
-                                                       reshape_depth=reshape_depth)
+        self.dense_motion_network = DenseMotionNetwork(
+            num_kp=num_kp, feature_channel=reshape_channel, reshape_depth=reshape_depth,
+            **(dense_motion_params or {}))
         width = block_expansion * 2 ** num_down_blocks
         self.third = SameBlock2d(max_features, width, lrelu=True)
         self.fourth = nn.Conv2d(width, width, kernel_size=1)
@@ -360,10 +362,13 @@ class SpectralNormConv2d(nn.Module):
         else:
             self.register_parameter("bias", None)
         self.weight_orig = nn.Parameter(torch.empty(cout, cin, kernel_size, kernel_size))
-        nn.init.kaiming_uniform_(self.weight_orig, a=5 ** 0.5)
-        self.register_buffer("weight_u", F.normalize(torch.randn(cout), dim=0, eps=1e-12))
-        v = torch.randn(cin * kernel_size * kernel_size)
-        self.register_buffer("weight_v", F.normalize(v, dim=0, eps=1e-12))
+        self.register_buffer("weight_u", torch.empty(cout))
+        self.register_buffer("weight_v", torch.empty(cin * kernel_size * kernel_size))
+        if not self.weight_orig.is_meta:   # meta modules only carry key names and shapes
+            with torch.no_grad():
+                nn.init.kaiming_uniform_(self.weight_orig, a=5 ** 0.5)
+                self.weight_u.copy_(F.normalize(torch.randn(cout), dim=0, eps=1e-12))
+                self.weight_v.copy_(F.normalize(torch.randn(self.weight_v.shape[0]), dim=0, eps=1e-12))
 
     def sigma(self) -> torch.Tensor:
         """Spectral-norm estimate (scalar) from the stored singular vectors."""
