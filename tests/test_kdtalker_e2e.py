@@ -24,8 +24,12 @@ CLIP = "WDA_BenCardin1_000"
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> WeightsManager:
+    from kdbench.hdtf_mini import hdtf_mini_root
+
     folder = tmp_path_factory.mktemp("kdtalker_weights")
-    return WeightsManager(home=folder, overrides=write_random_checkpoints(folder, seed=0))
+    overrides = write_random_checkpoints(folder, seed=0)
+    overrides["kdtalker_norm"] = hdtf_mini_root().parent / "kdtalker" / "norm.npz"  # the real statistics
+    return WeightsManager(home=folder, overrides=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +62,7 @@ def test_all_modules_load_strictly(method):
     assert not p.denoiser.training and not p.audio_encoder.training
 
 
+@pytest.mark.slow
 def test_generate_is_seeded(method, clip, monkeypatch):
     spec, ref, audio = clip
     audio = audio[: 2 * 16000 + 500]  # 2.03 s -> 50 frames
