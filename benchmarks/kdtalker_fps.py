@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16, help="frames per render batch")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="renderer precision")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed 1 s runs before timing each step count")
     ap.add_argument("--random-weights", action="store_true", help="random weights in the official formats")
     ap.add_argument("--no-render", action="store_true", help="skip LivePortrait rendering (CPU smoke runs)")
     args = ap.parse_args(argv)
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     stages = ["t_source", "t_audio", "t_diffusion", "t_smooth", "t_render"]
     rows = []
     for steps in args.steps:
-        pipe(ref, audio[:16000], seed=0, ddim_steps=steps, batch_size=args.batch_size)  # warm-up
+        for _ in range(args.warmup):
+            pipe(ref, audio[:16000], seed=0, ddim_steps=steps, batch_size=args.batch_size)
         runs = []
         for r in range(args.repeat):
             t = time.perf_counter()

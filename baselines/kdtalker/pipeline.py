@@ -15,6 +15,12 @@ The chain of ``inference.py`` (chaolongy/KDTalker), step by step, each a small f
 6. driving keypoints ``x_d = s_src (x_c R_d + exp_d) + [tx, ty, 0]`` and warp + SPADE decode in
    batches (``liveportrait.py``).
 
+Clips under 32 frames (1.00-1.27 s): upstream's padding leaves one window of ``2N`` frames and its final
+slice keeps only ``3N - 64`` of them, so the official video is shorter than the audio. Here the same
+window is sampled (same noise, same diffusion output) and all ``N`` frames are kept; only the Kalman
+smoothing near the end differs, because it then sees more frames. From 32 frames on, the outputs are
+identical.
+
 Noise: with seed ``S``, window ``k``'s initial noise is the ``k``-th draw of
 ``torch.randn(1, L, 70, 3)[..., 0]`` from a generator seeded with ``S`` on the sampling device, which is
 what the official code draws after ``torch.manual_seed(S)``.
@@ -384,7 +390,7 @@ class KDTalkerPipeline:
         return KDTalkerResult(frames=frames, motion=motion, timings=timings)
 
     def render(self, source: Any, motion: dict[str, np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """Driving keypoints (source scale, tz = 0), then warp + decode in batches -> ``uint8[N,512,512,3]``."""
+        """Driving keypoints (source scale, tz = 0), warp + decode in batches -> ``uint8[N,512,512,3]``."""
         p = driving_params(motion, self.device)
         kp = self.renderer.keypoints_driving(source, p["pitch"], p["yaw"], p["roll"], p["exp"], p["t"], None)
         return self.renderer.render(source, kp, batch_size=batch_size)
