@@ -396,7 +396,7 @@ def test_extract_source_shapes(renderer):
 
 @pytest.mark.slow
 def test_full_size_render_of_a_real_crop(renderer):
-    """One 512x512 frame from a real reference crop: shape, range, and the source pose reproduces x_s."""
+    """One 512x512 frame from a real reference crop (full-size networks): shapes, range, pose consistency."""
     from PIL import Image
 
     from baselines.kdtalker.crop import crop_source
@@ -406,7 +406,11 @@ def test_full_size_render_of_a_real_crop(renderer):
     image = np.asarray(Image.open(hdtf_mini_root() / "ref" / "WDA_BenCardin1_000.png").convert("RGB"))
     crop = crop_source(image, WeightsManager())
     src = renderer.extract_source(crop.img256)
+    # the source's own pose, expression and translation give back the source keypoints (tz dropped in both)
+    same = renderer.keypoints_driving(src, src.pitch, src.yaw, src.roll, src.exp, src.t)
+    torch.testing.assert_close(same, src.x_s, atol=1e-6, rtol=1e-6)
     kp = renderer.keypoints_driving(src, src.pitch, src.yaw + 10, src.roll, src.exp, src.t)
+    assert float((kp - src.x_s).abs().max()) > 1e-3
     frames = renderer.render(src, kp, batch_size=1)
     assert frames.shape == (1, 512, 512, 3) and frames.dtype == np.uint8
     assert frames.std() > 1.0

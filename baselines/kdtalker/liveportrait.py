@@ -220,8 +220,9 @@ class SourceState:
 class LivePortrait:
     """LivePortrait networks F, M, W, G in eval mode with KDTalker's rendering conventions.
 
-    ``dtype``: float32 (default, as KDTalker) or float16 / bfloat16 (networks under autocast; outputs are
-    float32).
+    ``dtype``: float32 (default, as KDTalker) or float16 / bfloat16 (networks under autocast, like
+    LivePortrait's ``flag_use_half_precision``; outputs are float32). float16 is meant for CUDA: on a CPU its
+    3-D convolutions are many times slower than float32.
     ``batch_size``: frames per warp + decode call in :meth:`render`.
     """
 
