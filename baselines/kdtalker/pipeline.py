@@ -386,7 +386,8 @@ class KDTalkerPipeline:
         frames = self.render(source, motion, batch_size)
         t5 = self._sync()
         timings["t_render"] = t5 - t4
-        assert len(frames) == n, (len(frames), n)
+        if len(frames) != n:
+            raise RuntimeError(f"rendered {len(frames)} frames for an audio track of {n} frames")
         return KDTalkerResult(frames=frames, motion=motion, timings=timings)
 
     def render(self, source: Any, motion: dict[str, np.ndarray], batch_size: int = 16) -> np.ndarray:
