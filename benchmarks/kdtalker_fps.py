@@ -105,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     for steps, med in rows:
         fps = [n / med[s] if med[s] > 0 else float("inf") for s in stages]
         total = n / med["total"]
-        render = "skipped" if args.no_render else f"{fps[4]:.1f}"
-        cells = [str(steps), f"{fps[0]:.1f}", f"{fps[1]:.1f}", f"{fps[2]:.1f}", f"{fps[3]:.1f}", render,
-                 f"{total:.2f}" + (" (no render)" if args.no_render else ""), f"{total / PAPER_FPS:.2f}x"]
+        render = "skipped" if args.no_render else f"{fps[4]:.3g}"
+        cells = [str(steps), f"{fps[0]:.3g}", f"{fps[1]:.3g}", f"{fps[2]:.3g}", f"{fps[3]:.3g}", render,
+                 f"{total:.3g}" + (" (no render)" if args.no_render else ""), f"{total / PAPER_FPS:.3g}x"]
         print(" | ".join(f"{c:>12}" for c in cells))
     print("\nseconds per stage (median):")
     for steps, med in rows:
