@@ -379,7 +379,6 @@ def test_noise_is_drawn_as_official_after_manual_seed():
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
 
-@pytest.mark.slow
 def test_windows_are_autoregressive_and_seeded(denoiser):
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(70, 512, generator=g).relu()

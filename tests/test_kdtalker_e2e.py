@@ -62,7 +62,6 @@ def test_all_modules_load_strictly(method):
     assert not p.denoiser.training and not p.audio_encoder.training
 
 
-@pytest.mark.slow
 def test_generate_is_seeded(method, clip, monkeypatch):
     spec, ref, audio = clip
     audio = audio[: 2 * 16000 + 500]  # 2.03 s -> 50 frames
