@@ -114,6 +114,14 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     from .weights import WeightsManager
 
     weights = WeightsManager()
+    missing = [w for w in cls.info.weights if not weights.available(w)]
+    if missing:
+        from .errors import WeightsMissing
+
+        where = "; ".join(f"{w}: {weights.entry(w).source} -> {weights.cache_path(w)}" for w in missing)
+        raise WeightsMissing(f"method {method!r} needs weights that are not available: {', '.join(missing)}. "
+                             f"Run `kdbench weights fetch {' '.join(missing)}`; offline, put the files here by "
+                             f"hand ({where}).")
     impl = cls(options=config["options"], device=device, weights=weights, seed=seed)
     seed_everything(seed)
     t0 = time.perf_counter()

