@@ -20,17 +20,9 @@ from typing import Any
 import numpy as np
 
 from .errors import DatasetError
+from .files import atomic_path, sha256_file
 
 MANIFEST_NAME = "manifest.jsonl"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -133,9 +125,8 @@ class Dataset:
     def write_manifest(self, path: str | os.PathLike | None = None) -> Path:
         path = Path(path) if path else self.root / MANIFEST_NAME
         lines = "".join(json.dumps(c.to_row(path.parent)) + "\n" for c in self.clips)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(lines)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(lines)
         return path
 
 

@@ -59,7 +59,7 @@ def hdtf_mini_root(download: bool = True) -> Path:
 
 def download_hdtf_mini(dest: Path) -> Path:
     """Fetch every hdtf-mini file from its upstream URL and check its sha256."""
-    from .dataset import sha256_file
+    from .files import sha256_file
     from .weights import _download_url
 
     for rel, (url, sha) in FILES.items():

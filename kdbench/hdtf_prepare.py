@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from . import FPS, SAMPLE_RATE
-from .dataset import ClipSpec, Dataset, sha256_file
+from .dataset import ClipSpec, Dataset
 from .errors import DatasetError, KdbenchError
+from .files import sha256_file
 
 log = logging.getLogger("kdbench.prepare")
 CLIP_RE = re.compile(r"^(RD|WDA|WRA)_(.+)_(\d{3})$")

@@ -14,6 +14,7 @@ import av
 import numpy as np
 
 from .errors import KdbenchError
+from .files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,8 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndar
     ``crf`` 15 keeps re-encoding losses well below what the metrics resolve.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     rate = Fraction(fps).limit_denominator(1001)
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w") as out:
             vs = None
             astream = None
@@ -116,10 +115,6 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndar
                 out.mux(packet)
             if astream is not None:
                 _encode_audio(out, astream, audio, sample_rate)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -127,9 +122,7 @@ def remux_with_audio(src: str | os.PathLike, dst: str | os.PathLike, audio: np.n
                      sample_rate: int = 16000) -> Path:
     """Copy the video stream of ``src`` without re-encoding and add ``audio`` (mono int16) as AAC."""
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.tmp{os.getpid()}{dst.suffix}")
-    try:
+    with atomic_path(dst) as tmp:
         with av.open(str(src)) as inp, av.open(str(tmp), mode="w") as out:
             ivs = inp.streams.video[0]
             ovs = out.add_stream_from_template(ivs)
@@ -141,10 +134,6 @@ def remux_with_audio(src: str | os.PathLike, dst: str | os.PathLike, audio: np.n
                 packet.stream = ovs
                 out.mux(packet)
             _encode_audio(out, astream, audio, sample_rate)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return dst
 
 

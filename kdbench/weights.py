@@ -26,30 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WeightsChecksumError, WeightsMissing
+from .files import git_blob_sha1, sha256_file
 
 MANIFEST = Path(__file__).with_name("weights.toml")
 
 
 def kdbench_home() -> Path:
     return Path(os.environ.get("KDBENCH_HOME") or Path.home() / ".cache" / "kdbench")
-
-
-def git_blob_sha1(path: str | os.PathLike) -> str:
-    """The git blob id of a file: sha1 of ``b"blob <size>\\0" + content``."""
-    size = os.path.getsize(path)
-    h = hashlib.sha1(f"blob {size}\0".encode())
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -173,7 +156,7 @@ class WeightsManager:
         if cached and cached.get("size") == stat.st_size and cached.get("mtime") == stat.st_mtime:
             sha256 = cached["sha256"]
         else:
-            sha256 = _sha256(p)
+            sha256 = sha256_file(p)
             cached = None
         git_sha1 = git_blob_sha1(p) if e.git_sha1 and not cached else (cached or {}).get("git_sha1")
         ok, why = True, ""
@@ -213,7 +196,7 @@ class WeightsManager:
         """
         if not e.extract:
             raise WeightsChecksumError(f"weights {e.name!r} must be a file, got the folder {folder}")
-        lines = [f"{f.relative_to(folder)} {_sha256(f)}" for f in sorted(folder.rglob("*")) if f.is_file()]
+        lines = [f"{f.relative_to(folder)} {sha256_file(f)}" for f in sorted(folder.rglob("*")) if f.is_file()]
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
         pinned = bool(e.sha256 or e.git_sha1 or e.sha256_prefix)
         if pinned and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
@@ -274,7 +257,7 @@ class WeightsManager:
             raise WeightsMissing(f"download failed ({type(ex).__name__}: {ex}). " + self._missing_message(e)) from ex
         os.replace(tmp, dest)
         if not (e.sha256 or e.git_sha1 or e.sha256_prefix):
-            (dest.parent / ".pinned_sha256").write_text(_sha256(dest))
+            (dest.parent / ".pinned_sha256").write_text(sha256_file(dest))
         return self.path(name)
 
     def status(self) -> list[dict[str, Any]]:

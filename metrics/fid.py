@@ -198,7 +198,7 @@ class FIDMetric(Metric):
         if rec.get("sha256"):
             self._weights_sha256 = rec["sha256"]
         else:
-            from kdbench.dataset import sha256_file
+            from kdbench.files import sha256_file
 
             self._weights_sha256 = sha256_file(path)
         from .fid_inception import load_fid_inception
@@ -239,7 +239,7 @@ class FIDMetric(Metric):
         self._load()
         gt_sha = spec.sha256.get("gt_video")
         if not gt_sha:
-            from kdbench.dataset import sha256_file
+            from kdbench.files import sha256_file
 
             gt_sha = sha256_file(spec.gt_video)
         root = self._cache_root()

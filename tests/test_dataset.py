@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
-from kdbench.dataset import MANIFEST_NAME, load_dataset, read_manifest, sha256_file, verify_dataset
+from kdbench.dataset import MANIFEST_NAME, load_dataset, read_manifest, verify_dataset
 from kdbench.errors import DatasetError
+from kdbench.files import sha256_file
 
 
 def test_hdtf_mini_is_the_real_material(hdtf_mini):

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from kdbench.errors import WeightsChecksumError, WeightsMissing
-from kdbench.weights import WeightEntry, WeightsManager, git_blob_sha1, load_manifest
+from kdbench.files import git_blob_sha1
+from kdbench.weights import WeightEntry, WeightsManager, load_manifest
 
 
 def _manager(tmp_path, **entry):
