@@ -60,7 +60,7 @@ def hdtf_mini_root(download: bool = True) -> Path:
 def download_hdtf_mini(dest: Path) -> Path:
     """Fetch every hdtf-mini file from its upstream URL and check its sha256."""
     from .files import sha256_file
-    from .weights import _download_url
+    from .weights import download_url
 
     for rel, (url, sha) in FILES.items():
         out = dest / rel
@@ -69,7 +69,7 @@ def download_hdtf_mini(dest: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(out.name + ".part")
         try:
-            _download_url(url, part, progress=True)
+            download_url(url, part, progress=True)
         except OSError as e:
             raise DatasetError(f"cannot download {url} ({e}); put the file at {out} by hand") from e
         got = sha256_file(part)

@@ -24,7 +24,7 @@ from .audio import check_audio
 from .config import config_hash, split_scoped
 from .dataset import Dataset
 from .envinfo import collect_env, resolve_device
-from .errors import ClipFailure, KdbenchError
+from .errors import ClipFailure, KdbenchError, WeightsMissing
 from .normalize import GridCrop, normalize_to_file
 from .registry import METHODS
 from .runstore import RunStore
@@ -116,8 +116,6 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     weights = WeightsManager()
     missing = [w for w in cls.info.weights if not weights.available(w)]
     if missing:
-        from .errors import WeightsMissing
-
         where = "; ".join(f"{w}: {weights.entry(w).source} -> {weights.cache_path(w)}" for w in missing)
         raise WeightsMissing(f"method {method!r} needs weights that are not available: {', '.join(missing)}. "
                              f"Run `kdbench weights fetch {' '.join(missing)}`; offline, put the files here by "

@@ -249,7 +249,7 @@ class WeightsManager:
                 if gdown.download(id=e.gdrive, output=str(tmp), quiet=not progress) is None:
                     raise OSError("gdown returned no file (quota exceeded or file moved)")
             else:
-                _download_url(str(e.url), tmp, progress)
+                download_url(str(e.url), tmp, progress)
         except WeightsMissing:
             raise
         except Exception as ex:  # noqa: BLE001 - any network failure becomes the same actionable message
@@ -272,7 +272,8 @@ class WeightsManager:
         return rows
 
 
-def _download_url(url: str, dest: Path, progress: bool) -> None:
+def download_url(url: str, dest: Path, progress: bool) -> None:
+    """Stream ``url`` into ``dest`` with a tqdm progress bar (used for weights and for hdtf-mini)."""
     from tqdm import tqdm
 
     req = urllib.request.Request(url, headers={"User-Agent": "kdbench"})
