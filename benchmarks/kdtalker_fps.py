@@ -37,6 +37,34 @@ def device_name(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def save_source_crop(ref, weights, path: str) -> int:
+    """Crop ``ref`` with dlib as the pipeline does, print the crop's time, save its fields to ``path``."""
+    import numpy as np
+
+    from baselines.kdtalker.crop import crop_source
+
+    crop_source(ref, weights)  # load dlib's models outside the timing
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        crop = crop_source(ref, weights)
+        times.append(time.perf_counter() - t)
+    np.savez(path, img256=crop.img256, M_c2o=crop.M_c2o, box=np.asarray(crop.box), landmarks=crop.landmarks)
+    print(f"dlib crop of the reference image: {statistics.median(times) * 1000:.1f} ms (median of 5, "
+          f"{device_name('cpu')}); saved to {path}")
+    return 0
+
+
+def load_source_crop(path: str):
+    import numpy as np
+
+    from baselines.kdtalker.crop import SourceCrop
+
+    z = np.load(path)
+    return SourceCrop(img256=z["img256"], M_c2o=z["M_c2o"], box=tuple(float(v) for v in z["box"]),
+                      landmarks=z["landmarks"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -49,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed 1 s runs before timing each step count")
     ap.add_argument("--random-weights", action="store_true", help="random weights in the official formats")
     ap.add_argument("--no-render", action="store_true", help="skip LivePortrait rendering (CPU smoke runs)")
+    ap.add_argument("--save-source-crop", metavar="NPZ", help="run the dlib crop once, time it, save it and exit")
+    ap.add_argument("--source-crop", metavar="NPZ",
+                    help="use a crop saved by --save-source-crop instead of dlib (for machines without dlib or "
+                         "its 68-landmark model); the 'source' stage then times LivePortrait's M and F only")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -74,11 +106,17 @@ def main(argv: list[str] | None = None) -> int:
         weights = WeightsManager(home=tmp.name, overrides=overrides)
     else:
         weights = WeightsManager()
+    if args.save_source_crop:
+        return save_source_crop(ref, weights, args.save_source_crop)
     t0 = time.perf_counter()
     pipe = KDTalkerPipeline.from_weights(weights, device=args.device, dtype=args.dtype)
     print(f"device: {device_name(args.device)}; load {time.perf_counter() - t0:.1f} s; clip {args.clip}, "
           f"{n} frames ({n / 25:.2f} s); renderer {args.dtype}, batch {args.batch_size}; "
           f"{'random' if args.random_weights else 'official'} weights")
+    if args.source_crop:
+        crop = load_source_crop(args.source_crop)
+        pipe.crop_fn = lambda image: crop
+        print(f"source crop: {args.source_crop} (dlib crop not run, not timed)")
     if args.no_render:
         def no_render(source, motion, batch_size=16):
             return np.zeros((len(motion["exp"]), 512, 512, 3), np.uint8)
