@@ -22,6 +22,7 @@ With random weights the scores mean nothing; they are printed to show both sides
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -69,6 +70,7 @@ def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track
     import metrics.syncnet_net  # noqa: F401
     from kdbench.clip import EvalClip
     from kdbench.dataset import ClipSpec
+    from kdbench.numerics import ieee_fp32, on_gpu
     from kdbench.weights import WeightsManager
     from metrics.lse import LSEMetric
 
@@ -85,7 +87,8 @@ def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track
         stages = {"decode": time.perf_counter() - t0}
         if protocol == "s3fd":
             t = time.perf_counter()
-            metric.detections(clip)  # cached in clip.cache, reused by score_clip
+            with ieee_fp32() if on_gpu(device) else contextlib.nullcontext():  # as inside score_clip
+                metric.detections(clip)  # cached in clip.cache, reused by score_clip
             sync()
             stages["s3fd"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -119,7 +122,6 @@ def run_reference(video: str, weights: dict, device: str, min_track: int, repeat
     import logging
 
     logging.disable(logging.WARNING)
-    import contextlib
     import io
 
     from syncnet_python import SyncNetPipeline

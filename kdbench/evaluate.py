@@ -20,6 +20,7 @@ from .config import split_scoped
 from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, WeightsChecksumError, WeightsMissing
+from .numerics import PRECISION, on_gpu
 from .registry import METRICS
 from .runstore import RunStore, write_json_atomic
 
@@ -153,6 +154,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         results[name]["aggregate"] = agg
 
     env = collect_env(device)
+    if on_gpu(device):
+        env["metrics_fp32_precision"] = PRECISION  # score_clip runs without TF32 (kdbench.numerics)
     doc = {
         "schema": SCHEMA,
         "kdbench_version": __version__,

@@ -16,6 +16,7 @@ Scoring math lives in small pure functions in the metric's module, tested on arr
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -60,10 +61,19 @@ class MetricInfo:
 
 
 class Metric(abc.ABC):
-    """Base class. Subclasses set ``info`` and ``default_options`` and implement ``score_clip``."""
+    """Base class. Subclasses set ``info`` and ``default_options`` and implement ``score_clip``.
+
+    On a GPU device every subclass's ``score_clip`` runs in IEEE fp32 (no TF32; :mod:`kdbench.numerics`), so a
+    metric gives the numbers of the CPU equivalence tests wherever it runs.
+    """
 
     info: ClassVar[MetricInfo]
     default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        if "score_clip" in cls.__dict__:
+            cls.score_clip = _in_ieee_fp32_on_gpu(cls.__dict__["score_clip"])
 
     def __init__(self, *, options: dict[str, Any] | None = None, device: str = "cpu",
                  weights: WeightsManager | None = None):
@@ -98,6 +108,24 @@ class Metric(abc.ABC):
     def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Summary per output over the clips that did not fail. Default: mean over clips."""
         return {name: summarize([r.get(name) for r in records.values()]) for name in self.info.outputs}
+
+
+def _in_ieee_fp32_on_gpu(score_clip):
+    """Wrap ``score_clip(self, clip)`` so that it runs inside :func:`kdbench.numerics.ieee_fp32` on a GPU."""
+    if getattr(score_clip, "_ieee_fp32_on_gpu", False):
+        return score_clip
+
+    @functools.wraps(score_clip)
+    def wrapper(self: Metric, clip: EvalClip) -> dict[str, Any]:
+        from .numerics import ieee_fp32, on_gpu
+
+        if not on_gpu(self.device):
+            return score_clip(self, clip)
+        with ieee_fp32():
+            return score_clip(self, clip)
+
+    wrapper._ieee_fp32_on_gpu = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def summarize(values: list[float | None]) -> dict[str, Any]:

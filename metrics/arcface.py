@@ -273,9 +273,11 @@ def _session(path: str | os.PathLike, device: str):
     import onnxruntime
 
     providers = onnx_providers(device)
-    if providers[0] == "CUDAExecutionProvider" and ":" in device:
-        index = int(device.split(":", 1)[1])
-        provider_arg: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    if providers[0] == "CUDAExecutionProvider":
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        # IEEE fp32 as on the CPU (onnxruntime's CUDA provider allows TF32 by default; kdbench.numerics)
+        cuda_options = {"device_id": index, "use_tf32": 0}
+        provider_arg: list = [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
     else:
         provider_arg = providers
     options = onnxruntime.SessionOptions()
