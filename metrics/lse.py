@@ -200,8 +200,8 @@ class LSEMetric(Metric):
         "conf_th": 0.9,
         "crop_scale": 0.4,
         "vshift": VSHIFT,
-        "batch_size": 16,  # SyncNet windows per forward pass (no effect on the numbers)
-        "det_batch_size": 8,  # S3FD frames per forward pass (no effect on the numbers)
+        "batch_size": None,  # SyncNet windows per forward pass (None: 16 on CPU, 64 on GPU; numbers unchanged)
+        "det_batch_size": None,  # S3FD frames per forward pass (None: 8 on CPU, 64 on GPU; numbers unchanged)
         "max_audio_shortfall_frames": 1,
         "silence_peak": 0,  # audio whose peak |sample| is <= this is "silent"
         "syncnet_weights": None,  # explicit path to syncnet_v2.model (still checksum-verified)
@@ -226,6 +226,13 @@ class LSEMetric(Metric):
         self._syncnet = None
         self._lip = None
         self._s3fd = None
+
+    def _batch_size(self, key: str, cpu: int, gpu: int) -> int:
+        """The option's value, or the device's default when it is None (memory and speed only)."""
+        from kdbench.numerics import on_gpu
+
+        value = self.options[key]
+        return int(value) if value is not None else (gpu if on_gpu(self.device) else cpu)
 
     # -- networks (loaded on first use) -----------------------------------------------------------
     def _nets(self):
@@ -255,7 +262,7 @@ class LSEMetric(Metric):
                 "(at least 6 frames are needed)"
             )
         net, lip = self._nets()
-        bs = int(self.options["batch_size"])
+        bs = self._batch_size("batch_size", cpu=16, gpu=64)
         v = embed_video(lip, frames_bgr, n, bs, self.device)
         a = embed_audio(net, audio_features(audio), n, max(bs, 256), self.device)
         vshift = int(self.options["vshift"])
@@ -274,7 +281,7 @@ class LSEMetric(Metric):
                 clip.frames,
                 float(o["facedet_scale"]),
                 float(o["conf_th"]),
-                int(o["det_batch_size"]),
+                self._batch_size("det_batch_size", cpu=8, gpu=64),
                 self.device,
             )
         return clip.cache[key]

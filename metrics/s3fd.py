@@ -173,16 +173,19 @@ def prior_boxes(image_hw: tuple[int, int], fmaps: list[tuple[int, int]]) -> torc
 
 
 def decode_boxes(loc: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """Regression ``float32[P,4]`` + priors -> corner boxes ``float32[P,4]`` (x1,y1,x2,y2, normalised)."""
+    """Regression ``float32[...,P,4]`` + priors ``[P,4]`` -> boxes ``float32[...,P,4]`` (x1,y1,x2,y2, normalised).
+
+    Element-wise, so a batch ``[B,P,4]`` gives each image's boxes exactly as ``[P,4]`` does.
+    """
     boxes = torch.cat(
         (
-            priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:],
-            priors[:, 2:] * torch.exp(loc[:, 2:] * VARIANCES[1]),
+            priors[:, :2] + loc[..., :2] * VARIANCES[0] * priors[:, 2:],
+            priors[:, 2:] * torch.exp(loc[..., 2:] * VARIANCES[1]),
         ),
-        1,
+        -1,
     )
-    boxes[:, :2] -= boxes[:, 2:] / 2
-    boxes[:, 2:] += boxes[:, :2]
+    boxes[..., :2] -= boxes[..., 2:] / 2
+    boxes[..., 2:] += boxes[..., :2]
     return boxes
 
 
@@ -234,26 +237,52 @@ def postprocess(
     loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, image_wh: tuple[int, int], conf_th: float
 ) -> np.ndarray:
     """One image's raw outputs -> detections ``float64[K,5]`` (x1,y1,x2,y2 in pixels, score)."""
+    return postprocess_batch(loc[None], score[None], priors, image_wh, conf_th)[0]
+
+
+def postprocess_batch(
+    loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, image_wh: tuple[int, int], conf_th: float
+) -> list[np.ndarray]:
+    """Raw outputs ``loc float32[B,P,4]``, ``score float32[B,P]`` (CPU) -> B detections ``float64[K,5]``.
+
+    Boxes are decoded for the whole batch at once; the greedy NMS runs per image on its boxes above the
+    threshold (usually a handful), so images without a candidate cost nothing more.
+    """
     boxes = decode_boxes(loc, priors)
-    sel = torch.nonzero(score > max(conf_th, DETECT_CONF)).flatten()
-    keep = greedy_nms_torch(boxes[sel], score[sel], DETECT_NMS, DETECT_NMS_TOP_K)[:DETECT_TOP_K]
-    if keep.numel() == 0:
-        return np.empty((0, 5))
+    candidates = score > max(conf_th, DETECT_CONF)
     w, h = image_wh
-    pts = (boxes[sel][keep] * torch.tensor([w, h, w, h], dtype=torch.float32)).numpy()
-    dets = np.concatenate([pts.astype(np.float64), score[sel][keep].numpy().astype(np.float64)[:, None]], 1)
-    return dets[greedy_nms_np(dets, FINAL_NMS)]
+    to_pixels = torch.tensor([w, h, w, h], dtype=torch.float32)
+    out = []
+    for b in range(loc.shape[0]):
+        sel = torch.nonzero(candidates[b]).flatten()
+        keep = greedy_nms_torch(boxes[b][sel], score[b][sel], DETECT_NMS, DETECT_NMS_TOP_K)[:DETECT_TOP_K]
+        if keep.numel() == 0:
+            out.append(np.empty((0, 5)))
+            continue
+        pts = (boxes[b][sel][keep] * to_pixels).numpy()
+        dets = np.concatenate([pts.astype(np.float64), score[b][sel][keep].numpy().astype(np.float64)[:, None]], 1)
+        out.append(dets[greedy_nms_np(dets, FINAL_NMS)])
+    return out
 
 
-def prepare(frames_rgb: np.ndarray, scale: float) -> np.ndarray:
-    """``uint8[B,H,W,3]`` RGB -> detector input ``float32[B,3,h,w]`` (cv2 bilinear resize, mean removed)."""
+def resize_frames(frames_rgb: np.ndarray, scale: float) -> np.ndarray:
+    """``uint8[B,H,W,3]`` -> ``uint8[B,h,w,3]`` scaled by ``scale`` (cv2 bilinear, as ``S3FD.detect_faces``)."""
     import cv2
 
-    out = []
-    for f in frames_rgb:
-        small = cv2.resize(f, dsize=(0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        out.append(small.astype(np.float32) - RGB_MEAN)
-    return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2))
+    return np.stack(
+        [cv2.resize(f, dsize=(0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR) for f in frames_rgb]
+    )
+
+
+def to_device_input(small: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """``uint8[B,h,w,3]`` -> ``float32[B,3,h,w]`` channels-last on ``device``, mean removed.
+
+    The reference's arithmetic (``img - [104, 117, 123]`` in float32 on the BGR image: an exact uint8 -> float32
+    conversion and one float32 subtraction), done on the device so that only the uint8 pixels travel; ``permute``
+    of the NHWC tensor is already channels-last.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(small)).to(device)
+    return (x.float() - torch.from_numpy(RGB_MEAN).to(device)).permute(0, 3, 1, 2)
 
 
 @torch.inference_mode()
@@ -272,15 +301,14 @@ def detect_faces(
     Returns: T arrays ``float64[K,5]``: x1, y1, x2, y2 in pixels of the full frame, score.
     """
     t, h, w = frames_rgb.shape[:3]
-    net = net.to(device, memory_format=torch.channels_last)
+    net = net.to(device, memory_format=torch.channels_last)  # faster convolutions (oneDNN/cuDNN), same maths
     results: list[np.ndarray] = []
     priors = None
     for i in range(0, t, batch_size):
-        x = torch.from_numpy(prepare(frames_rgb[i : i + batch_size], scale)).to(device)
-        x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions (oneDNN/cuDNN), same maths
+        x = to_device_input(resize_frames(frames_rgb[i : i + batch_size], scale), device)
         loc, score, fmaps = net(x)
         loc, score = loc.float().cpu(), score.float().cpu()
         if priors is None:
             priors = prior_boxes((x.shape[2], x.shape[3]), fmaps)
-        results += [postprocess(loc[b], score[b], priors, (w, h), conf_th) for b in range(loc.shape[0])]
+        results += postprocess_batch(loc, score, priors, (w, h), conf_th)
     return results

@@ -5,7 +5,8 @@
 Same real hdtf-mini frames, same random weights in the official formats, three ways: CPU, GPU as kdbench runs
 metrics (IEEE fp32, ``kdbench.numerics``), and GPU with PyTorch's default TF32 convolutions. Prints the largest
 differences from the CPU for LSE (whole pipeline: S3FD, tracking, crops, SyncNet), the FID Inception pool3 features
-and Hopenet's logits. The CPU equivalence tests prove the CPU numbers equal the reference tools'.
+and Hopenet's logits; and whether KDTalker's seeded GPU noise is the official code's draw after ``manual_seed``. The
+CPU equivalence tests prove the CPU numbers equal the reference tools'.
 """
 
 from __future__ import annotations
@@ -94,6 +95,21 @@ def feature_rows(frames, gpu: str) -> list[tuple[str, str, float, float]]:
     return rows
 
 
+def noise_rows(gpu: str) -> list[tuple[str, str, float, float]]:
+    """KDTalker's seeded initial noise on the GPU vs the official draw: ``torch.manual_seed(S)`` then
+    ``torch.randn(1, 64, 70, 3, device=cuda)[..., 0]`` window after window (diff 0 means the same stream)."""
+    import torch
+
+    from baselines.kdtalker.pipeline import initial_noise
+
+    torch.manual_seed(7)
+    official = [torch.randn(1, 64, 70, 3, device=gpu)[..., 0] for _ in range(3)]
+    g = torch.Generator(device=gpu).manual_seed(7)
+    ours = [initial_noise(g, 64, gpu) for _ in range(3)]
+    diff = max(float((a - b).abs().max()) for a, b in zip(official, ours, strict=True))
+    return [("KDTalker initial noise", "GPU generator (kdbench)", float(official[0].abs().max()), diff)]
+
+
 def _ieee():
     from kdbench.numerics import ieee_fp32
 
@@ -116,6 +132,7 @@ def main() -> None:
     frames, audio = fx.hdtf_frames_audio(args.frames)
     with tempfile.TemporaryDirectory() as td:
         rows = lse_rows(frames, audio, Path(td), args.gpu) + feature_rows(frames[:16], args.gpu)
+        rows += noise_rows(args.gpu)
     print(f"{'what':28s} {'run':30s} {'value / max |x|':>18s} {'max |diff| vs CPU':>18s}")
     for what, run, value, diff in rows:
         print(f"{what:28s} {run:30s} {value:18.10g} {diff:18.3g}")

@@ -231,6 +231,30 @@ def test_s3fd_detections_equal_reference(planted, frame_ids, thresholds, hdtf):
         assert len(got[0]) >= 2  # several faces: both NMS stages are exercised
 
 
+def test_s3fd_device_input_is_the_reference_arithmetic(hdtf):
+    small = s3fd.resize_frames(hdtf[0][:3], 0.25)
+    assert small.shape == (3, 128, 128, 3) and small.dtype == np.uint8
+    x = s3fd.to_device_input(small, "cpu")
+    assert x.shape == (3, 3, 128, 128) and x.is_contiguous(memory_format=torch.channels_last)
+    # the reference: BGR float32 image minus (104, 117, 123), back to RGB order
+    expected = (small[..., ::-1].astype(np.float32) - np.array([104.0, 117.0, 123.0]))[..., ::-1]
+    np.testing.assert_array_equal(x.numpy(), expected.transpose(0, 3, 1, 2).astype(np.float32))
+
+
+def test_s3fd_batches_equal_one_frame_at_a_time(hdtf):
+    """Batched decoding + per-image NMS gives the detections of single-frame batches (bit-identical here; the
+    tolerance allows for a convolution library that sums in another order at another batch size)."""
+    net = s3fd.S3FDNet()
+    net.load_state_dict(fx.random_s3fd_state(seed=0, face_level=2, face_logit=2.5, head_scale=2.0))
+    net.eval()
+    frames = hdtf[0][[0, 13, 26, 39]]
+    one = s3fd.detect_faces(net, frames, 0.25, 0.5, batch_size=1)
+    batched = s3fd.detect_faces(net, frames, 0.25, 0.5, batch_size=3)  # a full batch and a partial one
+    assert sum(len(d) for d in one) >= 4
+    for a, b in zip(one, batched, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)
+
+
 def _ref_track(dets: list[np.ndarray], min_track: int, num_failed_det: int = 25, min_face_size: float = 100):
     from syncnet_python.syncnet_pipeline import PipelineConfig, SyncNetPipeline
 
