@@ -85,8 +85,9 @@ def run(tmp: Path) -> None:
     from kdbench.errors import KdbenchError
     from kdbench.video import read_video
     from kdbench.weights import WeightsManager
+    from metrics.checkpoints import load_state_dict
     from metrics.fid import fid_from_activations
-    from metrics.fid_inception import inception_activations, load_fid_inception, load_state_dict
+    from metrics.fid_inception import inception_activations, load_fid_inception
 
     ckpt, kind = args.weights, "given"
     if ckpt is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,14 +22,6 @@ DIMS = 2048
 """Feature size: pytorch-fid's default pool3 block (index 3)."""
 
 _BUILD_LOCK = threading.Lock()
-
-
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The checkpoint's ``state_dict`` (tensors only, loaded on CPU)."""
-    sd = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path} is not a state_dict (got {type(sd).__name__})")
-    return sd
 
 
 def build_fid_inception(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -58,6 +49,8 @@ def build_fid_inception(state_dict: dict[str, torch.Tensor]) -> torch.nn.Module:
 
 def load_fid_inception(path: str | os.PathLike, device: str = "cpu") -> torch.nn.Module:
     """Build pytorch-fid's Inception from the checkpoint at ``path``, in eval mode on ``device``."""
+    from .checkpoints import load_state_dict
+
     return build_fid_inception(load_state_dict(path)).to(device)
 
 

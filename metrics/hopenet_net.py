@@ -83,12 +83,9 @@ def load_hopenet(path: str | os.PathLike, device: str = "cpu") -> Hopenet:
     The official file is a PyTorch-0.x legacy pickle without BatchNorm ``num_batches_tracked``
     buffers; BatchNorm's versioned state-dict loading fills them, so ``strict=True`` still holds.
     """
-    state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise TypeError(f"{path}: expected a state dict, got {type(state).__name__}")
-    model = Hopenet()
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+    from .checkpoints import load_strict
+
+    return load_strict(Hopenet(), path, device)
 
 
 def expand_box(left: int, top: int, right: int, bottom: int, width: int,

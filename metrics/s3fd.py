@@ -150,12 +150,9 @@ class S3FDNet(nn.Module):
 
 def load_s3fd(path: str | os.PathLike, device: str = "cpu") -> S3FDNet:
     """Load ``sfd_face.pth`` (a state_dict for syncnet_python's ``S3FDNet``) in eval mode."""
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state_dict (got {type(state).__name__})")
-    net = S3FDNet()
-    net.load_state_dict(state, strict=True)
-    return net.to(device).eval()
+    from .checkpoints import load_strict
+
+    return load_strict(S3FDNet(), path, device)
 
 
 def prior_boxes(image_hw: tuple[int, int], fmaps: list[tuple[int, int]]) -> torch.Tensor:

@@ -96,12 +96,9 @@ class SyncNetS(nn.Module):
 
 def load_syncnet(path: str | os.PathLike, device: str = "cpu") -> SyncNetS:
     """Load ``syncnet_v2.model`` (a plain state_dict for ``S``) into an eval-mode :class:`SyncNetS`."""
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state_dict (got {type(state).__name__})")
-    net = SyncNetS()
-    net.load_state_dict(state, strict=True)
-    return net.to(device).eval()
+    from .checkpoints import load_strict
+
+    return load_strict(SyncNetS(), path, device)
 
 
 class LipNet2D(nn.Module):
