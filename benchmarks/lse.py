@@ -59,6 +59,14 @@ def _ffmpeg_dir(tmp: Path) -> str | None:
     return str(d)
 
 
+def _sync(device: str) -> None:
+    """Wait for the GPU's queued work, so that the clock measures it."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track: int, repeat: int) -> dict:
     # everything the scoring imports lazily is imported before the clock starts, as the reference's imports are
     import cv2  # noqa: F401
@@ -74,12 +82,6 @@ def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track
     from kdbench.weights import WeightsManager
     from metrics.lse import LSEMetric
 
-    def sync() -> None:
-        if device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize()
-
     def one_clip() -> tuple[dict, dict]:
         t0 = time.perf_counter()
         clip = EvalClip(spec=ClipSpec(clip_id="bench"), video_path=Path(video))
@@ -89,11 +91,11 @@ def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track
             t = time.perf_counter()
             with ieee_fp32() if on_gpu(device) else contextlib.nullcontext():  # as inside score_clip
                 metric.detections(clip)  # cached in clip.cache, reused by score_clip
-            sync()
+            _sync(device)
             stages["s3fd"] = time.perf_counter() - t
         t = time.perf_counter()
         rec = metric.score_clip(clip)
-        sync()
+        _sync(device)
         stages["track+crop+syncnet"] = time.perf_counter() - t
         return rec, stages
 
@@ -138,10 +140,7 @@ def run_reference(video: str, weights: dict, device: str, min_track: int, repeat
     def one_clip():
         with contextlib.redirect_stdout(io.StringIO()):
             out = pipe.inference(video, None)
-        if device.startswith("cuda"):
-            import torch
-
-            torch.cuda.synchronize()
+        _sync(device)
         return out
 
     offsets, confs, dists, best_conf, best_dist, _, has_face = one_clip()

@@ -112,8 +112,6 @@ class Metric(abc.ABC):
 
 def _in_ieee_fp32_on_gpu(score_clip):
     """Wrap ``score_clip(self, clip)`` so that it runs inside :func:`kdbench.numerics.ieee_fp32` on a GPU."""
-    if getattr(score_clip, "_ieee_fp32_on_gpu", False):
-        return score_clip
 
     @functools.wraps(score_clip)
     def wrapper(self: Metric, clip: EvalClip) -> dict[str, Any]:
@@ -124,7 +122,6 @@ def _in_ieee_fp32_on_gpu(score_clip):
         with ieee_fp32():
             return score_clip(self, clip)
 
-    wrapper._ieee_fp32_on_gpu = True  # type: ignore[attr-defined]
     return wrapper
 
 

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 
 PRECISION = "ieee"
-"""What metrics.json records as ``fp32_precision`` for a GPU evaluation."""
+"""What metrics.json records as ``env.metrics_fp32_precision`` for a GPU evaluation."""
 
 
 @contextlib.contextmanager

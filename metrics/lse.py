@@ -47,6 +47,7 @@ import numpy as np
 from kdbench.clip import EvalClip
 from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output, summarize
+from kdbench.numerics import on_gpu
 from kdbench.registry import register_metric
 
 SAMPLE_RATE = 16000
@@ -229,8 +230,6 @@ class LSEMetric(Metric):
 
     def _batch_size(self, key: str, cpu: int, gpu: int) -> int:
         """The option's value, or the device's default when it is None (memory and speed only)."""
-        from kdbench.numerics import on_gpu
-
         value = self.options[key]
         return int(value) if value is not None else (gpu if on_gpu(self.device) else cpu)
 

@@ -230,13 +230,6 @@ def greedy_nms_np(dets: np.ndarray, thresh: float) -> np.ndarray:
     return np.array(keep, dtype=int)
 
 
-def postprocess(
-    loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, image_wh: tuple[int, int], conf_th: float
-) -> np.ndarray:
-    """One image's raw outputs -> detections ``float64[K,5]`` (x1,y1,x2,y2 in pixels, score)."""
-    return postprocess_batch(loc[None], score[None], priors, image_wh, conf_th)[0]
-
-
 def postprocess_batch(
     loc: torch.Tensor, score: torch.Tensor, priors: torch.Tensor, image_wh: tuple[int, int], conf_th: float
 ) -> list[np.ndarray]:

@@ -69,6 +69,7 @@ def feature_rows(frames, gpu: str) -> list[tuple[str, str, float, float]]:
     import numpy as np
     import torch
 
+    from kdbench.numerics import ieee_fp32
     from metrics.fid_inception import build_fid_inception, inception_activations
     from metrics.hopenet_net import Hopenet, hopenet_logits, preprocess_crop
     from tests.test_fid import random_fid_state_dict
@@ -77,7 +78,7 @@ def feature_rows(frames, gpu: str) -> list[tuple[str, str, float, float]]:
     state = random_fid_state_dict(0)
     models = {d: build_fid_inception(state).to(d).eval() for d in ("cpu", gpu)}
     ref = inception_activations(frames, models["cpu"], "cpu")
-    for name, ctx in (("GPU, IEEE fp32 (kdbench)", _ieee), ("GPU, TF32 (PyTorch default)", tf32)):
+    for name, ctx in (("GPU, IEEE fp32 (kdbench)", ieee_fp32), ("GPU, TF32 (PyTorch default)", tf32)):
         with ctx():
             act = inception_activations(frames, models[gpu], gpu)
         rows.append(("FID pool3 features", name, float(np.abs(ref).max()), float(np.abs(act - ref).max())))
@@ -88,7 +89,7 @@ def feature_rows(frames, gpu: str) -> list[tuple[str, str, float, float]]:
     crops = torch.stack([preprocess_crop(f, (w // 4, h // 8, 3 * w // 4, 5 * h // 8)) for f in frames])
     ref = hopenet_logits(net, crops)
     net = net.to(gpu)
-    for name, ctx in (("GPU, IEEE fp32 (kdbench)", _ieee), ("GPU, TF32 (PyTorch default)", tf32)):
+    for name, ctx in (("GPU, IEEE fp32 (kdbench)", ieee_fp32), ("GPU, TF32 (PyTorch default)", tf32)):
         with ctx():
             logits = hopenet_logits(net, crops)
         rows.append(("Hopenet logits", name, float(np.abs(ref).max()), float(np.abs(logits - ref).max())))
@@ -108,12 +109,6 @@ def noise_rows(gpu: str) -> list[tuple[str, str, float, float]]:
     ours = [initial_noise(g, 64, gpu) for _ in range(3)]
     diff = max(float((a - b).abs().max()) for a, b in zip(official, ours, strict=True))
     return [("KDTalker initial noise", "GPU generator (kdbench)", float(official[0].abs().max()), diff)]
-
-
-def _ieee():
-    from kdbench.numerics import ieee_fp32
-
-    return ieee_fp32()
 
 
 def main() -> None:
