@@ -70,6 +70,45 @@ def load_source_crop(path: str):
                       landmarks=z["landmarks"])
 
 
+VARIANTS = {
+    # name: (FastOptions keyword arguments, render batch size or None for --batch-size)
+    "plain": ({}, None),
+    "graphs": ({"diffusion_graph": True}, None),
+    "exact": ({"diffusion_graph": True, "device_uint8": True}, None),
+    "exact-b32": ({"diffusion_graph": True, "device_uint8": True}, 32),
+    "channels-last": ({"diffusion_graph": True, "device_uint8": True, "channels_last": True}, None),
+    "channels-last-b32": ({"diffusion_graph": True, "device_uint8": True, "channels_last": True}, 32),
+    "channels-last-b64": ({"diffusion_graph": True, "device_uint8": True, "channels_last": True}, 64),
+    "compile": ({"diffusion_graph": True, "device_uint8": True, "channels_last": True, "compile": "default",
+                 "pad_batches": True}, None),
+    "compile-b32": ({"diffusion_graph": True, "device_uint8": True, "channels_last": True, "compile": "default",
+                     "pad_batches": True}, 32),
+    "compile-max-autotune": ({"diffusion_graph": True, "device_uint8": True, "channels_last": True,
+                              "compile": "max-autotune-no-cudagraphs", "pad_batches": True}, None),
+}
+"""Fast-path variants (``baselines/kdtalker/fast.py``); ``plain`` is the reference the others are compared with."""
+ALL = ["plain", "graphs", "exact", "exact-b32", "channels-last", "channels-last-b32", "channels-last-b64", "compile"]
+"""``--variants all``: every variant but the slow-to-compile ones (``compile-b32``, ``compile-max-autotune``)."""
+STAGES = ["t_source", "t_audio", "t_diffusion", "t_smooth", "t_render"]
+
+
+def frame_diff(frames, ref) -> tuple[int, float]:
+    """(max |difference| in grey levels, fraction of values that differ) of two uint8 frame stacks."""
+    import numpy as np
+
+    if frames.shape != ref.shape:
+        return -1, 1.0
+    d = np.abs(frames.astype(np.int16) - ref.astype(np.int16))
+    return int(d.max()), float((d > 0).mean())
+
+
+def motion_diff(motion, ref) -> float:
+    import numpy as np
+
+    return max(float(np.max(np.abs(np.asarray(motion[k], np.float64) - np.asarray(ref[k], np.float64))))
+               for k in ref)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -79,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=16, help="frames per render batch")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"], help="renderer precision")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1, help="untimed 1 s runs before timing each step count")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs of the whole clip before timing")
+    ap.add_argument("--variants", nargs="+", default=["plain"], metavar="NAME",
+                    help=f"fast-path variants to time on the same inputs, 'all' = {' '.join(ALL)}; also "
+                         f"{', '.join(v for v in VARIANTS if v not in ALL)}. The first is the reference for the "
+                         "frame differences (put plain first)")
+    ap.add_argument("--budget-s", type=float, default=0,
+                    help="skip the remaining variants once this many seconds have passed (0: no limit)")
     ap.add_argument("--random-weights", action="store_true", help="random weights in the official formats")
     ap.add_argument("--no-render", action="store_true", help="skip LivePortrait rendering (CPU smoke runs)")
     ap.add_argument("--save-source-crop", metavar="NPZ", help="run the dlib crop once, time it, save it and exit")
@@ -87,15 +132,21 @@ def main(argv: list[str] | None = None) -> int:
                     help="use a crop saved by --save-source-crop instead of dlib (for machines without dlib or "
                          "its 68-landmark model); the 'source' stage then times LivePortrait's M and F only")
     args = ap.parse_args(argv)
+    variants = [v for name in args.variants for v in (ALL if name == "all" else [name])]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}, all")
 
     import numpy as np
     import torch
 
+    from baselines.kdtalker.fast import FastOptions
     from baselines.kdtalker.pipeline import KDTalkerPipeline
     from kdbench.dataset import load_dataset
     from kdbench.weights import WeightsManager
 
     torch.backends.cudnn.benchmark = True
+    t_start = time.perf_counter()
     spec = load_dataset("hdtf-mini").get(args.clip)
     ref, audio = spec.load_ref_image(), spec.load_audio()[: int(args.seconds * 16000)]
     n = len(audio) // 640
@@ -115,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         return save_source_crop(ref, weights, args.save_source_crop)
     t0 = time.perf_counter()
     pipe = KDTalkerPipeline.from_weights(weights, device=args.device, dtype=args.dtype)
-    print(f"device: {device_name(args.device)}; load {time.perf_counter() - t0:.1f} s; clip {args.clip}, "
-          f"{n} frames ({n / 25:.2f} s); renderer {args.dtype}, batch {args.batch_size}; "
-          f"{'random' if args.random_weights else 'official'} weights")
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}; load {time.perf_counter() - t0:.1f} s; "
+          f"clip {args.clip}, {n} frames ({n / 25:.2f} s); renderer {args.dtype}; "
+          f"{'random' if args.random_weights else 'official'} weights; cuDNN fp32 precision "
+          f"{getattr(torch.backends.cudnn.conv, 'fp32_precision', '?')}, matmul "
+          f"{getattr(torch.backends.cuda.matmul, 'fp32_precision', '?')}")
     if args.source_crop:
         crop = load_source_crop(args.source_crop)
         pipe.crop_fn = lambda image: crop
@@ -128,33 +181,74 @@ def main(argv: list[str] | None = None) -> int:
 
         pipe.render = no_render
 
-    stages = ["t_source", "t_audio", "t_diffusion", "t_smooth", "t_render"]
-    rows = []
+    def sync() -> float:
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    rows = []  # (steps, variant, batch, median timings, extra)
     for steps in args.steps:
-        for _ in range(args.warmup):
-            pipe(ref, audio[:16000], seed=0, ddim_steps=steps, batch_size=args.batch_size)
-        runs = []
-        for r in range(args.repeat):
-            t = time.perf_counter()
-            res = pipe(ref, audio, seed=r, ddim_steps=steps, batch_size=args.batch_size)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            runs.append({**res.timings, "total": time.perf_counter() - t})
-        med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
-        rows.append((steps, med))
-    print(f"\nFPS (frames per second, median of {args.repeat}; higher is better)")
-    head = ["ddim_steps", "source", "audio", "diffusion", "smooth", "render", "end-to-end", "vs paper 21.7"]
-    print(" | ".join(f"{h:>12}" for h in head))
-    for steps, med in rows:
-        fps = [n / med[s] if med[s] > 0 else float("inf") for s in stages]
+        reference = None
+        for name in variants:
+            if args.budget_s and time.perf_counter() - t_start > args.budget_s:
+                print(f"[{name}, {steps} steps] skipped: past the {args.budget_s:g} s budget", flush=True)
+                continue
+            kw, batch = VARIANTS[name]
+            batch = batch or args.batch_size
+            try:
+                t = sync()
+                pipe.set_fast(FastOptions(**kw))
+                for _ in range(args.warmup):    # the whole clip: graphs, compiled code and cuDNN plans for its shapes
+                    pipe(ref, audio, seed=0, ddim_steps=steps, batch_size=batch)
+                setup = sync() - t
+                runs, first = [], None
+                for _ in range(args.repeat):
+                    t = sync()
+                    res = pipe(ref, audio, seed=0, ddim_steps=steps, batch_size=batch)
+                    runs.append({**res.timings, "total": sync() - t})
+                    first = first or res
+                if args.device.startswith("cuda"):
+                    peak = torch.cuda.max_memory_allocated() / 2**30
+                    torch.cuda.reset_peak_memory_stats()
+                else:
+                    peak = float("nan")
+            except Exception as e:  # noqa: BLE001 - report the variant and go on with the others
+                print(f"[{name}, {steps} steps] FAILED: {type(e).__name__}: {str(e)[:400]}", flush=True)
+                pipe.set_fast(FastOptions())
+                continue
+            med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
+            if reference is None:
+                reference = (name, first)
+                dmax, dfrac, dmot = 0, 0.0, 0.0
+            else:
+                dmax, dfrac = frame_diff(first.frames, reference[1].frames)
+                dmot = motion_diff(first.motion, reference[1].motion)
+            extra = {"setup": setup, "dmax": dmax, "dfrac": dfrac, "dmot": dmot, "peak": peak, "ref": reference[0]}
+            rows.append((steps, name, batch, med, extra))
+            print(f"[{name}, {steps} steps, batch {batch}] {n / med['total']:.1f} FPS; "
+                  + ", ".join(f"{k.removeprefix('t_')} {v:.3f} s" for k, v in med.items())
+                  + f"; warm-up {setup:.1f} s; peak {peak:.1f} GiB; vs {reference[0]}: frames max |diff| {dmax} "
+                  f"grey levels ({dfrac:.2e} of values), motion max |diff| {dmot:.2e}", flush=True)
+        del reference
+    pipe.set_fast(FastOptions())
+
+    print(f"\nFPS (frames per second, median of {args.repeat}; higher is better); seconds per stage; frame and "
+          "motion differences from the first variant (same inputs, seed 0)")
+    head = ["steps", "variant", "batch", "source", "audio", "diffusion", "smooth", "render", "total s",
+            "end-to-end", "vs paper", "max|d| grey", "frac diff", "motion |d|"]
+    widths = [5, 20, 5, 7, 7, 9, 7, 7, 8, 10, 8, 11, 9, 10]
+    print(" | ".join(f"{h:>{w}}" for h, w in zip(head, widths, strict=True)))
+    for steps, name, batch, med, ex in rows:
         total = n / med["total"]
-        render = "skipped" if args.no_render else f"{fps[4]:.3g}"
-        cells = [str(steps), f"{fps[0]:.3g}", f"{fps[1]:.3g}", f"{fps[2]:.3g}", f"{fps[3]:.3g}", render,
-                 f"{total:.3g}" + (" (no render)" if args.no_render else ""), f"{total / PAPER_FPS:.3g}x"]
-        print(" | ".join(f"{c:>12}" for c in cells))
-    print("\nseconds per stage (median):")
-    for steps, med in rows:
-        print(f"  {steps:>3} steps: " + ", ".join(f"{k.removeprefix('t_')} {v:.3f}" for k, v in med.items()))
+        render = "skipped" if args.no_render else f"{med['t_render']:.3f}"
+        cells = [str(steps), name, str(batch), f"{med['t_source']:.3f}", f"{med['t_audio']:.3f}",
+                 f"{med['t_diffusion']:.3f}", f"{med['t_smooth']:.3f}", render, f"{med['total']:.3f}",
+                 f"{total:.1f}" + ("*" if args.no_render else ""), f"{total / PAPER_FPS:.2f}x",
+                 str(ex["dmax"]), f"{ex['dfrac']:.1e}", f"{ex['dmot']:.1e}"]
+        print(" | ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True)))
+    if args.no_render:
+        print("* without rendering")
+    print(f"stage FPS = {n} frames / stage seconds; paper: {PAPER_FPS} FPS on an RTX 4090 at 50 steps")
     return 0
 
 
