@@ -5,13 +5,18 @@
     python benchmarks/kdtalker_fps.py --device cpu --random-weights --seconds 2 --no-render
     python benchmarks/kdtalker_fps.py --random-weights --save-source-crop crop.npz   # where dlib is installed
     python benchmarks/kdtalker_fps.py --device cuda --random-weights --source-crop crop.npz  # where it is not
+    python benchmarks/kdtalker_fps.py --device cuda --random-weights --steps 50 --variants all  # fast paths
 
 Measured on one NVIDIA H200 (2026-11-26, random weights, fp32, batch 16, source crop from a file): 41.8 FPS end
 to end at 50 DDIM steps (diffusion 142 FPS, render 62.6 FPS), 60.4 FPS at 5 steps; the paper's figure is 21.7.
 
 Input: one hdtf-mini reference image and the first ``--seconds`` of its driving audio. For each DDIM
-step count (default 50 and 5) it runs the whole method once to warm up, then ``--repeat`` timed runs,
-and prints the median FPS of every stage (frames / stage seconds, device synchronised):
+step count (default 50 and 5) and each ``--variants`` entry (the fast paths of ``baselines/kdtalker/fast.py``:
+CUDA-graph diffusion, on-device uint8, channels-last, torch.compile, larger render batches; ``plain`` is the
+reference) it runs the whole clip once to warm up (graph capture, compilation, cuDNN plans), then ``--repeat``
+timed runs with seed 0, and prints the median seconds and FPS of every stage (device synchronised), the largest
+difference of the frames (uint8 grey levels) and of the motion from the first variant's, and, on a GPU, the
+warping and decoder milliseconds per frame. Stages:
 source (dlib crop + LivePortrait M, F), audio (mel + Wav2Lip encoder), diffusion (64-frame DDIM windows),
 smoothing (Kalman), render (keypoints + warp + SPADE decode) and end to end (everything, one clip).
 The paper reports 21.7 FPS on an RTX 4090 (50 steps); compute does not depend on the weight values,
@@ -107,6 +112,38 @@ def motion_diff(motion, ref) -> float:
 
     return max(float(np.max(np.abs(np.asarray(motion[k], np.float64) - np.asarray(ref[k], np.float64))))
                for k in ref)
+
+
+def render_split(pipe, crop_img256, batch: int, repeat: int = 3) -> tuple[float, float]:
+    """Milliseconds per frame of the warping network and of the SPADE decoder alone (one batch, eager modules
+    of the current variant: channels-last copies where chosen), device synchronised, median of ``repeat``."""
+    import torch
+
+    from baselines.kdtalker.fast import FastRenderer
+
+    lp = pipe.renderer
+    fr = pipe._fast_renderer or FastRenderer(lp, pipe.fast.with_(compile=None))
+    src = lp.extract_source(crop_img256)
+    kp = src.x_s.expand(batch, -1, -1) + 0.01
+    f_s = src.f_s.expand(batch, *src.f_s.shape[1:])
+    if fr.options.channels_last:
+        f_s = f_s.contiguous(memory_format=torch.channels_last_3d)
+    x_s = src.x_s.expand(batch, -1, -1)
+    warp_t, dec_t = [], []
+    with torch.no_grad():
+        for _ in range(repeat + 1):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            warped = fr.warping(f_s, kp_driving=kp, kp_source=x_s)["out"]
+            if fr.options.channels_last:
+                warped = warped.contiguous(memory_format=torch.channels_last)
+            torch.cuda.synchronize()
+            t1 = time.perf_counter()
+            fr.spade(warped)
+            torch.cuda.synchronize()
+            warp_t.append(t1 - t0)
+            dec_t.append(time.perf_counter() - t1)
+    return (statistics.median(warp_t[1:]) * 1000 / batch, statistics.median(dec_t[1:]) * 1000 / batch)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,12 +260,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 dmax, dfrac = frame_diff(first.frames, reference[1].frames)
                 dmot = motion_diff(first.motion, reference[1].motion)
+            split = ""
+            if args.device.startswith("cuda") and not args.no_render:
+                try:
+                    warp_ms, dec_ms = render_split(pipe, pipe.crop_fn(ref).img256, batch)
+                    split = f"; warp {warp_ms:.2f} + decode {dec_ms:.2f} ms/frame (eager modules)"
+                except Exception as e:  # noqa: BLE001 - a diagnostic only
+                    split = f"; warp/decode split failed: {type(e).__name__}: {str(e)[:200]}"
             extra = {"setup": setup, "dmax": dmax, "dfrac": dfrac, "dmot": dmot, "peak": peak, "ref": reference[0]}
             rows.append((steps, name, batch, med, extra))
             print(f"[{name}, {steps} steps, batch {batch}] {n / med['total']:.1f} FPS; "
                   + ", ".join(f"{k.removeprefix('t_')} {v:.3f} s" for k, v in med.items())
                   + f"; warm-up {setup:.1f} s; peak {peak:.1f} GiB; vs {reference[0]}: frames max |diff| {dmax} "
-                  f"grey levels ({dfrac:.2e} of values), motion max |diff| {dmot:.2e}", flush=True)
+                  f"grey levels ({dfrac:.2e} of values), motion max |diff| {dmot:.2e}{split}", flush=True)
         del reference
     pipe.set_fast(FastOptions())
 

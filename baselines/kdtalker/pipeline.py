@@ -334,7 +334,9 @@ class KDTalkerPipeline:
 
         self.fast = fast
         self._window_fn = WindowSampler(self.denoiser, use_graph=True) if fast.diffusion_graph else None
-        render_opts = (fast.device_uint8, fast.channels_last, fast.compile, fast.pad_batches)
+        # on a CPU the uint8 conversion is host work either way: device_uint8 alone keeps the plain renderer
+        render_opts = (fast.device_uint8 and self.device.type == "cuda", fast.channels_last, fast.compile,
+                       fast.pad_batches)
         self._fast_renderer = FastRenderer(self.renderer, fast) if any(render_opts) else None
 
     @classmethod
