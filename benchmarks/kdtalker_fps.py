@@ -47,8 +47,11 @@ def device_name(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def save_source_crop(ref, weights, path: str) -> int:
-    """Crop ``ref`` with dlib as the pipeline does, print the crop's time, save its fields to ``path``."""
+def save_source_crop(ref, weights, path: str, audio=None) -> int:
+    """Crop ``ref`` with dlib as the pipeline does, print the crop's time, save its fields to ``path``.
+
+    The reference image (``ref``, uint8 RGB) and the decoded driving audio (``audio``, int16 16 kHz) are saved
+    with it, so that ``--source-crop`` needs neither dlib nor PyAV/Pillow nor the dataset files."""
     import numpy as np
 
     from baselines.kdtalker.crop import crop_source
@@ -59,7 +62,9 @@ def save_source_crop(ref, weights, path: str) -> int:
         t = time.perf_counter()
         crop = crop_source(ref, weights)
         times.append(time.perf_counter() - t)
-    np.savez(path, img256=crop.img256, M_c2o=crop.M_c2o, box=np.asarray(crop.box), landmarks=crop.landmarks)
+    extra = {} if audio is None else {"ref": ref, "audio": audio}
+    np.savez(path, img256=crop.img256, M_c2o=crop.M_c2o, box=np.asarray(crop.box), landmarks=crop.landmarks,
+             **extra)
     print(f"dlib crop of the reference image: {statistics.median(times) * 1000:.1f} ms (median of 5, "
           f"{device_name('cpu')}); saved to {path}")
     return 0
@@ -146,6 +151,14 @@ def render_split(pipe, crop_img256, batch: int, repeat: int = 3) -> tuple[float,
     return (statistics.median(warp_t[1:]) * 1000 / batch, statistics.median(dec_t[1:]) * 1000 / batch)
 
 
+def load_saved_inputs(path: str):
+    """``(ref uint8[H,W,3], audio int16[N])`` saved by ``--save-source-crop``, or None for an older file."""
+    import numpy as np
+
+    z = np.load(path)
+    return (z["ref"], z["audio"]) if "ref" in z and "audio" in z else None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
@@ -163,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=0,
                     help="skip the remaining variants once this many seconds have passed (0: no limit)")
     ap.add_argument("--random-weights", action="store_true", help="random weights in the official formats")
+    ap.add_argument("--norm", metavar="NPZ", help="KDTalker's norm.npz for --random-weights (default: next to "
+                                                  "hdtf-mini, <data>/kdtalker/norm.npz)")
     ap.add_argument("--no-render", action="store_true", help="skip LivePortrait rendering (CPU smoke runs)")
     ap.add_argument("--save-source-crop", metavar="NPZ", help="run the dlib crop once, time it, save it and exit")
     ap.add_argument("--source-crop", metavar="NPZ",
@@ -184,8 +199,16 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.backends.cudnn.benchmark = True
     t_start = time.perf_counter()
-    spec = load_dataset("hdtf-mini").get(args.clip)
-    ref, audio = spec.load_ref_image(), spec.load_audio()[: int(args.seconds * 16000)]
+    saved = load_saved_inputs(args.source_crop) if args.source_crop else None
+    if saved is not None:   # no dataset, PyAV or Pillow needed (GPU machines)
+        ref, audio = saved
+        print(f"reference image and audio: {args.source_crop} (saved with --save-source-crop)")
+    else:
+        spec = load_dataset("hdtf-mini").get(args.clip)
+        ref, audio = spec.load_ref_image(), spec.load_audio()
+    if args.save_source_crop:
+        full_audio = audio
+    audio = audio[: int(args.seconds * 16000)]
     n = len(audio) // 640
     tmp = tempfile.TemporaryDirectory()
     if args.random_weights:
@@ -193,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         from kdbench.hdtf_mini import hdtf_mini_root
 
         overrides = write_random_checkpoints(tmp.name)
-        norm = hdtf_mini_root().parent / "kdtalker" / "norm.npz"
+        norm = Path(args.norm) if args.norm else hdtf_mini_root().parent / "kdtalker" / "norm.npz"
         if norm.is_file():
             overrides["kdtalker_norm"] = norm
         weights = WeightsManager(home=tmp.name, overrides=overrides)
     else:
         weights = WeightsManager()
     if args.save_source_crop:
-        return save_source_crop(ref, weights, args.save_source_crop)
+        return save_source_crop(ref, weights, args.save_source_crop, full_audio)
     t0 = time.perf_counter()
     pipe = KDTalkerPipeline.from_weights(weights, device=args.device, dtype=args.dtype)
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; load {time.perf_counter() - t0:.1f} s; "
