@@ -234,3 +234,15 @@ def test_gpu_render_paths_against_plain():
     diff = np.abs(cl.astype(int) - plain.astype(int))
     print(f"channels_last vs plain: max {diff.max()} grey levels, {(diff > 0).mean():.2e} of the values differ")
     assert diff.max() <= 1
+
+
+@pytest.mark.skipif(os.environ.get("KDBENCH_COMPILE_TESTS") != "1",
+                    reason="torch.compile takes minutes on a 2-core CPU: set KDBENCH_COMPILE_TESTS=1 (needs a C++ "
+                           "compiler)")
+def test_compiled_render_within_one_grey_level(tiny):
+    lp, src, kp = tiny
+    plain = lp.render(src, kp, batch_size=2)
+    opts = FA.FastOptions(device_uint8=True, compile="default", pad_batches=True)
+    fast = FA.FastRenderer(lp, opts).render(src, kp, batch_size=2)
+    diff = np.abs(fast.astype(int) - plain.astype(int))
+    assert fast.shape == plain.shape and diff.max() <= 1 and (diff > 0).mean() < 1e-2
