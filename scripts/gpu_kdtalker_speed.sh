@@ -27,8 +27,9 @@ $PY -c "import torch; print('torch', torch.__version__, torch.version.cuda, torc
 KDBENCH_GPU_TESTS=1 timeout 120 $PY -m pytest -q -rs -s -k gpu tests/test_kdtalker_fast.py 2>&1 \
   | tee "$OUTDIR/kdtalker_fast_tests.txt" | tail -8
 
-# 2. speed and frame differences of every variant against plain, one process, same inputs (about 4 minutes;
-#    --budget-s skips what would not fit)
-timeout 330 $PY benchmarks/kdtalker_fps.py --device cuda --random-weights --source-crop "$DATA/crop.npz" \
-  --norm "$DATA/norm.npz" --steps 50 --repeat 3 --variants all --budget-s 270 2>&1 \
+# 2. speed and frame differences of each variant against plain, one process, same inputs (about 3.5 minutes,
+#    torch.compile last; --budget-s skips what would not fit). `exact` = CUDA-graph diffusion + device uint8.
+timeout 300 $PY benchmarks/kdtalker_fps.py --device cuda --random-weights --source-crop "$DATA/crop.npz" \
+  --norm "$DATA/norm.npz" --steps 50 --warmup 1 --repeat 2 --budget-s 230 \
+  --variants plain exact exact-b32 channels-last channels-last-b32 channels-last-b64 compile 2>&1 \
   | tee "$OUTDIR/kdtalker_fps.txt" | grep -v "^\s*$" | tail -30
