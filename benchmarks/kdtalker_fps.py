@@ -274,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                     peak = float("nan")
             except Exception as e:  # noqa: BLE001 - report the variant and go on with the others
                 print(f"[{name}, {steps} steps] FAILED: {type(e).__name__}: {str(e)[:400]}", flush=True)
+                del e
                 pipe.set_fast(FastOptions())
+                if args.device.startswith("cuda"):
+                    torch.cuda.empty_cache()    # e.g. after running out of memory at a large batch
                 continue
             med = {k: statistics.median(run[k] for run in runs) for k in runs[0]}
             if reference is None:
