@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"fast-path variants to time on the same inputs, 'all' = {' '.join(ALL)}; also "
                          f"{', '.join(v for v in VARIANTS if v not in ALL)}. The first is the reference for the "
                          "frame differences (put plain first)")
+    ap.add_argument("--no-cudnn-benchmark", action="store_true",
+                    help="keep cuDNN's heuristic algorithm choice (as `kdbench run` does) instead of autotuning")
     ap.add_argument("--budget-s", type=float, default=0,
                     help="skip the remaining variants once this many seconds have passed (0: no limit)")
     ap.add_argument("--random-weights", action="store_true", help="random weights in the official formats")
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from kdbench.dataset import load_dataset
     from kdbench.weights import WeightsManager
 
-    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     t_start = time.perf_counter()
     saved = load_saved_inputs(args.source_crop) if args.source_crop else None
     if saved is not None:   # no dataset, PyAV or Pillow needed (GPU machines)
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     pipe = KDTalkerPipeline.from_weights(weights, device=args.device, dtype=args.dtype)
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; load {time.perf_counter() - t0:.1f} s; "
           f"clip {args.clip}, {n} frames ({n / 25:.2f} s); renderer {args.dtype}; "
-          f"{'random' if args.random_weights else 'official'} weights; cuDNN fp32 precision "
+          f"{'random' if args.random_weights else 'official'} weights; cuDNN benchmark "
+          f"{torch.backends.cudnn.benchmark}, fp32 precision "
           f"{getattr(torch.backends.cudnn.conv, 'fp32_precision', '?')}, matmul "
           f"{getattr(torch.backends.cuda.matmul, 'fp32_precision', '?')}")
     if args.source_crop:
