@@ -115,9 +115,13 @@ def cmd_run(args) -> int:
     out = Path(args.out or f"runs/{args.method}-{ds.name}")
     s = run_method(args.method, ds, out, options=parse_sets(args.set), seed=args.seed, device=args.device,
                    limit=args.limit, warmup=args.warmup, frame_size=_size(args.frame_size), grid=args.grid,
-                   progress=not args.quiet)
+                   progress=not args.quiet, overlap_writes=args.overlap_writes)
     print(f"{out}: {len(s.ok)} generated, {len(s.resumed)} already done, {len(s.failed)} failed"
           + (f" (models loaded in {s.load_seconds:.1f} s)" if s.load_seconds is not None else ""))
+    if s.wall_seconds and s.frames:
+        how = "overlapped" if args.overlap_writes else "one after the other"
+        print(f"  throughput: {s.frames} frames in {s.wall_seconds:.1f} s wall = {s.frames / s.wall_seconds:.1f} "
+              f"frames per wall second (generation, normalising and writing {how}; FPS is timed per clip)")
     for cid, why in s.failed.items():
         print(f"  failed {cid}: {why}")
     return 0 if not s.failed or s.ok or s.resumed else 1
@@ -287,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations before timing (default 1)")
     run.add_argument("--frame-size", help="normalised frame size WxH (default: the dataset's, 512x512 for HDTF)")
     run.add_argument("--grid", help="cut one panel from grid outputs: COLS[xROWS]:INDEX, e.g. 3:1")
+    run.add_argument("--overlap-writes", action="store_true",
+                     help="throughput mode: encode and write clip i on a thread while clip i+1 generates (same "
+                          "videos; FPS is then measured under CPU contention, so take FPS from a default run)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 

@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
     load_seconds: float | None = None
+    frames: int = 0
+    """Frames written by this invocation (all clips)."""
+    wall_seconds: float | None = None
+    """Wall time from the first clip's start to the last clip's video on disk (throughput, not FPS)."""
 
 
 def default_frame_size(ds: Dataset) -> tuple[int, int]:
@@ -91,8 +96,15 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
 def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
                seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
                frame_size: tuple[int, int] | None = None, grid: str | None = None,
-               progress: bool = True) -> RunSummary:
-    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``."""
+               progress: bool = True, overlap_writes: bool = False) -> RunSummary:
+    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
+
+    ``overlap_writes`` (throughput mode): clip i is normalised, encoded and written on a writer thread while
+    clip i+1 generates (at most one clip waits; events keep the clip order). The videos and events are those of
+    the default mode; the generation clock still brackets only ``generate``, but encoding then competes with it
+    for the CPU, so take FPS from a default-mode run. Either way a ``throughput`` event records frames per wall
+    second of the whole loop (never called FPS).
+    """
     from tqdm import tqdm
 
     device = resolve_device(device)
@@ -136,52 +148,104 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     env["weights"] = weights.record()
     store.write_env(env)
 
-    bar = tqdm(todo, desc=f"run {method}", unit="clip", disable=not progress)
-    for spec in bar:
-        bar.set_postfix_str(spec.clip_id)
-        event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": chash, "time": time.time()}
+    def finish(spec, event: dict[str, Any], gen, audio, t_gen: float, peak_gpu_mb: float | None) -> None:
+        """Normalise + encode + write one generated clip and append its event (the writer's job)."""
         try:
-            ref = spec.load_ref_image()
-            audio = spec.load_audio()
-            try:
-                check_audio(audio)
-            except KdbenchError as e:
-                raise ClipFailure(str(e)) from e
-            seed_everything(seed)
-            cuda = str(device).startswith("cuda")
-            if cuda:
-                import torch
-
-                torch.cuda.reset_peak_memory_stats()
-            impl.synchronize()
-            t_start = time.perf_counter()
-            gen = impl.generate(spec, ref, audio)
-            impl.synchronize()
-            t_gen = time.perf_counter() - t_start
             n_gen = len(gen.frames) if gen.frames is not None else None
             report = normalize_to_file(store.video_path(spec.clip_id), audio, frame_size, frames=gen.frames,
                                        fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=cls.info.generates, normalizer=report.to_json(),
                          peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
-            if cuda:
-                import torch
-
-                event["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            if peak_gpu_mb is not None:
+                event["peak_gpu_mb"] = peak_gpu_mb
             summary.ok.append(spec.clip_id)
+            summary.frames += report.n_frames
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
             summary.failed[spec.clip_id] = str(e)
-        except KeyboardInterrupt:
-            raise
         except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
             event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
             summary.failed[spec.clip_id] = f"{type(e).__name__}: {e}"
             log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
         store.append_event(event)
+
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdbench-writer") if overlap_writes else None
+    pending: list[Future] = []
+
+    def submit(fn, *fn_args) -> None:
+        """Run ``fn`` now, or on the writer thread after waiting for the previous write (bounded memory)."""
+        if writer is None:
+            fn(*fn_args)
+            return
+        while pending:
+            pending.pop().result()
+        pending.append(writer.submit(fn, *fn_args))
+
+    t_loop = time.perf_counter()
+    bar = tqdm(todo, desc=f"run {method}", unit="clip", disable=not progress)
+    try:
+        for spec in bar:
+            bar.set_postfix_str(spec.clip_id)
+            event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": chash, "time": time.time()}
+            generated = _generate_clip(spec, impl, seed, device, event, summary)
+            if generated is None:
+                submit(store.append_event, event)
+            else:
+                submit(finish, spec, event, *generated)
+    finally:
+        while pending:
+            pending.pop().result()
+        if writer is not None:
+            writer.shutdown(wait=True)
+    summary.wall_seconds = time.perf_counter() - t_loop
+    store.append_event({"event": "throughput", "clips": len(todo), "frames": summary.frames,
+                        "wall_seconds": summary.wall_seconds, "overlap_writes": bool(overlap_writes),
+                        "frames_per_wall_second": summary.frames / summary.wall_seconds
+                        if summary.wall_seconds > 0 else None, "time": time.time()})
     env["weights"] = weights.record()
     store.write_env(env)
     return summary
+
+
+def _generate_clip(spec, impl, seed: int, device: str, event: dict[str, Any],
+                   summary: RunSummary) -> tuple[Any, np.ndarray, float, float | None] | None:
+    """Load and generate one clip (timed, device synchronised): ``(generated, audio, seconds, peak GPU MiB)``,
+    or None after recording the failure in ``event`` and ``summary``."""
+    try:
+        ref = spec.load_ref_image()
+        audio = spec.load_audio()
+        try:
+            check_audio(audio)
+        except KdbenchError as e:
+            raise ClipFailure(str(e)) from e
+        seed_everything(seed)
+        cuda = str(device).startswith("cuda")
+        if cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        impl.synchronize()
+        t_start = time.perf_counter()
+        gen = impl.generate(spec, ref, audio)
+        impl.synchronize()
+        t_gen = time.perf_counter() - t_start
+        peak_gpu_mb = None
+        if cuda:
+            import torch
+
+            peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+        return gen, audio, t_gen, peak_gpu_mb
+    except (ClipFailure, KdbenchError) as e:
+        event.update(status="failed", error=str(e))
+        summary.failed[spec.clip_id] = str(e)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
+        event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        summary.failed[spec.clip_id] = f"{type(e).__name__}: {e}"
+        log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
+    return None
 
 
 def _warm_up(impl, spec, n: int) -> None:

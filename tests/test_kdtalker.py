@@ -443,4 +443,8 @@ def test_import_is_light_and_options_are_checked():
         "batch_size": 16,
         "dtype": "fp32",
         "smoothing": False,
+        "cuda_graphs": True,
+        "device_uint8": True,
+        "channels_last": False,
+        "compile": "none",
     }

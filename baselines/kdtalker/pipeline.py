@@ -41,6 +41,7 @@ from kdbench.errors import ClipFailure, KdbenchError
 
 from .ddim import DDIMSchedule
 from .denoiser import AUDIO_DIM, MOTION_DIM, KDTalkerDenoiser
+from .fast import FastOptions
 
 if TYPE_CHECKING:
     from kdbench.weights import WeightsManager
@@ -174,12 +175,15 @@ def sample_motion(
     seed: int | None = 0,
     window: int = WINDOW,
     noise_fn: Callable[[int, int], torch.Tensor] | None = None,
+    window_fn: Callable[..., torch.Tensor] | None = None,
 ) -> np.ndarray:
     """Audio features ``[N, 512]`` (on the sampling device) -> normalised motion ``float32[N, 70]``.
 
     ``seed``: seeds a generator on ``feats.device`` (None: nondeterministic). ``noise_fn(k, L)`` overrides
-    the initial noise of window ``k`` (tests).
+    the initial noise of window ``k`` (tests). ``window_fn``: replaces :func:`sample_window` (same signature),
+    e.g. the CUDA-graph sampler of ``fast.py``.
     """
+    window_fn = window_fn or sample_window
     device = feats.device
     n = feats.shape[0]
     padded, _ = pad_audio_features(feats, window)
@@ -199,7 +203,7 @@ def sample_motion(
             if noise_fn is not None
             else initial_noise(generator, aud.shape[1], device)
         )
-        x0 = sample_window(denoiser, schedule, x_t.to(device), ori, ref, aud)
+        x0 = window_fn(denoiser, schedule, x_t.to(device), ori, ref, aud)
         windows.append(x0[0].float().cpu().numpy())
         ref = torch.from_numpy(windows[-1][-1]).to(device)[None]
     motion = np.concatenate(windows, 0)[:n]
@@ -314,6 +318,7 @@ class KDTalkerPipeline:
         norm: MotionNorm,
         crop_fn: Callable[[np.ndarray], Any],
         device: str | torch.device = "cpu",
+        fast: FastOptions | None = None,
     ):
         self.denoiser = denoiser
         self.audio_encoder = audio_encoder
@@ -321,10 +326,26 @@ class KDTalkerPipeline:
         self.norm = norm
         self.crop_fn = crop_fn
         self.device = torch.device(device)
+        self.set_fast(fast or FastOptions())
+
+    def set_fast(self, fast: FastOptions) -> None:
+        """Choose the fast paths (``fast.py``); ``FastOptions()`` is the plain reference path."""
+        from .fast import FastRenderer, WindowSampler
+
+        self.fast = fast
+        self._window_fn = WindowSampler(self.denoiser, use_graph=True) if fast.diffusion_graph else None
+        # on a CPU the uint8 conversion is host work either way: device_uint8 alone keeps the plain renderer
+        render_opts = (fast.device_uint8 and self.device.type == "cuda", fast.channels_last, fast.compile,
+                       fast.pad_batches)
+        self._fast_renderer = FastRenderer(self.renderer, fast) if any(render_opts) else None
 
     @classmethod
     def from_weights(
-        cls, weights: WeightsManager, device: str | torch.device = "cpu", dtype: str | torch.dtype = "fp32"
+        cls,
+        weights: WeightsManager,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "fp32",
+        fast: FastOptions | None = None,
     ) -> KDTalkerPipeline:
         """Load every network through the weights manager (strict keys everywhere)."""
         from .audio import load_audio_encoder
@@ -336,7 +357,7 @@ class KDTalkerPipeline:
         encoder = load_audio_encoder(weights.path("wav2lip"), device)
         norm = MotionNorm.from_npz(weights.path("kdtalker_norm"))
         renderer = LivePortrait.from_weights(weights, device=device, dtype=_dtype(dtype))
-        return cls(denoiser, encoder, renderer, norm, lambda image: crop_source(image, weights), device)
+        return cls(denoiser, encoder, renderer, norm, lambda image: crop_source(image, weights), device, fast)
 
     def _sync(self) -> float:
         if self.device.type == "cuda":
@@ -374,7 +395,8 @@ class KDTalkerPipeline:
         t2 = self._sync()
         timings["t_audio"] = t2 - t1
         motion_n = sample_motion(
-            self.denoiser, feats, ref_token, ori_token, ddim_steps, seed, noise_fn=noise_fn
+            self.denoiser, feats, ref_token, ori_token, ddim_steps, seed, noise_fn=noise_fn,
+            window_fn=self._window_fn,
         )
         motion = denormalize_motion(motion_n, self.norm)
         t3 = self._sync()
@@ -394,6 +416,8 @@ class KDTalkerPipeline:
         """Driving keypoints (source scale, tz = 0), warp + decode in batches -> ``uint8[N,512,512,3]``."""
         p = driving_params(motion, self.device)
         kp = self.renderer.keypoints_driving(source, p["pitch"], p["yaw"], p["roll"], p["exp"], p["t"], None)
+        if self._fast_renderer is not None:
+            return self._fast_renderer.render(source, kp, batch_size=batch_size)
         return self.renderer.render(source, kp, batch_size=batch_size)
 
 
