@@ -99,6 +99,24 @@ def cmd_data_prepare(args) -> int:
 
 
 # --- run / eval / sweep -------------------------------------------------------------------------------
+def _add_executor_args(p) -> None:
+    g = p.add_argument_group("executor", "where clips are processed: this process (local, the default) or Ray "
+                                         "actors on every GPU of this machine or a cluster; same results either way")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default) or ray (needs `pip install 'kdbench[ray]'`)")
+    g.add_argument("--ray-address", help="Ray cluster to join: auto (the one `ray start` made here) or "
+                                         "ray://HOST:10001; default: start an embedded local instance")
+    g.add_argument("--workers", type=int, help="Ray actors (default: one per GPU share with --device cuda, "
+                                               "else one per CPU)")
+    g.add_argument("--gpus-per-worker", type=float, default=1.0,
+                   help="GPUs per Ray actor; fractions share a GPU, e.g. 0.5 (default 1)")
+
+
+def _executor_kwargs(args) -> dict:
+    return {"executor": args.executor, "ray_address": args.ray_address, "workers": args.workers,
+            "gpus_per_worker": args.gpus_per_worker}
+
+
 def _size(text: str | None):
     if not text:
         return None
@@ -115,7 +133,7 @@ def cmd_run(args) -> int:
     out = Path(args.out or f"runs/{args.method}-{ds.name}")
     s = run_method(args.method, ds, out, options=parse_sets(args.set), seed=args.seed, device=args.device,
                    limit=args.limit, warmup=args.warmup, frame_size=_size(args.frame_size), grid=args.grid,
-                   progress=not args.quiet)
+                   progress=not args.quiet, **_executor_kwargs(args))
     print(f"{out}: {len(s.ok)} generated, {len(s.resumed)} already done, {len(s.failed)} failed"
           + (f" (models loaded in {s.load_seconds:.1f} s)" if s.load_seconds is not None else ""))
     for cid, why in s.failed.items():
@@ -158,7 +176,8 @@ def cmd_eval(args) -> int:
         if not args.run_dir:
             raise KdbenchError("give a RUN_DIR, or --videos DIR --dataset NAME")
         run_dir = Path(args.run_dir)
-    doc = evaluate_run(run_dir, metrics, parse_sets(args.set), device=args.device, progress=not args.quiet)
+    doc = evaluate_run(run_dir, metrics, parse_sets(args.set), device=args.device, progress=not args.quiet,
+                       **_executor_kwargs(args))
     _print_metrics(doc)
     print(f"wrote {run_dir / 'metrics.json'}")
     return 0
@@ -276,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = _sub(sp, "run", "generate a dataset's clips with one method into a run folder (resumable)",
                "  kdbench run --method static --dataset hdtf-mini\n"
                "  kdbench run --method kdtalker --dataset hdtf --out runs/kdt --device cuda --seed 0\n"
-               "  kdbench run --method kdtalker --dataset hdtf-mini --set ddim_steps=5 --limit 2")
+               "  kdbench run --method kdtalker --dataset hdtf-mini --set ddim_steps=5 --limit 2\n"
+               "  kdbench run --method kdtalker --dataset hdtf --device cuda --executor ray   # every GPU")
     run.add_argument("--method", required=True, help="method name (see `kdbench ls methods`)")
     run.add_argument("--dataset", default="hdtf-mini", help="built-in name or folder (default hdtf-mini)")
     run.add_argument("--out", help="run folder (default runs/<method>-<dataset>); re-running resumes it")
@@ -288,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frame-size", help="normalised frame size WxH (default: the dataset's, 512x512 for HDTF)")
     run.add_argument("--grid", help="cut one panel from grid outputs: COLS[xROWS]:INDEX, e.g. 3:1")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_executor_args(run)
     run.set_defaults(func=cmd_run)
 
     ev = _sub(sp, "eval", "score a run folder, or any folder of <clip_id>.mp4, with the metrics",
@@ -302,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ev.add_argument("--grid", help="with --videos: cut one panel from grid outputs, COLS[xROWS]:INDEX")
     ev.add_argument("-q", "--quiet", action="store_true")
+    _add_executor_args(ev)
     ev.set_defaults(func=cmd_eval)
 
     sw = _sub(sp, "sweep", "run and evaluate one method over several values of an option (paper Table 6 layout)",

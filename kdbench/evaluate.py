@@ -73,12 +73,43 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     return metric, None
 
 
+def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: Path) -> dict[str, tuple[str, Any]]:
+    """Score one clip with every active metric: ``{metric: ("ok", record) | ("fail", reason) |
+    ("weights", WeightsMissing)}``. Frames are decoded once and shared; nothing raises for a bad clip."""
+    if event.get("status") != "ok":
+        return {name: ("fail", f"generation failed: {event.get('error')}") for name in active}
+    clip = EvalClip(spec=spec, video_path=video_path, event=event)
+    out: dict[str, tuple[str, Any]] = {}
+    for name, metric in active.items():
+        try:
+            if metric.info.needs_gt and spec.gt_video is None:
+                raise ClipFailure("no GT video for this clip")
+            out[name] = ("ok", metric.score_clip(clip))
+        except WeightsMissing as e:
+            out[name] = ("weights", e)
+        except (ClipFailure, KdbenchError) as e:
+            out[name] = ("fail", str(e))
+        except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
+            out[name] = ("fail", f"{type(e).__name__}: {e}")
+            log.error("metric %s failed on %s:\n%s", name, spec.clip_id, traceback.format_exc())
+    return out
+
+
 def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
-                 device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score the videos of a run folder; write and return ``metrics.json``."""
+                 device: str = "cpu", out: str | Path | None = None, progress: bool = True,
+                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 gpus_per_worker: float = 1.0) -> dict[str, Any]:
+    """Score the videos of a run folder; write and return ``metrics.json``.
+
+    ``executor="ray"`` scores clips on actors that hold the metric networks (:mod:`kdbench.executor`); per-clip
+    records are the same, and set-level metrics (FID) are merged from the actors' sufficient statistics.
+    """
     from tqdm import tqdm
 
+    from .runner import check_executor
     from .weights import WeightsManager
+
+    check_executor(executor)
 
     store = RunStore(run_dir)
     if not store.exists():
@@ -119,28 +150,29 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
 
     clip_ids = [c.clip_id for c in ds.clips if c.clip_id in events]
     t0 = time.perf_counter()
-    for cid in tqdm(clip_ids, desc=f"eval {config['method']}", unit="clip", disable=not progress or not active):
-        spec = ds.get(cid)
-        ev = events[cid]
-        if ev.get("status") != "ok":
-            for name in active:
-                results[name]["failures"][cid] = f"generation failed: {ev.get('error')}"
-            continue
-        clip = EvalClip(spec=spec, video_path=store.video_path(cid), event=ev)
-        for name, metric in list(active.items()):
-            try:
-                if metric.info.needs_gt and spec.gt_video is None:
-                    raise ClipFailure("no GT video for this clip")
-                results[name]["per_clip"][cid] = metric.score_clip(clip)
-            except WeightsMissing as e:  # weights looked up lazily: the metric cannot run at all
-                results[name] = _instantiate_failure(results[name], e, weights)
+
+    def record(cid: str, outcome: dict[str, tuple[str, Any]]) -> None:
+        for name, (kind, value) in outcome.items():
+            if name not in active:
+                continue
+            if kind == "ok":
+                results[name]["per_clip"][cid] = value
+            elif kind == "fail":
+                results[name]["failures"][cid] = value
+            else:  # weights looked up lazily: the metric cannot run at all
+                results[name] = _instantiate_failure(results[name], value, weights)
                 del active[name]
-            except (ClipFailure, KdbenchError) as e:
-                results[name]["failures"][cid] = str(e)
-            except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
-                results[name]["failures"][cid] = f"{type(e).__name__}: {e}"
-                log.error("metric %s failed on %s:\n%s", name, cid, traceback.format_exc())
-        del clip
+
+    if executor == "ray" and active:
+        from .executor import ray_score
+
+        env_executor = ray_score(ds, store, clip_ids, events, names=list(active), scoped=scoped, device=device,
+                                 context=context, active=active, record=record, address=ray_address,
+                                 workers=workers, gpus_per_worker=gpus_per_worker, progress=progress)
+    else:
+        env_executor = {"name": "local", "workers": 1}
+        for cid in tqdm(clip_ids, desc=f"eval {config['method']}", unit="clip", disable=not progress or not active):
+            record(cid, score_one(active, ds.get(cid), events[cid], store.video_path(cid)))
     for name, metric in active.items():
         try:
             agg = metric.aggregate(results[name]["per_clip"])
@@ -154,6 +186,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         results[name]["aggregate"] = agg
 
     env = collect_env(device)
+    env["executor"] = env_executor
     if on_gpu(device):
         env["metrics_fp32_precision"] = PRECISION  # score_clip runs without TF32 (kdbench.numerics)
     doc = {

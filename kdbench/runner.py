@@ -88,58 +88,67 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
     return cfg
 
 
-def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
-               seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
-               frame_size: tuple[int, int] | None = None, grid: str | None = None,
-               progress: bool = True) -> RunSummary:
-    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``."""
-    from tqdm import tqdm
-
+def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
+                seed: int = 0, device: str = "cpu", frame_size: tuple[int, int] | None = None,
+                grid: str | None = None) -> tuple[RunStore, dict[str, Any]]:
+    """Resolve the config and open (create or resume) the run folder. The executor is not part of the config,
+    so a run started with one executor can be finished with another."""
     device = resolve_device(device)
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
     config = build_config(method, ds, options or {}, seed, device, frame_size, grid)
-    store = RunStore(out).open(config)
-    chash = config["config_hash"]
-    summary = RunSummary(run_dir=store.root)
-    clips = ds.limit(limit).clips
-    done = store.done(chash)
-    todo = [c for c in clips if c.clip_id not in done]
-    summary.resumed = [c.clip_id for c in clips if c.clip_id in done]
-    if summary.resumed:
-        log.info("resuming: %d clip(s) already done", len(summary.resumed))
-    if not todo:
-        return summary
+    return RunStore(out).open(config), config
 
+
+def check_weights(method: str, weights) -> None:
+    """Raise :class:`WeightsMissing` listing every weight file ``method`` needs that is not available."""
     cls = METHODS.get(method)
-    from .weights import WeightsManager
-
-    weights = WeightsManager()
     missing = [w for w in cls.info.weights if not weights.available(w)]
     if missing:
         where = "; ".join(f"{w}: {weights.entry(w).source} -> {weights.cache_path(w)}" for w in missing)
         raise WeightsMissing(f"method {method!r} needs weights that are not available: {', '.join(missing)}. "
                              f"Run `kdbench weights fetch {' '.join(missing)}`; offline, put the files here by "
                              f"hand ({where}).")
-    impl = cls(options=config["options"], device=device, weights=weights, seed=seed)
-    seed_everything(seed)
-    t0 = time.perf_counter()
-    impl.load()
-    impl.synchronize()
-    summary.load_seconds = time.perf_counter() - t0
-    store.append_event({"event": "load", "seconds": summary.load_seconds, "config_hash": chash,
-                        "time": time.time()})
-    grid_crop = GridCrop.parse(grid)
 
-    if warmup and cls.info.generates:
-        _warm_up(impl, todo[0], warmup)
-    env = collect_env(device)
-    env["weights"] = weights.record()
-    store.write_env(env)
 
-    bar = tqdm(todo, desc=f"run {method}", unit="clip", disable=not progress)
-    for spec in bar:
-        bar.set_postfix_str(spec.clip_id)
-        event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": chash, "time": time.time()}
+class ClipGenerator:
+    """One method loaded once, generating clips into a run folder; the same code serves every executor.
+
+    ``generate(spec)`` writes ``videos/<clip_id>.mp4`` (atomically, where it will live) and returns the clip's
+    event; it never writes ``events.jsonl`` (the driver is the run store's only writer).
+    """
+
+    def __init__(self, config: dict[str, Any], run_dir: str | Path, weights=None):
+        from .weights import WeightsManager
+
+        self.config = config
+        self.store = RunStore(run_dir)
+        self.cls = METHODS.get(config["method"])
+        self.weights = weights if weights is not None else WeightsManager()
+        self.device = config["device"]
+        self.seed = int(config["seed"])
+        self.frame_size = tuple(config["frame_size"])
+        self.grid_crop = GridCrop.parse(config.get("grid"))
+        self.impl = None
+
+    def load(self, warmup_spec=None, warmup: int = 1) -> float:
+        """Build and load the method (seconds returned: load time), then warm it up untimed on ``warmup_spec``."""
+        check_weights(self.config["method"], self.weights)
+        self.impl = self.cls(options=self.config["options"], device=self.device, weights=self.weights,
+                             seed=self.seed)
+        seed_everything(self.seed)
+        t0 = time.perf_counter()
+        self.impl.load()
+        self.impl.synchronize()
+        seconds = time.perf_counter() - t0
+        if warmup and warmup_spec is not None and self.cls.info.generates:
+            _warm_up(self.impl, warmup_spec, warmup)
+        return seconds
+
+    def generate(self, spec) -> dict[str, Any]:
+        """Generate, time and normalise one clip; a failure is recorded in the returned event, never raised."""
+        impl, seed, device = self.impl, self.seed, self.device
+        event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": self.config["config_hash"],
+                                 "time": time.time()}
         try:
             ref = spec.load_ref_image()
             audio = spec.load_audio()
@@ -159,29 +168,96 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             impl.synchronize()
             t_gen = time.perf_counter() - t_start
             n_gen = len(gen.frames) if gen.frames is not None else None
-            report = normalize_to_file(store.video_path(spec.clip_id), audio, frame_size, frames=gen.frames,
-                                       fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
+            report = normalize_to_file(self.store.video_path(spec.clip_id), audio, self.frame_size,
+                                       frames=gen.frames, fps=gen.fps, video_path=gen.video_path,
+                                       grid=self.grid_crop)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
-                         seconds=t_gen, timed=cls.info.generates, normalizer=report.to_json(),
+                         seconds=t_gen, timed=self.cls.info.generates, normalizer=report.to_json(),
                          peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
             if cuda:
                 import torch
 
                 event["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-            summary.ok.append(spec.clip_id)
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
-            summary.failed[spec.clip_id] = str(e)
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
             event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            summary.failed[spec.clip_id] = f"{type(e).__name__}: {e}"
             log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
+        return event
+
+
+def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
+               seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
+               frame_size: tuple[int, int] | None = None, grid: str | None = None,
+               progress: bool = True, executor: str = "local", ray_address: str | None = None,
+               workers: int | None = None, gpus_per_worker: float = 1.0) -> RunSummary:
+    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
+
+    ``executor``: ``local`` (this process) or ``ray`` (one long-lived actor per worker, see
+    :mod:`kdbench.executor`); both give the same videos and events.
+    """
+    from tqdm import tqdm
+
+    check_executor(executor)
+    store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
+                                frame_size=frame_size, grid=grid)
+    chash = config["config_hash"]
+    summary = RunSummary(run_dir=store.root)
+    clips = ds.limit(limit).clips
+    done = store.done(chash)
+    todo = [c for c in clips if c.clip_id not in done]
+    summary.resumed = [c.clip_id for c in clips if c.clip_id in done]
+    if summary.resumed:
+        log.info("resuming: %d clip(s) already done", len(summary.resumed))
+    if not todo:
+        return summary
+
+    def record(event: dict[str, Any]) -> None:
         store.append_event(event)
+        if event.get("status") == "ok":
+            summary.ok.append(event["clip_id"])
+        else:
+            summary.failed[event["clip_id"]] = event.get("error", "?")
+
+    if executor == "ray":
+        from .executor import ray_generate
+
+        env, summary.load_seconds = ray_generate(config, store, todo, record, address=ray_address,
+                                                 workers=workers, gpus_per_worker=gpus_per_worker,
+                                                 warmup=warmup, progress=progress)
+        store.write_env(env)
+        return summary
+
+    from .weights import WeightsManager
+
+    weights = WeightsManager()
+    gen = ClipGenerator(config, store.root, weights)
+    check_weights(method, weights)
+    summary.load_seconds = gen.load(todo[0], warmup)
+    store.append_event({"event": "load", "seconds": summary.load_seconds, "config_hash": chash,
+                        "time": time.time()})
+    env = collect_env(config["device"])
+    env["executor"] = {"name": "local", "workers": 1}
+    env["weights"] = weights.record()
+    store.write_env(env)
+
+    bar = tqdm(todo, desc=f"run {method}", unit="clip", disable=not progress)
+    for spec in bar:
+        bar.set_postfix_str(spec.clip_id)
+        record(gen.generate(spec))
     env["weights"] = weights.record()
     store.write_env(env)
     return summary
+
+
+EXECUTORS = ("local", "ray")
+
+
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise KdbenchError(f"--executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
 
 
 def _warm_up(impl, spec, n: int) -> None:
