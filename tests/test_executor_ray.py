@@ -155,8 +155,8 @@ def test_fid_on_ray_equals_local_with_random_inception(ray_local, tiny_dataset, 
         out = tmp_path / ex
         run_method("_ray_slow", ds, out, options={"delay": 0}, executor="local", progress=False, warmup=0,
                    frame_size=(64, 64))
-        docs[ex] = evaluate_run(out, ["fid"], {"fid.max_frames": 3, "fid.cache": False, "fid.batch_size": 6}, executor=ex, workers=2,
-                                progress=False)
+        sets = {"fid.max_frames": 3, "fid.cache": False, "fid.batch_size": 6}
+        docs[ex] = evaluate_run(out, ["fid"], sets, executor=ex, workers=2, progress=False)
     loc, ray_ = docs["local"]["metrics"]["fid"], docs["ray"]["metrics"]["fid"]
     assert loc["status"] == ray_["status"] == "ok", (loc.get("skip_reason"), ray_.get("skip_reason"))
     assert loc["per_clip"] == ray_["per_clip"] and len(loc["per_clip"]) == 2  # the clips with a GT video
