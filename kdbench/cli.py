@@ -217,6 +217,26 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .config import parse_sets
+    from .envinfo import resolve_device
+    from .reproduce import reproduce
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    res = reproduce(args.dataset, args.out, methods=methods, table6=args.table6, metrics=metrics,
+                    sets=parse_sets(args.set), seed=args.seed, device=resolve_device(args.device),
+                    dry_run=args.dry_run, fetch=not args.no_fetch, progress=not args.quiet, **_executor_kwargs(args))
+    print(res["plan"])
+    if args.dry_run:
+        return 0
+    for row, why in res["skipped"].items():
+        print(f"skipped {row}: {why}")
+    if res["report"]:
+        print(f"wrote {res['report']} (table with the paper's values: paper_comparison.md)")
+    return 0 if res["ran"] else 1
+
+
 # --- weights --------------------------------------------------------------------------------------------
 def cmd_weights(args) -> int:
     from .weights import WeightsManager
@@ -339,6 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--warmup", type=int, default=1)
     sw.add_argument("-q", "--quiet", action="store_true")
     sw.set_defaults(func=cmd_sweep)
+
+    rp = _sub(sp, "reproduce", "plan and run the paper's Table 1 (and Table 6): weights, environments, runs, "
+                               "evaluation, report with the paper's values",
+              "  kdbench reproduce --dataset hdtf --dry-run          # the plan, what is missing, how to fix it\n"
+              "  kdbench reproduce --dataset hdtf --device cuda --executor ray\n"
+              "  kdbench reproduce --dataset hdtf-mini --methods real,kdtalker --metrics lse,cpbd\n"
+              "  kdbench reproduce --dataset hdtf --methods kdtalker --table6   # + the DDIM sweep",
+              description="Runs every Table 1 row that can run (resuming finished clips), evaluates it and writes "
+                          "OUT/report with --compare-paper. Rows whose method, environment or weights are missing "
+                          "are skipped with the command that fixes them; --dry-run shows the plan only.")
+    rp.add_argument("--dataset", default="hdtf", help="built-in name or folder (default hdtf)")
+    rp.add_argument("--out", default="runs/table1", help="parent folder of the runs and the report "
+                                                         "(default runs/table1)")
+    rp.add_argument("--methods", help="comma-separated rows to run (default: all of Table 1), e.g. real,kdtalker")
+    rp.add_argument("--table6", action="store_true", help="also KDTalker at 1,5,10,20,50,100,200 DDIM steps")
+    rp.add_argument("--metrics", help="comma-separated metrics (default: all)")
+    rp.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--device", default="auto")
+    rp.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
+    rp.add_argument("--no-fetch", action="store_true", help="do not download missing weights")
+    rp.add_argument("-q", "--quiet", action="store_true")
+    _add_executor_args(rp)
+    rp.set_defaults(func=cmd_reproduce)
 
     try:
         from reports.cli import add_check_parser, add_report_parser
