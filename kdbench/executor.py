@@ -137,6 +137,7 @@ class _ScoreWorker:
         from .weights import WeightsManager
 
         self.where = _where()
+        self.seconds: dict[str, float] = {}
         weights = WeightsManager()
         self.active: dict[str, Any] = {}
         for name in names:
@@ -147,7 +148,7 @@ class _ScoreWorker:
     def score(self, spec, event: dict[str, Any], video_path: str) -> dict[str, tuple[str, Any]]:
         from .evaluate import score_one
 
-        out = score_one(self.active, spec, event, Path(video_path))
+        out = score_one(self.active, spec, event, Path(video_path), seconds=self.seconds)
         for name, (kind, _) in out.items():
             if kind == "weights":
                 del self.active[name]
@@ -158,6 +159,9 @@ class _ScoreWorker:
 
     def export_states(self) -> dict[str, Any]:
         return {name: m.export_state() for name, m in self.active.items()}
+
+    def timings(self) -> dict[str, float]:
+        return self.seconds
 
 
 def _actor_options(device: str, gpus_per_worker: float) -> dict[str, Any]:
@@ -269,7 +273,8 @@ def ray_generate(config: dict[str, Any], store, todo: list, record: Callable[[di
 def ray_score(ds, store, clip_ids: list[str], events: dict[str, dict[str, Any]], *, names: list[str],
               scoped: dict[str, dict[str, Any]], device: str, context: dict[str, Any], active: dict[str, Any],
               record: Callable[[str, dict], None], address: str | None = None, workers: int | None = None,
-              gpus_per_worker: float = 1.0, progress: bool = True) -> dict[str, Any]:
+              gpus_per_worker: float = 1.0, progress: bool = True,
+              seconds: dict[str, float] | None = None) -> dict[str, Any]:
     """Score ``clip_ids`` on Ray actors holding the metric networks; ``record(clip_id, outcome)`` per clip on the
     driver, then the actors' set-level states are merged into the driver's ``active`` metrics. Returns the
     executor record for ``metrics.json``."""
@@ -294,6 +299,10 @@ def ray_score(ds, store, clip_ids: list[str], events: dict[str, dict[str, Any]],
     for name, metric in active.items():
         metric.merge_states([s.get(name) for s in states])
     infos = ray.get([a.info.remote() for a in actors])
+    if seconds is not None:  # metric seconds summed over the actors (they overlap in wall time)
+        for t in ray.get([a.timings.remote() for a in actors]):
+            for name, v in t.items():
+                seconds[name] = seconds.get(name, 0.0) + v
     for a in actors:
         ray.kill(a)
     return _cluster_record(ray, "ray", n, address, infos)

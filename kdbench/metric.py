@@ -70,6 +70,9 @@ class Metric(abc.ABC):
 
     info: ClassVar[MetricInfo]
     default_options: ClassVar[dict[str, Any]] = {}
+    cpu_pool: ClassVar[bool] = False
+    """True for metrics that compute in their own worker processes (CPBD): the evaluator runs them on a side
+    thread, overlapping the metrics that use this process and the GPU."""
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
