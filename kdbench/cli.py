@@ -160,6 +160,15 @@ def _print_metrics(doc: dict) -> None:
             print(f"      {cid}: {why}")
 
 
+def _print_timing(doc: dict) -> None:
+    t = doc.get("timing") or {}
+    parts = [f"{k} {v:.1f} s" for k, v in sorted((t.get("metrics") or {}).items(), key=lambda kv: -kv[1]) if v >= 0.05]
+    if t.get("decode_s") is not None:
+        parts.append(f"decode {t['decode_s']:.1f} s (background)")
+    if parts:
+        print(f"time: {t.get('wall_s', 0):.1f} s wall; " + ", ".join(parts))
+
+
 def cmd_eval(args) -> int:
     from .config import parse_sets
     from .dataset import load_dataset
@@ -179,6 +188,7 @@ def cmd_eval(args) -> int:
     doc = evaluate_run(run_dir, metrics, parse_sets(args.set), device=args.device, progress=not args.quiet,
                        **_executor_kwargs(args))
     _print_metrics(doc)
+    _print_timing(doc)
     print(f"wrote {run_dir / 'metrics.json'}")
     return 0
 
