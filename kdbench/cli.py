@@ -99,6 +99,24 @@ def cmd_data_prepare(args) -> int:
 
 
 # --- run / eval / sweep -------------------------------------------------------------------------------
+def _add_executor_args(p) -> None:
+    g = p.add_argument_group("executor", "where clips are processed: this process (local, the default) or Ray "
+                                         "actors on every GPU of this machine or a cluster; same results either way")
+    g.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local (default) or ray (needs `pip install 'kdbench[ray]'`)")
+    g.add_argument("--ray-address", help="Ray cluster to join: auto (the one `ray start` made here) or "
+                                         "ray://HOST:10001; default: start an embedded local instance")
+    g.add_argument("--workers", type=int, help="Ray actors (default: one per GPU share with --device cuda, "
+                                               "else one per CPU)")
+    g.add_argument("--gpus-per-worker", type=float, default=1.0,
+                   help="GPUs per Ray actor; fractions share a GPU, e.g. 0.5 (default 1)")
+
+
+def _executor_kwargs(args) -> dict:
+    return {"executor": args.executor, "ray_address": args.ray_address, "workers": args.workers,
+            "gpus_per_worker": args.gpus_per_worker}
+
+
 def _size(text: str | None):
     if not text:
         return None
@@ -115,7 +133,7 @@ def cmd_run(args) -> int:
     out = Path(args.out or f"runs/{args.method}-{ds.name}")
     s = run_method(args.method, ds, out, options=parse_sets(args.set), seed=args.seed, device=args.device,
                    limit=args.limit, warmup=args.warmup, frame_size=_size(args.frame_size), grid=args.grid,
-                   progress=not args.quiet, overlap_writes=args.overlap_writes)
+                   progress=not args.quiet, overlap_writes=args.overlap_writes, **_executor_kwargs(args))
     print(f"{out}: {len(s.ok)} generated, {len(s.resumed)} already done, {len(s.failed)} failed"
           + (f" (models loaded in {s.load_seconds:.1f} s)" if s.load_seconds is not None else ""))
     if s.wall_seconds and s.frames:
@@ -146,6 +164,15 @@ def _print_metrics(doc: dict) -> None:
             print(f"      {cid}: {why}")
 
 
+def _print_timing(doc: dict) -> None:
+    t = doc.get("timing") or {}
+    parts = [f"{k} {v:.1f} s" for k, v in sorted((t.get("metrics") or {}).items(), key=lambda kv: -kv[1]) if v >= 0.05]
+    if t.get("decode_s") is not None:
+        parts.append(f"decode {t['decode_s']:.1f} s (background)")
+    if parts:
+        print(f"time: {t.get('wall_s', 0):.1f} s wall; " + ", ".join(parts))
+
+
 def cmd_eval(args) -> int:
     from .config import parse_sets
     from .dataset import load_dataset
@@ -162,8 +189,10 @@ def cmd_eval(args) -> int:
         if not args.run_dir:
             raise KdbenchError("give a RUN_DIR, or --videos DIR --dataset NAME")
         run_dir = Path(args.run_dir)
-    doc = evaluate_run(run_dir, metrics, parse_sets(args.set), device=args.device, progress=not args.quiet)
+    doc = evaluate_run(run_dir, metrics, parse_sets(args.set), device=args.device, progress=not args.quiet,
+                       **_executor_kwargs(args))
     _print_metrics(doc)
+    _print_timing(doc)
     print(f"wrote {run_dir / 'metrics.json'}")
     return 0
 
@@ -200,6 +229,26 @@ def cmd_sweep(args) -> int:
     print(md)
     print(f"wrote {out / 'sweep.md'}")
     return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .config import parse_sets
+    from .envinfo import resolve_device
+    from .reproduce import reproduce
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    res = reproduce(args.dataset, args.out, methods=methods, table6=args.table6, metrics=metrics,
+                    sets=parse_sets(args.set), seed=args.seed, device=resolve_device(args.device),
+                    dry_run=args.dry_run, fetch=not args.no_fetch, progress=not args.quiet, **_executor_kwargs(args))
+    print(res["plan"])
+    if args.dry_run:
+        return 0
+    for row, why in res["skipped"].items():
+        print(f"skipped {row}: {why}")
+    if res["report"]:
+        print(f"wrote {res['report']} (table with the paper's values: paper_comparison.md)")
+    return 0 if res["ran"] else 1
 
 
 # --- weights --------------------------------------------------------------------------------------------
@@ -280,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = _sub(sp, "run", "generate a dataset's clips with one method into a run folder (resumable)",
                "  kdbench run --method static --dataset hdtf-mini\n"
                "  kdbench run --method kdtalker --dataset hdtf --out runs/kdt --device cuda --seed 0\n"
-               "  kdbench run --method kdtalker --dataset hdtf-mini --set ddim_steps=5 --limit 2")
+               "  kdbench run --method kdtalker --dataset hdtf-mini --set ddim_steps=5 --limit 2\n"
+               "  kdbench run --method kdtalker --dataset hdtf --device cuda --executor ray   # every GPU")
     run.add_argument("--method", required=True, help="method name (see `kdbench ls methods`)")
     run.add_argument("--dataset", default="hdtf-mini", help="built-in name or folder (default hdtf-mini)")
     run.add_argument("--out", help="run folder (default runs/<method>-<dataset>); re-running resumes it")
@@ -295,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="throughput mode: encode and write clip i on a thread while clip i+1 generates (same "
                           "videos; FPS is then measured under CPU contention, so take FPS from a default run)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _add_executor_args(run)
     run.set_defaults(func=cmd_run)
 
     ev = _sub(sp, "eval", "score a run folder, or any folder of <clip_id>.mp4, with the metrics",
@@ -309,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="cpu, cuda or auto")
     ev.add_argument("--grid", help="with --videos: cut one panel from grid outputs, COLS[xROWS]:INDEX")
     ev.add_argument("-q", "--quiet", action="store_true")
+    _add_executor_args(ev)
     ev.set_defaults(func=cmd_eval)
 
     sw = _sub(sp, "sweep", "run and evaluate one method over several values of an option (paper Table 6 layout)",
@@ -324,6 +376,30 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--warmup", type=int, default=1)
     sw.add_argument("-q", "--quiet", action="store_true")
     sw.set_defaults(func=cmd_sweep)
+
+    rp = _sub(sp, "reproduce", "plan and run the paper's Table 1 (and Table 6): weights, environments, runs, "
+                               "evaluation, report with the paper's values",
+              "  kdbench reproduce --dataset hdtf --dry-run          # the plan, what is missing, how to fix it\n"
+              "  kdbench reproduce --dataset hdtf --device cuda --executor ray\n"
+              "  kdbench reproduce --dataset hdtf-mini --methods real,kdtalker --metrics lse,cpbd\n"
+              "  kdbench reproduce --dataset hdtf --methods kdtalker --table6   # + the DDIM sweep",
+              description="Runs every Table 1 row that can run (resuming finished clips), evaluates it and writes "
+                          "OUT/report with --compare-paper. Rows whose method, environment or weights are missing "
+                          "are skipped with the command that fixes them; --dry-run shows the plan only.")
+    rp.add_argument("--dataset", default="hdtf", help="built-in name or folder (default hdtf)")
+    rp.add_argument("--out", default="runs/table1", help="parent folder of the runs and the report "
+                                                         "(default runs/table1)")
+    rp.add_argument("--methods", help="comma-separated rows to run (default: all of Table 1), e.g. real,kdtalker")
+    rp.add_argument("--table6", action="store_true", help="also KDTalker at 1,5,10,20,50,100,200 DDIM steps")
+    rp.add_argument("--metrics", help="comma-separated metrics (default: all)")
+    rp.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--device", default="auto")
+    rp.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
+    rp.add_argument("--no-fetch", action="store_true", help="do not download missing weights")
+    rp.add_argument("-q", "--quiet", action="store_true")
+    _add_executor_args(rp)
+    rp.set_defaults(func=cmd_reproduce)
 
     try:
         from reports.cli import add_check_parser, add_report_parser

@@ -73,12 +73,101 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     return metric, None
 
 
-def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
-                 device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score the videos of a run folder; write and return ``metrics.json``."""
+def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: Path, *,
+              clip: EvalClip | None = None, seconds: dict[str, float] | None = None,
+              side=None) -> dict[str, tuple[str, Any]]:
+    """Score one clip with every active metric: ``{metric: ("ok", record) | ("fail", reason) |
+    ("weights", WeightsMissing)}``. Frames are decoded once and shared; nothing raises for a bad clip.
+
+    ``clip``: an :class:`EvalClip` already decoded (by :func:`prefetch`); ``seconds`` accumulates each metric's
+    wall time; ``side``: a thread pool on which metrics that compute in their own worker processes
+    (``Metric.cpu_pool``, e.g. CPBD) run while the others use this thread and the GPU.
+    """
+    if event.get("status") != "ok":
+        return {name: ("fail", f"generation failed: {event.get('error')}") for name in active}
+    clip = clip if clip is not None else EvalClip(spec=spec, video_path=video_path, event=event)
+
+    def run(name: str, metric) -> tuple[str, Any]:
+        t0 = time.perf_counter()
+        try:
+            if metric.info.needs_gt and spec.gt_video is None:
+                raise ClipFailure("no GT video for this clip")
+            return ("ok", metric.score_clip(clip))
+        except WeightsMissing as e:
+            return ("weights", e)
+        except (ClipFailure, KdbenchError) as e:
+            return ("fail", str(e))
+        except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
+            log.error("metric %s failed on %s:\n%s", name, spec.clip_id, traceback.format_exc())
+            return ("fail", f"{type(e).__name__}: {e}")
+        finally:
+            if seconds is not None:
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    aside = {name: side.submit(run, name, m) for name, m in active.items()
+             if side is not None and getattr(m, "cpu_pool", False)}
+    out = {name: run(name, m) for name, m in active.items() if name not in aside}
+    out.update({name: f.result() for name, f in aside.items()})
+    return {name: out[name] for name in active}
+
+
+def prefetch(spec, event: dict[str, Any], video_path: Path, need_gt: bool) -> tuple[EvalClip, float]:
+    """An :class:`EvalClip` with its frames (and GT frames when a metric needs them) decoded; seconds spent.
+
+    Runs on a background thread while the previous clip is scored (PyAV decodes without the GIL). A video that
+    cannot be decoded is left undecoded: the metrics then raise the decoding error as a per-clip failure.
+    """
+    clip = EvalClip(spec=spec, video_path=video_path, event=event)
+    t0 = time.perf_counter()
+    if event.get("status") == "ok":
+        try:
+            clip.frames  # noqa: B018 - decode now, off the scoring thread
+            if need_gt and spec.gt_video is not None:
+                clip.gt_frames  # noqa: B018
+        except Exception:  # noqa: BLE001 - reported by the metric that reads the frames
+            pass
+    return clip, time.perf_counter() - t0
+
+
+def _score_local(ds, store, clip_ids: list[str], events: dict[str, dict[str, Any]], active: dict[str, Any],
+                 record, seconds: dict[str, float], progress: bool, desc: str) -> None:
+    """This process: clip i+1 decodes on a background thread while clip i is scored; metrics with their own
+    worker processes (CPBD) run beside the others."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
+    need_gt = any(m.info.needs_gt for m in active.values())
+
+    def load(cid: str):
+        return prefetch(ds.get(cid), events[cid], store.video_path(cid), need_gt)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="kdbench-decode") as decoder, \
+            ThreadPoolExecutor(1, thread_name_prefix="kdbench-cpu-metrics") as side:
+        nxt = decoder.submit(load, clip_ids[0]) if clip_ids else None
+        for i, cid in enumerate(tqdm(clip_ids, desc=desc, unit="clip", disable=not progress or not active)):
+            clip, decode_s = nxt.result()
+            seconds["decode"] = seconds.get("decode", 0.0) + decode_s
+            nxt = decoder.submit(load, clip_ids[i + 1]) if i + 1 < len(clip_ids) else None
+            record(cid, score_one(active, clip.spec, events[cid], clip.video_path, clip=clip, seconds=seconds,
+                                  side=side))
+            del clip
+
+
+def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
+                 device: str = "cpu", out: str | Path | None = None, progress: bool = True,
+                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 gpus_per_worker: float = 1.0) -> dict[str, Any]:
+    """Score the videos of a run folder; write and return ``metrics.json``.
+
+    ``executor="ray"`` scores clips on actors that hold the metric networks (:mod:`kdbench.executor`); per-clip
+    records are the same, and set-level metrics (FID) are merged from the actors' sufficient statistics.
+    """
+
+    from .runner import check_executor
     from .weights import WeightsManager
+
+    check_executor(executor)
 
     store = RunStore(run_dir)
     if not store.exists():
@@ -119,29 +208,32 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
 
     clip_ids = [c.clip_id for c in ds.clips if c.clip_id in events]
     t0 = time.perf_counter()
-    for cid in tqdm(clip_ids, desc=f"eval {config['method']}", unit="clip", disable=not progress or not active):
-        spec = ds.get(cid)
-        ev = events[cid]
-        if ev.get("status") != "ok":
-            for name in active:
-                results[name]["failures"][cid] = f"generation failed: {ev.get('error')}"
-            continue
-        clip = EvalClip(spec=spec, video_path=store.video_path(cid), event=ev)
-        for name, metric in list(active.items()):
-            try:
-                if metric.info.needs_gt and spec.gt_video is None:
-                    raise ClipFailure("no GT video for this clip")
-                results[name]["per_clip"][cid] = metric.score_clip(clip)
-            except WeightsMissing as e:  # weights looked up lazily: the metric cannot run at all
-                results[name] = _instantiate_failure(results[name], e, weights)
+    seconds: dict[str, float] = {}
+
+    def record(cid: str, outcome: dict[str, tuple[str, Any]]) -> None:
+        for name, (kind, value) in outcome.items():
+            if name not in active:
+                continue
+            if kind == "ok":
+                results[name]["per_clip"][cid] = value
+            elif kind == "fail":
+                results[name]["failures"][cid] = value
+            else:  # weights looked up lazily: the metric cannot run at all
+                results[name] = _instantiate_failure(results[name], value, weights)
                 del active[name]
-            except (ClipFailure, KdbenchError) as e:
-                results[name]["failures"][cid] = str(e)
-            except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
-                results[name]["failures"][cid] = f"{type(e).__name__}: {e}"
-                log.error("metric %s failed on %s:\n%s", name, cid, traceback.format_exc())
-        del clip
+
+    if executor == "ray" and active:
+        from .executor import ray_score
+
+        env_executor = ray_score(ds, store, clip_ids, events, names=list(active), scoped=scoped, device=device,
+                                 context=context, active=active, record=record, address=ray_address,
+                                 workers=workers, gpus_per_worker=gpus_per_worker, progress=progress,
+                                 seconds=seconds)
+    else:
+        env_executor = {"name": "local", "workers": 1}
+        _score_local(ds, store, clip_ids, events, active, record, seconds, progress, f"eval {config['method']}")
     for name, metric in active.items():
+        t_agg = time.perf_counter()
         try:
             agg = metric.aggregate(results[name]["per_clip"])
         except Exception as e:  # noqa: BLE001
@@ -152,8 +244,13 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
             a.setdefault("n_failed", len(results[name]["failures"]))
             a.setdefault("n_clips", len(clip_ids))
         results[name]["aggregate"] = agg
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t_agg
+    for name, m in results.items():
+        if name in seconds:
+            m["seconds"] = seconds[name]
 
     env = collect_env(device)
+    env["executor"] = env_executor
     if on_gpu(device):
         env["metrics_fp32_precision"] = PRECISION  # score_clip runs without TF32 (kdbench.numerics)
     doc = {
@@ -161,6 +258,10 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         "kdbench_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "eval_seconds": time.perf_counter() - t0,
+        "timing": {"wall_s": time.perf_counter() - t0, "decode_s": seconds.get("decode"),
+                   "metrics": {n: v for n, v in seconds.items() if n != "decode"},
+                   "note": "seconds per metric summed over clips (wall time of its calls, aggregation included); "
+                           "decoding runs on a background thread and overlaps scoring"},
         "run": {"run_dir": str(store.root), "method": config["method"], "paper_row": config.get("paper_row"),
                 "config": config, "config_hash": config["config_hash"], "generation_env": store.env()},
         "dataset": {**ds.describe(), "n_clips": len(clip_ids)},

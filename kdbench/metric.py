@@ -9,7 +9,8 @@ metrics), and finally asks for the aggregate:
     record = metric.score_clip(clip)        # dict of per-clip values; raise ClipFailure(reason)
     summary = metric.aggregate(records)     # {output_name: Aggregate-dict}
 
-Set-level metrics (FID) keep state in ``score_clip`` and compute the pooled value in ``aggregate``.
+Set-level metrics (FID) keep state in ``score_clip`` and compute the pooled value in ``aggregate``; when clips
+were scored in other processes, ``export_state``/``merge_states`` carry that state to the aggregating one.
 Scoring math lives in small pure functions in the metric's module, tested on arrays.
 """
 
@@ -69,6 +70,9 @@ class Metric(abc.ABC):
 
     info: ClassVar[MetricInfo]
     default_options: ClassVar[dict[str, Any]] = {}
+    cpu_pool: ClassVar[bool] = False
+    """True for metrics that compute in their own worker processes (CPBD): the evaluator runs them on a side
+    thread, overlapping the metrics that use this process and the GPU."""
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -104,6 +108,14 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def score_clip(self, clip: EvalClip) -> dict[str, Any]:
         """Per-clip record: a value for each output (plus any extra diagnostics)."""
+
+    def export_state(self) -> Any:
+        """Set-level state accumulated by ``score_clip`` in this process, to be merged by another (the Ray
+        executor's driver): picklable, memory independent of the number of clips. Default: None (none kept)."""
+        return None
+
+    def merge_states(self, states: list[Any]) -> None:  # noqa: B027 - optional hook
+        """Take over the states exported by the workers that scored the clips, before :meth:`aggregate`."""
 
     def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Summary per output over the clips that did not fail. Default: mean over clips."""

@@ -8,6 +8,7 @@ when its module is imported; third-party code can register new classes the same 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,10 +37,13 @@ class Registry:
         return deco
 
     def names(self) -> list[str]:
+        load_plugins()
         return sorted(self._entries)
 
     def get(self, name: str) -> Any:
         """The registered object, importing its module on first use."""
+        if name not in self._entries:
+            load_plugins()
         if name not in self._entries:
             raise KdbenchError(
                 f"unknown {self.kind} {name!r}; available: {', '.join(self.names())} "
@@ -86,3 +90,18 @@ def register_method(name: str):
 def register_metric(name: str):
     """Class decorator registering a :class:`kdbench.metric.Metric` under ``name``."""
     return METRICS.register(name)
+
+
+_PLUGINS_LOADED: set[str] = set()
+
+
+def load_plugins() -> None:
+    """Import the modules named in ``$KDBENCH_PLUGINS`` (comma-separated), so that methods and metrics they
+    register exist in every process — also in the Ray executor's workers, which inherit the variable."""
+    for module in filter(None, (m.strip() for m in os.environ.get("KDBENCH_PLUGINS", "").split(","))):
+        if module not in _PLUGINS_LOADED:
+            _PLUGINS_LOADED.add(module)
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise KdbenchError(f"KDBENCH_PLUGINS names {module!r}, which cannot be imported: {e}") from e

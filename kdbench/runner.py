@@ -93,24 +93,152 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
     return cfg
 
 
-def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
-               seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
-               frame_size: tuple[int, int] | None = None, grid: str | None = None,
-               progress: bool = True, overlap_writes: bool = False) -> RunSummary:
-    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
-
-    ``overlap_writes`` (throughput mode): clip i is normalised, encoded and written on a writer thread while
-    clip i+1 generates (at most one clip waits; events keep the clip order). The videos and events are those of
-    the default mode; the generation clock still brackets only ``generate``, but encoding then competes with it
-    for the CPU, so take FPS from a default-mode run. Either way a ``throughput`` event records frames per wall
-    second of the whole loop (never called FPS).
-    """
-    from tqdm import tqdm
-
+def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
+                seed: int = 0, device: str = "cpu", frame_size: tuple[int, int] | None = None,
+                grid: str | None = None) -> tuple[RunStore, dict[str, Any]]:
+    """Resolve the config and open (create or resume) the run folder. The executor is not part of the config,
+    so a run started with one executor can be finished with another."""
     device = resolve_device(device)
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
     config = build_config(method, ds, options or {}, seed, device, frame_size, grid)
-    store = RunStore(out).open(config)
+    return RunStore(out).open(config), config
+
+
+def check_weights(method: str, weights) -> None:
+    """Raise :class:`WeightsMissing` listing every weight file ``method`` needs that is not available."""
+    cls = METHODS.get(method)
+    missing = [w for w in cls.info.weights if not weights.available(w)]
+    if missing:
+        where = "; ".join(f"{w}: {weights.entry(w).source} -> {weights.cache_path(w)}" for w in missing)
+        raise WeightsMissing(f"method {method!r} needs weights that are not available: {', '.join(missing)}. "
+                             f"Run `kdbench weights fetch {' '.join(missing)}`; offline, put the files here by "
+                             f"hand ({where}).")
+
+
+class ClipGenerator:
+    """One method loaded once, generating clips into a run folder; the same code serves every executor.
+
+    ``produce(spec)`` generates (timed, device synchronised); ``finish(...)`` normalises and writes
+    ``videos/<clip_id>.mp4`` (atomically, where it will live) and completes the event; ``generate(spec)`` does
+    both. None of them writes ``events.jsonl`` (the driver is the run store's only writer) or raises for a bad clip.
+    """
+
+    def __init__(self, config: dict[str, Any], run_dir: str | Path, weights=None):
+        from .weights import WeightsManager
+
+        self.config = config
+        self.store = RunStore(run_dir)
+        self.cls = METHODS.get(config["method"])
+        self.weights = weights if weights is not None else WeightsManager()
+        self.device = config["device"]
+        self.seed = int(config["seed"])
+        self.frame_size = tuple(config["frame_size"])
+        self.grid_crop = GridCrop.parse(config.get("grid"))
+        self.impl = None
+
+    def load(self, warmup_spec=None, warmup: int = 1) -> float:
+        """Build and load the method (seconds returned: load time), then warm it up untimed on ``warmup_spec``."""
+        check_weights(self.config["method"], self.weights)
+        self.impl = self.cls(options=self.config["options"], device=self.device, weights=self.weights,
+                             seed=self.seed)
+        seed_everything(self.seed)
+        t0 = time.perf_counter()
+        self.impl.load()
+        self.impl.synchronize()
+        seconds = time.perf_counter() - t0
+        if warmup and warmup_spec is not None and self.cls.info.generates:
+            _warm_up(self.impl, warmup_spec, warmup)
+        return seconds
+
+    def new_event(self, spec) -> dict[str, Any]:
+        return {"clip_id": spec.clip_id, "config_hash": self.config["config_hash"], "time": time.time()}
+
+    def produce(self, spec, event: dict[str, Any]) -> tuple[Any, np.ndarray, float, float | None] | None:
+        """Load and generate one clip (timed, device synchronised): ``(generated, audio, seconds, peak GPU MiB)``,
+        or None after recording the failure in ``event``."""
+        impl, device = self.impl, self.device
+        try:
+            ref = spec.load_ref_image()
+            audio = spec.load_audio()
+            try:
+                check_audio(audio)
+            except KdbenchError as e:
+                raise ClipFailure(str(e)) from e
+            seed_everything(self.seed)
+            cuda = str(device).startswith("cuda")
+            if cuda:
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
+            impl.synchronize()
+            t_start = time.perf_counter()
+            gen = impl.generate(spec, ref, audio)
+            impl.synchronize()
+            t_gen = time.perf_counter() - t_start
+            peak_gpu_mb = None
+            if cuda:
+                import torch
+
+                peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
+            return gen, audio, t_gen, peak_gpu_mb
+        except (ClipFailure, KdbenchError) as e:
+            event.update(status="failed", error=str(e))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
+            event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+            log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
+        return None
+
+    def finish(self, spec, event: dict[str, Any], gen, audio, t_gen: float,
+               peak_gpu_mb: float | None) -> dict[str, Any]:
+        """Normalise + encode + write one generated clip; returns its completed event."""
+        try:
+            n_gen = len(gen.frames) if gen.frames is not None else None
+            report = normalize_to_file(self.store.video_path(spec.clip_id), audio, self.frame_size,
+                                       frames=gen.frames, fps=gen.fps, video_path=gen.video_path,
+                                       grid=self.grid_crop)
+            event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
+                         seconds=t_gen, timed=self.cls.info.generates, normalizer=report.to_json(),
+                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
+            if peak_gpu_mb is not None:
+                event["peak_gpu_mb"] = peak_gpu_mb
+        except (ClipFailure, KdbenchError) as e:
+            event.update(status="failed", error=str(e))
+        except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
+            event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+            log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
+        return event
+
+    def generate(self, spec) -> dict[str, Any]:
+        """Generate, time, normalise and write one clip; returns its event."""
+        event = self.new_event(spec)
+        produced = self.produce(spec, event)
+        return event if produced is None else self.finish(spec, event, *produced)
+
+
+def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
+               seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
+               frame_size: tuple[int, int] | None = None, grid: str | None = None,
+               progress: bool = True, overlap_writes: bool = False, executor: str = "local",
+               ray_address: str | None = None, workers: int | None = None,
+               gpus_per_worker: float = 1.0) -> RunSummary:
+    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
+
+    ``executor``: ``local`` (this process) or ``ray`` (one long-lived actor per worker, see
+    :mod:`kdbench.executor`); both give the same videos and events.
+
+    ``overlap_writes`` (throughput mode, local executor): clip i is normalised, encoded and written on a writer
+    thread while clip i+1 generates (at most one clip waits; events keep the clip order). The videos and events
+    are those of the default mode; the generation clock still brackets only ``generate``, but encoding then
+    competes with it for the CPU, so take FPS from a default-mode run. Either way a ``throughput`` event records
+    frames per wall second of the whole loop (never called FPS).
+    """
+    from tqdm import tqdm
+
+    check_executor(executor)
+    store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
+                                frame_size=frame_size, grid=grid)
     chash = config["config_hash"]
     summary = RunSummary(run_dir=store.root)
     clips = ds.limit(limit).clips
@@ -122,53 +250,37 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     if not todo:
         return summary
 
-    cls = METHODS.get(method)
+    def record(event: dict[str, Any]) -> None:
+        store.append_event(event)
+        if event.get("status") == "ok":
+            summary.ok.append(event["clip_id"])
+            summary.frames += int(event.get("n_frames") or 0)
+        else:
+            summary.failed[event["clip_id"]] = event.get("error", "?")
+
+    t_loop = time.perf_counter()
+    if executor == "ray":
+        from .executor import ray_generate
+
+        env, summary.load_seconds = ray_generate(config, store, todo, record, address=ray_address,
+                                                 workers=workers, gpus_per_worker=gpus_per_worker,
+                                                 warmup=warmup, progress=progress)
+        _throughput(store, summary, t_loop, len(todo), False)
+        store.write_env(env)
+        return summary
+
     from .weights import WeightsManager
 
     weights = WeightsManager()
-    missing = [w for w in cls.info.weights if not weights.available(w)]
-    if missing:
-        where = "; ".join(f"{w}: {weights.entry(w).source} -> {weights.cache_path(w)}" for w in missing)
-        raise WeightsMissing(f"method {method!r} needs weights that are not available: {', '.join(missing)}. "
-                             f"Run `kdbench weights fetch {' '.join(missing)}`; offline, put the files here by "
-                             f"hand ({where}).")
-    impl = cls(options=config["options"], device=device, weights=weights, seed=seed)
-    seed_everything(seed)
-    t0 = time.perf_counter()
-    impl.load()
-    impl.synchronize()
-    summary.load_seconds = time.perf_counter() - t0
+    gen = ClipGenerator(config, store.root, weights)
+    check_weights(method, weights)
+    summary.load_seconds = gen.load(todo[0], warmup)
     store.append_event({"event": "load", "seconds": summary.load_seconds, "config_hash": chash,
                         "time": time.time()})
-    grid_crop = GridCrop.parse(grid)
-
-    if warmup and cls.info.generates:
-        _warm_up(impl, todo[0], warmup)
-    env = collect_env(device)
+    env = collect_env(config["device"])
+    env["executor"] = {"name": "local", "workers": 1}
     env["weights"] = weights.record()
     store.write_env(env)
-
-    def finish(spec, event: dict[str, Any], gen, audio, t_gen: float, peak_gpu_mb: float | None) -> None:
-        """Normalise + encode + write one generated clip and append its event (the writer's job)."""
-        try:
-            n_gen = len(gen.frames) if gen.frames is not None else None
-            report = normalize_to_file(store.video_path(spec.clip_id), audio, frame_size, frames=gen.frames,
-                                       fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
-            event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
-                         seconds=t_gen, timed=cls.info.generates, normalizer=report.to_json(),
-                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
-            if peak_gpu_mb is not None:
-                event["peak_gpu_mb"] = peak_gpu_mb
-            summary.ok.append(spec.clip_id)
-            summary.frames += report.n_frames
-        except (ClipFailure, KdbenchError) as e:
-            event.update(status="failed", error=str(e))
-            summary.failed[spec.clip_id] = str(e)
-        except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
-            event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            summary.failed[spec.clip_id] = f"{type(e).__name__}: {e}"
-            log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
-        store.append_event(event)
 
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdbench-writer") if overlap_writes else None
     pending: list[Future] = []
@@ -187,65 +299,38 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     try:
         for spec in bar:
             bar.set_postfix_str(spec.clip_id)
-            event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": chash, "time": time.time()}
-            generated = _generate_clip(spec, impl, seed, device, event, summary)
-            if generated is None:
-                submit(store.append_event, event)
+            event = gen.new_event(spec)
+            produced = gen.produce(spec, event)
+            if produced is None:
+                submit(record, event)
             else:
-                submit(finish, spec, event, *generated)
+                submit(lambda *a: record(gen.finish(*a)), spec, event, *produced)
     finally:
         while pending:
             pending.pop().result()
         if writer is not None:
             writer.shutdown(wait=True)
-    summary.wall_seconds = time.perf_counter() - t_loop
-    store.append_event({"event": "throughput", "clips": len(todo), "frames": summary.frames,
-                        "wall_seconds": summary.wall_seconds, "overlap_writes": bool(overlap_writes),
-                        "frames_per_wall_second": summary.frames / summary.wall_seconds
-                        if summary.wall_seconds > 0 else None, "time": time.time()})
+    _throughput(store, summary, t_loop, len(todo), overlap_writes)
     env["weights"] = weights.record()
     store.write_env(env)
     return summary
 
 
-def _generate_clip(spec, impl, seed: int, device: str, event: dict[str, Any],
-                   summary: RunSummary) -> tuple[Any, np.ndarray, float, float | None] | None:
-    """Load and generate one clip (timed, device synchronised): ``(generated, audio, seconds, peak GPU MiB)``,
-    or None after recording the failure in ``event`` and ``summary``."""
-    try:
-        ref = spec.load_ref_image()
-        audio = spec.load_audio()
-        try:
-            check_audio(audio)
-        except KdbenchError as e:
-            raise ClipFailure(str(e)) from e
-        seed_everything(seed)
-        cuda = str(device).startswith("cuda")
-        if cuda:
-            import torch
+def _throughput(store: RunStore, summary: RunSummary, t_loop: float, n_clips: int, overlap: bool) -> None:
+    """Append the ``throughput`` event: frames per wall second of the whole generation loop (never called FPS)."""
+    summary.wall_seconds = time.perf_counter() - t_loop
+    store.append_event({"event": "throughput", "clips": n_clips, "frames": summary.frames,
+                        "wall_seconds": summary.wall_seconds, "overlap_writes": bool(overlap),
+                        "frames_per_wall_second": summary.frames / summary.wall_seconds
+                        if summary.wall_seconds > 0 else None, "time": time.time()})
 
-            torch.cuda.reset_peak_memory_stats()
-        impl.synchronize()
-        t_start = time.perf_counter()
-        gen = impl.generate(spec, ref, audio)
-        impl.synchronize()
-        t_gen = time.perf_counter() - t_start
-        peak_gpu_mb = None
-        if cuda:
-            import torch
 
-            peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
-        return gen, audio, t_gen, peak_gpu_mb
-    except (ClipFailure, KdbenchError) as e:
-        event.update(status="failed", error=str(e))
-        summary.failed[spec.clip_id] = str(e)
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
-        event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-        summary.failed[spec.clip_id] = f"{type(e).__name__}: {e}"
-        log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
-    return None
+EXECUTORS = ("local", "ray")
+
+
+def check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise KdbenchError(f"--executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
 
 
 def _warm_up(impl, spec, n: int) -> None:

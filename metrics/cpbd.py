@@ -363,7 +363,38 @@ class CPBDMetric(Metric):
         "size": 512,  # evaluation side (HDTF frame size); None keeps each video's own size
         "stride": 1,  # score every stride-th frame
         "max_frames": None,  # None: all sampled frames
+        "workers": None,  # processes scoring frames in parallel; None: one per CPU core, 1: in this process
     }
+    cpu_pool = True
+    """Computes in its own worker processes: the evaluator runs it beside the GPU metrics (kdbench.evaluate)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._pool = None
+
+    def _workers(self) -> int:
+        import os
+
+        w = self.options["workers"]
+        return max(1, int(w)) if w is not None else max(1, os.cpu_count() or 1)
+
+    def _frames_values(self, frames: np.ndarray, size: int | None) -> np.ndarray:
+        """:func:`cpbd_frames` over worker processes, in order (the same values as one process)."""
+        workers = min(self._workers(), len(frames))
+        if workers <= 1:
+            return cpbd_frames(frames, size)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self._workers(), mp_context=multiprocessing.get_context("spawn"))
+        chunks = np.array_split(np.arange(len(frames)), workers * 2)
+        parts = self._pool.map(cpbd_frames, [frames[c] for c in chunks if len(c)], [size] * len(chunks))
+        return np.concatenate(list(parts))
+
+    def __del__(self):
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def score_clip(self, clip: Any) -> dict[str, Any]:
         frames = clip.frames
@@ -373,7 +404,7 @@ class CPBDMetric(Metric):
 
             raise ClipFailure("no frame to score (empty video or max_frames=0)")
         size = self.options["size"]
-        values = cpbd_frames(frames[idx], size)
+        values = self._frames_values(frames[idx], size)
         h, w = frames.shape[1:3]
         return {
             "cpbd": float(np.mean(values)),

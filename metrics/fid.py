@@ -57,6 +57,30 @@ def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
+def sufficient_statistics(act: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(n, sum float64[D], sum of outer products float64[D,D])`` of activations ``[N, D]``: adding these over
+    disjoint sets of frames gives the statistics of their union."""
+    act = np.asarray(act, dtype=np.float64)
+    return int(len(act)), act.sum(axis=0), act.T @ act
+
+
+def merge_sufficient_statistics(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray,
+                                                                                           np.ndarray]:
+    """Sum of ``(n, sum, outer)`` triples (float64)."""
+    parts = [p for p in parts if p is not None and p[0] > 0]
+    if not parts:
+        raise ValueError("no statistics to merge")
+    n = sum(p[0] for p in parts)
+    return n, np.sum([p[1] for p in parts], axis=0), np.sum([p[2] for p in parts], axis=0)
+
+
+def statistics_from_sufficient(n: int, total: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, sigma)`` as :func:`activation_statistics` gives them (sample covariance, ddof=1), from sums."""
+    mu = total / n
+    sigma = (outer - n * np.outer(mu, mu)) / (n - 1)
+    return mu, sigma
+
+
 def check_scipy() -> str:
     """SciPy's version, or :class:`KdbenchError` outside the range where pytorch-fid's FID is right."""
     import scipy
@@ -183,6 +207,7 @@ class FIDMetric(Metric):
         self._gen: dict[str, np.ndarray] = {}
         self._gt: dict[str, np.ndarray | Path] = {}
         self._gt_sha: dict[str, str] = {}
+        self._merged: dict[str, Any] | None = None
 
     # -- set-up ------------------------------------------------------------------------------------
     @property
@@ -302,21 +327,61 @@ class FIDMetric(Metric):
                           clips=np.array(sorted(ids)))
         return mu, sigma, len(act), False
 
-    def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    # -- merged from other processes (Ray executor) ---------------------------------------------------
+    def export_state(self) -> dict[str, Any] | None:
+        """Sufficient statistics (float64) of this worker's generated and GT activations, and its clip ids."""
+        ids = sorted(self._gen)
+        if not ids:
+            return None
+        gen = merge_sufficient_statistics([sufficient_statistics(self._gen[cid]) for cid in ids])
+        gt = merge_sufficient_statistics([sufficient_statistics(self._gt_activations(cid)) for cid in ids])
+        return {"ids": ids, "gen": gen, "gt": gt, "gt_sha": {cid: self._gt_sha[cid] for cid in ids}}
+
+    def merge_states(self, states: list[Any]) -> None:
+        states = [s for s in states if s]
+        if not states:
+            return
+        ids = sorted(cid for s in states for cid in s["ids"])
+        if len(ids) != len(set(ids)):
+            raise KdbenchError("FID: a clip was scored by two workers; its frames would count twice")
+        self._merged = {"ids": ids, "gen": merge_sufficient_statistics([s["gen"] for s in states]),
+                        "gt": merge_sufficient_statistics([s["gt"] for s in states])}
+        for s in states:
+            self._gt_sha.update(s["gt_sha"])
+
+    def _pooled_statistics(self, records: dict[str, dict[str, Any]]):
+        """``(ids, mu_g, sigma_g, n_gen, mu_r, sigma_r, n_gt, gt_from_cache)`` over the scored clips: pooled
+        from the activations kept here, or from the merged sufficient statistics of the workers."""
+        if self._merged is not None:
+            m = self._merged
+            ids = m["ids"]
+            if set(ids) != set(records):
+                lost = sorted(set(records) - set(ids))
+                raise KdbenchError(f"FID: the workers' statistics cover {len(ids)} clips but {len(records)} were "
+                                   f"scored (missing: {', '.join(lost[:5]) or 'none'}; a worker that crashed lost "
+                                   "them): run `kdbench eval` again")
+            return (ids, *statistics_from_sufficient(*m["gen"]), m["gen"][0],
+                    *statistics_from_sufficient(*m["gt"]), m["gt"][0], False)
         ids = sorted(cid for cid in records if cid in self._gen)
         if not ids:
-            return {"fid": {"mean": None, "std": None, "n": 0, "reason": "no clip scored"}}
+            return ids, None, None, 0, None, None, 0, False
         gen = np.concatenate([self._gen[cid] for cid in ids]).astype(np.float64)
         mu_g, sigma_g = activation_statistics(gen)
         mu_r, sigma_r, n_gt, gt_from_cache = self._gt_statistics(ids)
+        return ids, mu_g, sigma_g, len(gen), mu_r, sigma_r, n_gt, gt_from_cache
+
+    def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        ids, mu_g, sigma_g, n_gen, mu_r, sigma_r, n_gt, gt_from_cache = self._pooled_statistics(records)
+        if not ids:
+            return {"fid": {"mean": None, "std": None, "n": 0, "reason": "no clip scored"}}
         flags = []
-        if len(gen) < MIN_FRAMES or n_gt < MIN_FRAMES:
-            flags.append(f"fewer than {MIN_FRAMES} frames (generated {len(gen)}, GT {n_gt}): the covariance "
+        if n_gen < MIN_FRAMES or n_gt < MIN_FRAMES:
+            flags.append(f"fewer than {MIN_FRAMES} frames (generated {n_gen}, GT {n_gt}): the covariance "
                          "is rank-deficient and FID is biased upward; compare only values with equal frame "
                          "counts")
         if any(records[cid].get("resized") for cid in ids):
             flags.append("some generated videos were resized to the GT frame size")
-        out: dict[str, Any] = {"mean": None, "std": None, "n": len(ids), "n_frames_gen": int(len(gen)),
+        out: dict[str, Any] = {"mean": None, "std": None, "n": len(ids), "n_frames_gen": int(n_gen),
                                "n_frames_gt": int(n_gt), "gt_stats_cached": gt_from_cache, "flags": flags,
                                "protocol": self.protocol}
         try:
