@@ -7,7 +7,9 @@ Metrics whose weights are absent are listed as skipped with the exact command th
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import time
 import traceback
@@ -21,6 +23,7 @@ from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, WeightsChecksumError, WeightsMissing
 from .numerics import PRECISION, on_gpu
+from .options import check_metric_options
 from .registry import METRICS
 from .runstore import RunStore, write_json_atomic
 
@@ -73,21 +76,10 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     return metric, None
 
 
-def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
-                 device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
-    """Score the videos of a run folder; write and return ``metrics.json``."""
-    from tqdm import tqdm
-
-    from .weights import WeightsManager
-
-    store = RunStore(run_dir)
-    if not store.exists():
-        raise KdbenchError(f"{run_dir} is not a run folder (no config.json); create one with `kdbench run`")
-    config = store.config()
-    ds = dataset_of_run(config)
-    events = store.clip_events()
-    load_events = [e for e in store.events() if e.get("event") == "load"]
-    device = resolve_device(device)
+def check_eval_request(metrics: list[str] | None, sets: dict[str, Any] | None,
+                       device: str) -> tuple[list[str], dict[str, dict[str, Any]], str]:
+    """Validate an evaluation before anything is read, scored or written: metric names, ``--set`` keys and the
+    kinds of their values, and the device (a missing GPU is an error). Returns (names, scoped options, device)."""
     plain, scoped = split_scoped(sets or {})
     names = list(metrics or DEFAULT_METRICS)
     if plain:
@@ -95,6 +87,29 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     unknown = set(scoped) - set(names)
     if unknown:
         raise KdbenchError(f"--set for metric(s) not being evaluated: {sorted(unknown)}")
+    check_metric_options(names, scoped)
+    return names, scoped, resolve_device(device)
+
+
+def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
+                 device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Score the videos of a run folder; write and return ``metrics.json``.
+
+    An existing ``metrics.json`` of the same run keeps every metric not evaluated now; the file is replaced
+    (atomically) only once the new results are complete.
+    """
+    from tqdm import tqdm
+
+    from .weights import WeightsManager
+
+    names, scoped, device = check_eval_request(metrics, sets, device)
+    store = RunStore(run_dir)
+    if not store.exists():
+        raise KdbenchError(f"{run_dir} is not a run folder (no config.json); create one with `kdbench run`")
+    config = store.config()
+    ds = dataset_of_run(config)
+    events = store.clip_events()
+    load_events = [e for e in store.events() if e.get("event") == "load"]
     from .registry import METHODS
 
     try:
@@ -126,6 +141,11 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
             for name in active:
                 results[name]["failures"][cid] = f"generation failed: {ev.get('error')}"
             continue
+        changed = _video_changed(store, cid, ev)
+        if changed:
+            for name in active:
+                results[name]["failures"][cid] = changed
+            continue
         clip = EvalClip(spec=spec, video_path=store.video_path(cid), event=ev)
         for name, metric in list(active.items()):
             try:
@@ -134,6 +154,9 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                 results[name]["per_clip"][cid] = metric.score_clip(clip)
             except WeightsMissing as e:  # weights looked up lazily: the metric cannot run at all
                 results[name] = _instantiate_failure(results[name], e, weights)
+                del active[name]
+            except WeightsChecksumError as e:  # a weight file fails verification or is an unsafe pickle
+                results[name] = {**results[name], "status": "skipped", "skip_reason": str(e), "per_clip": {}}
                 del active[name]
             except (ClipFailure, KdbenchError) as e:
                 results[name]["failures"][cid] = str(e)
@@ -168,9 +191,76 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         "weights": {**store.env().get("weights", {}), **weights.record()},
         "metrics": results,
     }
+    for name in results:
+        used = (results[name].get("info") or {}).get("weights") or []
+        results[name]["evaluated"] = {"created": doc["created"], "device": device, "kdbench_version": __version__,
+                                      "weights_sha256": {w: doc["weights"].get(w, {}).get("sha256") for w in used}}
+    target = Path(out) if out else store.root / "metrics.json"
+    doc = merge_metrics(target, doc)
     doc["weights_verified"] = all(w.get("verified", True) for w in doc["weights"].values())
-    write_json_atomic(Path(out) if out else store.root / "metrics.json", doc)
+    doc["weights_trust"] = weights_trust(doc["weights"])
+    write_json_atomic(target, doc)
     return doc
+
+
+def weights_trust(weights: dict[str, dict[str, Any]]) -> str:
+    """``verified`` (every file matches a published checksum), ``tofu`` (some are trusted on first use) or
+    ``unverified`` (some differ from their pin, used under KDBENCH_ALLOW_UNVERIFIED)."""
+    trusts = {w.get("trust", "pinned" if w.get("verified", True) else "unverified") for w in weights.values()}
+    return "unverified" if "unverified" in trusts else "tofu" if "tofu" in trusts else "verified"
+
+
+def _video_changed(store: RunStore, cid: str, event: dict[str, Any]) -> str | None:
+    """A per-clip failure when the video is not the one the run wrote (checked when the event recorded it)."""
+    if "video_sha256" not in event and store.video_path(cid).is_file():
+        return None  # run written before kdbench recorded video checksums
+    why = store.video_problem(cid, event)
+    return f"{why}; re-run `kdbench run` with the same settings to generate it again" if why else None
+
+
+def merge_metrics(target: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` plus every metric of the ``metrics.json`` at ``target`` that ``doc`` does not replace.
+
+    Old metrics are kept only when they belong to the same run: same schema, run config hash and dataset
+    ``manifest_id`` (else they could not be compared and are dropped, with a warning). An unreadable old file is
+    kept as ``metrics.json.unreadable`` instead of being overwritten silently.
+    """
+    if not target.is_file():
+        return doc
+    try:
+        old = json.loads(target.read_text())
+        if not isinstance(old, dict) or not isinstance(old.get("metrics"), dict):
+            raise ValueError("no 'metrics' object")
+    except (ValueError, UnicodeDecodeError) as e:
+        backup = target.with_name(target.name + ".unreadable")
+        os.replace(target, backup)
+        log.warning("%s is not a kdbench metrics file (%s); moved to %s", target, e, backup)
+        return doc
+    same = (old.get("schema") == doc["schema"]
+            and (old.get("run") or {}).get("config_hash") == doc["run"]["config_hash"]
+            and (old.get("dataset") or {}).get("manifest_id") == doc["dataset"]["manifest_id"])
+    kept = {k: v for k, v in old["metrics"].items() if k not in doc["metrics"]}
+    if not same:
+        if kept:
+            log.warning("%s belongs to another run or dataset; its metrics %s are not kept", target, sorted(kept))
+        return doc
+    merged = dict(doc)
+    merged["metrics"] = {**kept, **doc["metrics"]}
+    merged["weights"] = {**(old.get("weights") or {}), **doc["weights"]}
+    return merged
+
+
+def external_video(videos_dir: Path, clip_id: str) -> Path:
+    """``videos_dir/<clip_id>.mp4`` if it is a file inside ``videos_dir`` (symlinks resolved), else ClipFailure."""
+    from .dataset import check_clip_id
+
+    src = videos_dir / f"{check_clip_id(clip_id)}.mp4"
+    if not src.is_file():
+        raise ClipFailure(f"no video {src.name} in {videos_dir}")
+    if not src.resolve().is_relative_to(videos_dir.resolve()):
+        raise ClipFailure(f"{src} resolves to {src.resolve()}, outside {videos_dir}: only files inside the --videos "
+                          "folder are read (copy the video there instead of linking it)")
+    return src
 
 
 def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame_size=None, grid: str | None = None,
@@ -197,14 +287,13 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
     for spec in tqdm(ds.clips, desc="import videos", unit="clip", disable=not progress):
         if spec.clip_id in done:
             continue
-        src = videos_dir / f"{spec.clip_id}.mp4"
         event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": config["config_hash"], "time": time.time()}
         try:
-            if not src.is_file():
-                raise ClipFailure(f"no video {src.name} in {videos_dir}")
+            src = external_video(videos_dir, spec.clip_id)
             report = normalize_to_file(store.video_path(spec.clip_id), spec.load_audio(), frame_size,
                                        video_path=src, grid=grid_crop)
-            event.update(status="ok", n_frames=report.n_frames, normalizer=report.to_json(), timed=False)
+            event.update(status="ok", n_frames=report.n_frames, normalizer=report.to_json(), timed=False,
+                         **store.video_record(spec.clip_id))
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
         store.append_event(event)

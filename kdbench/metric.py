@@ -69,6 +69,8 @@ class Metric(abc.ABC):
 
     info: ClassVar[MetricInfo]
     default_options: ClassVar[dict[str, Any]] = {}
+    option_types: ClassVar[dict[str, tuple]] = {}
+    """Accepted kinds of options whose default does not tell (``None`` defaults), see :mod:`kdbench.options`."""
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -85,6 +87,9 @@ class Metric(abc.ABC):
                 f"metric {self.info.name!r} has no option(s) {sorted(unknown)}; "
                 f"known: {sorted(self.default_options) or 'none'}"
             )
+        from .options import check_option_types
+
+        check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
         self.options: dict[str, Any] = {**self.default_options, **(options or {})}
         self.device = device
         if weights is None:

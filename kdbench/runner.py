@@ -26,6 +26,7 @@ from .dataset import Dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, WeightsMissing
 from .normalize import GridCrop, normalize_to_file
+from .options import check_option_types
 from .registry import METHODS
 from .runstore import RunStore
 
@@ -71,6 +72,11 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
     plain, scoped = split_scoped(options)
     if scoped:
         raise KdbenchError(f"metric options ({', '.join(f'{k}.*' for k in scoped)}) belong to `kdbench eval --set`")
+    unknown = set(plain) - set(cls.default_options)
+    if unknown:
+        raise KdbenchError(f"method {method!r} has no option(s) {sorted(unknown)}; "
+                           f"known: {sorted(cls.default_options) or 'none'}")
+    check_option_types(method, plain, cls.default_options, cls.option_types)
     cfg = {
         "method": method,
         "method_version": cls.info.version,
@@ -95,7 +101,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``."""
     from tqdm import tqdm
 
-    device = resolve_device(device)
+    device = resolve_device(device)  # an unusable device fails here, before the run folder exists
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
     config = build_config(method, ds, options or {}, seed, device, frame_size, grid)
     store = RunStore(out).open(config)
@@ -163,7 +169,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
                                        fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=cls.info.generates, normalizer=report.to_json(),
-                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
+                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra, **store.video_record(spec.clip_id))
             if cuda:
                 import torch
 

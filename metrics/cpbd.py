@@ -359,6 +359,7 @@ class CPBDMetric(Metric):
                   "IEEE TIP 2011",
         paper_column={"cpbd": "CPBD"},
     )
+    option_types = {"size": (int, None), "max_frames": (int, None)}
     default_options = {
         "size": 512,  # evaluation side (HDTF frame size); None keeps each video's own size
         "stride": 1,  # score every stride-th frame

@@ -127,6 +127,7 @@ class CSIMMetric(Metric):
                   "model_zoo/arcface_onnx.py",
         paper_column={"csim": "CSIM"},
     )
+    option_types: dict[str, tuple] = {"det_size": (int, list)}
     default_options: dict[str, Any] = {
         "det_size": 640,          # detector canvas, px (int = square, or [W, H])
         "det_thresh": 0.5,
