@@ -151,7 +151,19 @@ class RunStore:
 
     def clip_events(self) -> dict[str, dict[str, Any]]:
         """The last event of each clip."""
-        return {e["clip_id"]: e for e in self.events() if e.get("clip_id")}
+        from .dataset import clip_id_problem
+
+        out = {}
+        for e in self.events():
+            cid = e.get("clip_id")
+            if cid is None:
+                continue
+            why = clip_id_problem(cid)
+            if why:
+                log.warning("%s: ignoring an event with a bad clip id: %s", self.events_path, why)
+                continue
+            out[cid] = e
+        return out
 
     def video_record(self, clip_id: str) -> dict[str, Any]:
         """``video_size`` (bytes) and ``video_sha256`` of a finished clip's video, for its ``ok`` event."""
