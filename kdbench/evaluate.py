@@ -193,7 +193,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     }
     for name in results:
         used = (results[name].get("info") or {}).get("weights") or []
-        results[name]["evaluated"] = {"created": doc["created"], "device": device, "kdbench_version": __version__,
+        used_on = active[name].device_used if name in active else None
+        results[name]["evaluated"] = {"created": doc["created"], "device": used_on, "kdbench_version": __version__,
                                       "weights_sha256": {w: doc["weights"].get(w, {}).get("sha256") for w in used}}
     target = Path(out) if out else store.root / "metrics.json"
     doc = merge_metrics(target, doc)

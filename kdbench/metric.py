@@ -99,6 +99,14 @@ class Metric(abc.ABC):
         self.weights = weights
         self.context = {}
 
+    cpu_only: ClassVar[bool] = False
+    """True for metrics that compute on the CPU whatever the device (numpy, dlib): recorded as ``cpu``."""
+
+    @property
+    def device_used(self) -> str:
+        """The device the scores were computed on, recorded per metric in ``metrics.json``."""
+        return "cpu" if self.cpu_only else self.device
+
     context: dict[str, Any]
     """Set by the evaluator before scoring: ``manifest_id``, ``dataset``, ``method``, ``generates``, ``device``."""
 

@@ -360,6 +360,7 @@ class CPBDMetric(Metric):
         paper_column={"cpbd": "CPBD"},
     )
     option_types = {"size": (int, None), "max_frames": (int, None)}
+    cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
     default_options = {
         "size": 512,  # evaluation side (HDTF frame size); None keeps each video's own size
         "stride": 1,  # score every stride-th frame

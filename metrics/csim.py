@@ -143,6 +143,14 @@ class CSIMMetric(Metric):
         super().__init__(**kwargs)
         self._models: tuple[Any, Any] | None = None
 
+    @property
+    def device_used(self) -> str:
+        """The device onnxruntime actually runs on (a CPU-only onnxruntime serves cuda requests on the CPU)."""
+        if self._models is None:
+            return self.device
+        providers = self._models[1].session.get_providers()
+        return self.device if providers and providers[0] == "CUDAExecutionProvider" else "cpu"
+
     def models(self):
         """``(ScrfdDetector, ArcFaceRecognizer)`` from the buffalo_l pack, loaded once."""
         if self._models is None:
