@@ -163,7 +163,8 @@ def no_gpu(monkeypatch):
 
 def test_device_cuda_without_gpu_fails_before_the_run_folder_exists(tiny_dataset, tmp_path, capsys, no_gpu):
     out = tmp_path / "r"
-    rc = main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out), "--device", "cuda", "-q"])
+    rc = main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out), "--device", "cuda",
+               "-q"])
     assert rc == 2 and not out.exists()
     assert "--device cuda: no usable CUDA GPU on this machine" in capsys.readouterr().err
 
