@@ -223,8 +223,9 @@ def merge_metrics(target: Path, doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` plus every metric of the ``metrics.json`` at ``target`` that ``doc`` does not replace.
 
     Old metrics are kept only when they belong to the same run: same schema, run config hash and dataset
-    ``manifest_id`` (else they could not be compared and are dropped, with a warning). An unreadable old file is
-    kept as ``metrics.json.unreadable`` instead of being overwritten silently.
+    ``manifest_id``; otherwise they cannot be mixed with the new ones and the old file is moved to
+    ``metrics.json.<created>.other-run``. An unreadable old file is moved to ``metrics.json.unreadable``. Nothing
+    is overwritten silently.
     """
     if not target.is_file():
         return doc
@@ -242,8 +243,10 @@ def merge_metrics(target: Path, doc: dict[str, Any]) -> dict[str, Any]:
             and (old.get("dataset") or {}).get("manifest_id") == doc["dataset"]["manifest_id"])
     kept = {k: v for k, v in old["metrics"].items() if k not in doc["metrics"]}
     if not same:
-        if kept:
-            log.warning("%s belongs to another run or dataset; its metrics %s are not kept", target, sorted(kept))
+        stamp = re.sub(r"[^0-9A-Za-z]", "", str(old.get("created") or "old"))[:20]
+        backup = target.with_name(f"{target.name}.{stamp}.other-run")
+        os.replace(target, backup)
+        log.warning("%s belongs to another run or dataset (not mixed with these results); moved to %s", target, backup)
         return doc
     merged = dict(doc)
     merged["metrics"] = {**kept, **doc["metrics"]}

@@ -163,15 +163,25 @@ class WeightsManager:
         self._verified.pop(f"{name}:{p}", None)
         return self._verify(e, p, force=force)
 
-    def _tofu_pin(self, e: WeightEntry) -> Path:
-        return self.home / "weights" / e.name / ".pinned_sha256"
+    def _tofu_pin(self, e: WeightEntry, p: Path | None = None) -> Path:
+        """Where the first-use sha256 of ``p`` is kept: ``.pinned_sha256`` in the cache folder for the cached file;
+        for a file given by path (``KDBENCH_WEIGHT_<NAME>``, overrides) a ``.<file>.pinned_sha256`` next to it, or,
+        where that folder is read-only, a per-path pin in the cache folder."""
+        cache_dir = self.home / "weights" / e.name
+        if p is None or p == self.cache_path(e.name):
+            return cache_dir / ".pinned_sha256"
+        beside = p.with_name(f".{p.name}.pinned_sha256")
+        if beside.is_file() or os.access(p.parent, os.W_OK):
+            return beside
+        return cache_dir / f".pinned_sha256-{hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:16]}"
 
-    def _check_tofu(self, e: WeightEntry, digest: str) -> tuple[bool, str]:
-        """Compare with the sha256 pinned at first use; pin ``digest`` if nothing is pinned yet."""
-        pin = self._tofu_pin(e)
+    def _check_tofu(self, e: WeightEntry, digest: str, p: Path | None = None) -> tuple[bool, str]:
+        """Compare with the sha256 pinned at first use of ``p``; pin ``digest`` if nothing is pinned yet."""
+        pin = self._tofu_pin(e, p)
         if pin.is_file():
             if pin.read_text().strip() != digest:
-                return False, f"sha256 {digest} != the sha256 pinned at first use ({pin})"
+                return False, (f"sha256 {digest} != the sha256 pinned at first use ({pin}; delete that pin file "
+                               "only if you trust the new file)")
             return True, ""
         try:
             pin.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +222,7 @@ class WeightsManager:
         elif e.sha256_prefix and not sha256.startswith(e.sha256_prefix):
             ok, why = False, f"sha256 {sha256} does not start with the pinned prefix {e.sha256_prefix}"
         elif not e.pinned:
-            ok, why = self._check_tofu(e, sha256)
+            ok, why = self._check_tofu(e, sha256, p)
         if ok:
             try:
                 sidecar.write_text(json.dumps({"fingerprint": fingerprint, "sha256": sha256, "git_sha1": git_sha1}))
@@ -245,7 +255,7 @@ class WeightsManager:
             raise WeightsChecksumError(
                 f"weights {e.name!r}: the folder {folder} cannot be checked against the archive's pinned checksum; "
                 f"point at the archive ({e.file}) instead, or set KDBENCH_ALLOW_UNVERIFIED=1")
-        ok, why = self._check_tofu(e, f"folder:{digest}")
+        ok, why = self._check_tofu(e, f"folder:{digest}", folder)
         if not ok and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
             raise WeightsChecksumError(f"weights {e.name!r} at {folder} fail verification: {why}. Delete the pin "
                                        "file to trust the new content, or set KDBENCH_ALLOW_UNVERIFIED=1")

@@ -66,6 +66,12 @@ def test_unreadable_old_metrics_json_is_set_aside_not_overwritten(run_dir):
     assert _eval(run_dir, "--metrics", "fps") == 0
     assert (run_dir / "metrics.json.unreadable").read_text() == "{not json"
     assert set(json.loads((run_dir / "metrics.json").read_text())["metrics"]) == {"fps"}
+    other = json.loads((run_dir / "metrics.json").read_text())
+    other["run"]["config_hash"] = "0123456789abcdef"  # results of another run written to this path
+    other["created"] = "2026-01-02T03:04:05Z"
+    (run_dir / "metrics.json").write_text(json.dumps(other))
+    assert _eval(run_dir, "--metrics", "fps") == 0
+    assert json.loads((run_dir / "metrics.json.20260102T030405Z.other-run").read_text()) == other
 
 
 @pytest.mark.parametrize("option, fragment", [
