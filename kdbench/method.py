@@ -62,8 +62,8 @@ class Method(abc.ABC):
                                f"known: {sorted(self.default_options) or 'none'}")
         from .options import check_option_types
 
-        check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
-        self.options: dict[str, Any] = {**self.default_options, **(options or {})}
+        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
+        self.options: dict[str, Any] = {**self.default_options, **options}
         self.device = device
         if weights is None:
             from .weights import WeightsManager

@@ -89,8 +89,8 @@ class Metric(abc.ABC):
             )
         from .options import check_option_types
 
-        check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
-        self.options: dict[str, Any] = {**self.default_options, **(options or {})}
+        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
+        self.options: dict[str, Any] = {**self.default_options, **options}
         self.device = device
         if weights is None:
             from .weights import WeightsManager

@@ -47,19 +47,31 @@ def _kind_name(kind: Any) -> str:
 
 
 def check_option_types(owner: str, options: dict[str, Any], defaults: dict[str, Any],
-                       declared: dict[str, tuple] | None = None) -> None:
-    """Raise :class:`KdbenchError` naming every option of ``options`` whose value has the wrong kind."""
-    problems = []
+                       declared: dict[str, tuple] | None = None) -> dict[str, Any]:
+    """``options`` with text values of non-text options parsed (``"5"`` -> 5, ``"false"`` -> False); raise
+    :class:`KdbenchError` naming every option whose value has the wrong kind."""
+    import json
+
+    problems, out = [], dict(options)
     for key, value in options.items():
         if key not in defaults:
             continue  # unknown options are reported by the class itself
         kinds = (declared or {}).get(key) or _kinds_of_default(defaults[key])
         if kinds is None or any(_matches(value, k) for k in kinds):
             continue
+        if isinstance(value, str):  # API callers may pass text, as --set does before parsing
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                parsed = value
+            if not isinstance(parsed, str) and any(_matches(parsed, k) for k in kinds):
+                out[key] = parsed
+                continue
         want = " or ".join(_kind_name(k) for k in kinds)
         problems.append(f"{owner}.{key}={value!r} must be {want} (default {defaults[key]!r})")
     if problems:
         raise KdbenchError("wrong option type: " + "; ".join(problems) + ". Nothing was run or written.")
+    return out
 
 
 def check_metric_options(names: list[str], scoped: dict[str, dict[str, Any]]) -> None:

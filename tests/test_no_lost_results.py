@@ -203,3 +203,13 @@ def test_config_mismatch_names_the_settings_that_differ(tiny_dataset, run_dir, c
     assert config_diff({"device": "cuda", "options": {"ddim_steps": 50}, "config_hash": "a"},
                        {"device": "cpu", "options": {"ddim_steps": 5}, "config_hash": "b"}) == [
         "device: 'cuda' → 'cpu'", "options.ddim_steps: 50 → 5"]
+
+
+def test_option_text_is_parsed_when_it_has_the_right_kind():
+    from kdbench.options import check_option_types
+
+    defaults = {"n": 1, "b": True, "x": 0.5, "s": "a", "m": None}
+    assert check_option_types("m", {"n": "5", "b": "false", "x": "2", "s": "7", "m": "abc"}, defaults) == {
+        "n": 5, "b": False, "x": 2, "s": "7", "m": "abc"}
+    with pytest.raises(KdbenchError, match=r"m\.n='5\.5' must be an integer \(default 1\); m\.b=2 must be true/false"):
+        check_option_types("m", {"n": "5.5", "b": 2}, defaults)
