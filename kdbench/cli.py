@@ -232,7 +232,9 @@ def cmd_weights(args) -> int:
                 bad += rec["trust"] == "unverified"
                 continue
             p = wm.fetch(n, progress=not args.quiet) if args.action == "fetch" else wm.path(n)
-            print(f"ok       {n}: {p}")
+            trust = wm.record().get(n, {}).get("trust", "pinned")
+            print(f"{_TRUST_LABEL[trust]:8s} {n}: {p}" + (" (no published checksum: pinned at first use)"
+                                                          if trust == "tofu" else ""))
         except KdbenchError as e:
             bad += 1
             print(f"{'missing' if 'not available' in str(e) or 'download' in str(e) else 'FAILED':8s} {n}: {e}")

@@ -290,3 +290,16 @@ def test_eval_videos_reads_only_clip_files_inside_the_folder(tiny_dataset, tmp_p
     assert ev["C_clip_000"]["error"] == f"no video C_clip_000.mp4 in {videos}"
     assert sorted(p.name for p in (tmp_path / "out" / "videos").iterdir()) == ["A_clip_000.mp4"]
     assert RunStore(tmp_path / "out").done(store.config()["config_hash"]) == {"A_clip_000"}
+
+
+def test_fetch_of_an_unpinned_file_says_tofu(tmp_path, capsys, monkeypatch):
+    import kdbench.weights as kw
+
+    src = tmp_path / "upstream.pth"
+    src.write_bytes(b"v1")
+    manifest = {"toy": WeightEntry(name="toy", file="toy.pth", url=src.as_uri(), license="x", used_by=("t",))}
+    monkeypatch.setattr(kw, "load_manifest", lambda path=kw.MANIFEST: manifest)
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    assert main(["weights", "fetch", "toy", "-q"]) == 0
+    assert capsys.readouterr().out.startswith("tofu     toy: ")
+    assert WeightsManager().record() == {} and WeightsManager().verify("toy")["verified"] is False
