@@ -106,6 +106,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     store = RunStore(run_dir)
     if not store.exists():
         raise KdbenchError(f"{run_dir} is not a run folder (no config.json); create one with `kdbench run`")
+    store.clean_temp_files()  # e.g. a metrics.json being written when a previous eval was killed
     config = store.config()
     ds = dataset_of_run(config)
     events = store.clip_events()

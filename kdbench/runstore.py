@@ -86,13 +86,17 @@ class RunStore:
 
     def repair(self) -> None:
         """Remove temporary files of killed runs and cut a torn last line off ``events.jsonl``."""
+        self.clean_temp_files()
+        self._repair_events()
+
+    def clean_temp_files(self) -> None:
+        """Remove the temporary files (``.<name>.tmp<pid>.<ext>``) of processes that no longer run."""
         for folder in (self.root, self.root / "videos"):
             for f in folder.glob(".*.tmp*") if folder.is_dir() else ():
                 m = TMP_RE.match(f.name)
                 if m and f.is_file() and not _pid_alive(int(m.group(1))):
                     log.warning("removing %s, left by a killed run", f)
                     f.unlink(missing_ok=True)
-        self._repair_events()
 
     def _repair_events(self) -> None:
         p = self.events_path

@@ -59,6 +59,9 @@ def test_a_crash_during_eval_leaves_metrics_json_as_it_was(run_dir, monkeypatch)
     assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=32") == 130
     assert (run_dir / "metrics.json").read_bytes() == before
     assert [p.name for p in run_dir.iterdir() if ".tmp" in p.name] == []
+    killed = run_dir / ".metrics.tmp999999999.json"  # what an eval killed mid-write leaves
+    killed.write_text("{")
+    assert _eval(run_dir, "--metrics", "fps") == 0 and not killed.exists()
 
 
 def test_unreadable_old_metrics_json_is_set_aside_not_overwritten(run_dir):
