@@ -245,7 +245,8 @@ class WeightsManager:
         """An already-extracted pack given by path (e.g. ``~/.insightface/models/buffalo_l``).
 
         Upstream publishes checksums of the archive only, so the folder is recorded by a content hash of its
-        files (``sha256`` over ``name + file sha256`` lines) and counts as verified only for unpinned entries.
+        files (``sha256`` over ``name + file sha256`` lines); for an unpinned entry it is trusted on first use
+        (``trust: tofu``), never recorded as verified.
         """
         if not e.extract:
             raise WeightsChecksumError(f"weights {e.name!r} must be a file, got the folder {folder}")
@@ -255,7 +256,10 @@ class WeightsManager:
             raise WeightsChecksumError(
                 f"weights {e.name!r}: the folder {folder} cannot be checked against the archive's pinned checksum; "
                 f"point at the archive ({e.file}) instead, or set KDBENCH_ALLOW_UNVERIFIED=1")
-        ok, why = self._check_tofu(e, f"folder:{digest}", folder)
+        if e.pinned:  # allowed unverified above
+            ok, why = False, f"the folder cannot be checked against the archive's pin {e.checksum}"
+        else:
+            ok, why = self._check_tofu(e, f"folder:{digest}", folder)
         if not ok and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
             raise WeightsChecksumError(f"weights {e.name!r} at {folder} fail verification: {why}. Delete the pin "
                                        "file to trust the new content, or set KDBENCH_ALLOW_UNVERIFIED=1")
