@@ -4,7 +4,8 @@
       config.json    resolved config (method, options, dataset + manifest_id, seed, device) and its hash
       env.json       versions, git hash, device/GPU/driver, weight checksums
       videos/<clip_id>.mp4   normalised outputs (written atomically)
-      events.jsonl   one line per event: model load, and per clip frames, seconds, peak memory, error
+      events.jsonl   one line per event: model load, and per clip frames, seconds, peak memory, error,
+                     and the video's size and sha256
 
 Re-running with the same config skips clips whose last event is ``ok`` and whose video is still the file
 that event describes (size and sha256); a damaged or missing video is generated again. A different config
