@@ -75,7 +75,7 @@ def load_source_crop(path: str):
 
     from baselines.kdtalker.crop import SourceCrop
 
-    z = np.load(path)
+    z = np.load(path, allow_pickle=False)
     return SourceCrop(img256=z["img256"], M_c2o=z["M_c2o"], box=tuple(float(v) for v in z["box"]),
                       landmarks=z["landmarks"])
 

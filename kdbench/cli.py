@@ -176,9 +176,10 @@ def _print_timing(doc: dict) -> None:
 def cmd_eval(args) -> int:
     from .config import parse_sets
     from .dataset import load_dataset
-    from .evaluate import evaluate_run, import_videos
+    from .evaluate import check_eval_request, evaluate_run, import_videos
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    check_eval_request(metrics, parse_sets(args.set), args.device)  # bad options / no GPU: fail before writing
     if args.videos:
         if not args.dataset:
             raise KdbenchError("--videos needs --dataset (which clips, reference images and audio they belong to)")
@@ -251,6 +252,9 @@ def cmd_reproduce(args) -> int:
     return 0 if res["ran"] else 1
 
 
+_TRUST_LABEL = {"pinned": "ok", "tofu": "tofu", "unverified": "UNVERIFIED"}
+
+
 # --- weights --------------------------------------------------------------------------------------------
 def cmd_weights(args) -> int:
     from .weights import WeightsManager
@@ -260,8 +264,11 @@ def cmd_weights(args) -> int:
         rows = wm.status()
         for r in rows:
             r["present"] = "yes" if r["present"] else "no"
-        _print_table(rows, ["name", "present", "used_by", "checksum", "source"])
+        _print_table(rows, ["name", "present", "used_by", "pin", "checksum", "source"])
         print(f"cache: {wm.home / 'weights'}")
+        print("pin: sha256 / git-blob = the upstream file's published checksum; sha256-prefix = only its first hex "
+              "digits are published; tofu = nothing published: the sha256 seen at first use is pinned and results "
+              "record it as trust: tofu, verified: false")
         return 0
     names = args.names or (sorted(wm.entries) if args.action in ("fetch", "verify") else [])
     if args.action == "path":
@@ -272,8 +279,15 @@ def cmd_weights(args) -> int:
     bad = 0
     for n in names:
         try:
+            if args.action == "verify":  # always re-hashed: the sidecar cache is not trusted here
+                rec = wm.verify(n)
+                print(f"{_TRUST_LABEL[rec['trust']]:8s} {n}: {rec['file']} (sha256 {rec['sha256']}, pin {rec['pin']})")
+                bad += rec["trust"] == "unverified"
+                continue
             p = wm.fetch(n, progress=not args.quiet) if args.action == "fetch" else wm.path(n)
-            print(f"ok       {n}: {p}")
+            trust = wm.record().get(n, {}).get("trust", "pinned")
+            print(f"{_TRUST_LABEL[trust]:8s} {n}: {p}" + (" (no published checksum: pinned at first use)"
+                                                          if trust == "tofu" else ""))
         except KdbenchError as e:
             bad += 1
             print(f"{'missing' if 'not available' in str(e) or 'download' in str(e) else 'FAILED':8s} {n}: {e}")

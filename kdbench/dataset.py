@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,41 @@ from .errors import DatasetError
 from .files import atomic_path, sha256_file
 
 MANIFEST_NAME = "manifest.jsonl"
+MAX_CLIP_ID_LEN = 200  # + ".mp4" stays under the 255-byte file-name limit
+
+
+def clip_id_problem(clip_id: Any) -> str | None:
+    """Why ``clip_id`` cannot be a clip id, or None. A clip id is a file name (``videos/<clip_id>.mp4``), never
+    a path: no ``/`` or ``\\``, no leading dot (so no ``..``), no control characters, not empty."""
+    if not isinstance(clip_id, str):
+        return f"clip id {clip_id!r} is a {type(clip_id).__name__}, not a string"
+    if not clip_id:
+        return "clip id is empty"
+    bad = sorted({c for c in clip_id if c in "/\\" or unicodedata.category(c) == "Cc"})
+    if bad:
+        return f"clip id {clip_id!r} contains {', '.join(repr(c) for c in bad)} (a clip id is a name, not a path)"
+    if clip_id.startswith("."):
+        return f"clip id {clip_id!r} starts with a dot (a clip id is a name, not a path or a hidden file)"
+    if len(clip_id.encode()) > MAX_CLIP_ID_LEN:
+        return f"clip id {clip_id[:40]!r}... is longer than {MAX_CLIP_ID_LEN} bytes"
+    return None
+
+
+def check_clip_id(clip_id: Any) -> str:
+    """``clip_id`` if it is a safe file name, else :class:`DatasetError` saying why."""
+    why = clip_id_problem(clip_id)
+    if why:
+        raise DatasetError(f"{why}; rename the clip (letters, digits, '_', '-', '.' inside the name)")
+    return clip_id
+
+
+def inside_root(root: Path, path: Path, what: str) -> Path:
+    """``path`` resolved (symlinks followed); :class:`DatasetError` unless it lies inside ``root`` (resolved)."""
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if not resolved.is_relative_to(base):
+        raise DatasetError(f"{what} {path} resolves to {resolved}, outside the dataset root {base}: dataset files "
+                           "must lie inside the dataset folder (copy them there instead of linking or using '..')")
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -41,6 +77,9 @@ class ClipSpec:
     n_frames: int | None = None
     sha256: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_clip_id(self.clip_id)
 
     def files(self) -> dict[str, Path]:
         return {k: v for k, v in (("gt_video", self.gt_video), ("ref_image", self.ref_image),
@@ -86,7 +125,9 @@ class ClipSpec:
         if "clip_id" not in row:
             raise DatasetError(f"manifest row without clip_id: {row}")
         known = {"clip_id", "gt_video", "ref_image", "audio", "fps", "n_frames", "sha256"}
-        paths = {k: (root / row[k]).resolve() if row.get(k) else None for k in ("gt_video", "ref_image", "audio")}
+        check_clip_id(row["clip_id"])
+        paths = {k: inside_root(root, root / row[k], f"{k} of clip {row['clip_id']!r}") if row.get(k) else None
+                 for k in ("gt_video", "ref_image", "audio")}
         return cls(clip_id=row["clip_id"], fps=float(row.get("fps", 25.0)), n_frames=row.get("n_frames"),
                    sha256=dict(row.get("sha256") or {}), extra={k: v for k, v in row.items() if k not in known},
                    **paths)
@@ -142,6 +183,8 @@ def read_manifest(path: str | os.PathLike, name: str | None = None) -> Dataset:
             clips.append(ClipSpec.from_row(json.loads(line), path.parent))
         except json.JSONDecodeError as e:
             raise DatasetError(f"{path}:{i}: not valid JSON ({e})") from e
+        except DatasetError as e:
+            raise DatasetError(f"{path}:{i}: {e}") from e
     if not clips:
         raise DatasetError(f"manifest {path} lists no clips")
     ids = [c.clip_id for c in clips]
@@ -158,9 +201,9 @@ def derive_from_layout(root: str | os.PathLike, name: str | None = None, checksu
     reference image are not clips.
     """
     root = Path(root).resolve()
-    gt = {p.stem: p for p in sorted((root / "gt").glob("*.mp4"))}
-    refs = {p.stem: p for p in sorted((root / "ref").glob("*.png"))}
-    auds = {p.stem: p for p in sorted((root / "audio").glob("*.wav"))}
+    gt = {p.stem: p for p in sorted((root / "gt").glob("*.mp4")) if not p.name.startswith(".")}  # hidden: no clip
+    refs = {p.stem: p for p in sorted((root / "ref").glob("*.png")) if not p.name.startswith(".")}
+    auds = {p.stem: p for p in sorted((root / "audio").glob("*.wav")) if not p.name.startswith(".")}
     if not gt and not refs:
         raise DatasetError(
             f"{root} is not a dataset: it has no {MANIFEST_NAME}, no gt/*.mp4 and no ref/*.png. "
@@ -169,6 +212,11 @@ def derive_from_layout(root: str | os.PathLike, name: str | None = None, checksu
     clips = []
     for cid in sorted(set(gt) | (set(refs) & set(auds))):
         files = {"gt_video": gt.get(cid)} if cid in gt else {"ref_image": refs[cid], "audio": auds[cid]}
+        try:
+            check_clip_id(cid)
+            files = {k: inside_root(root, f, f"{k} of clip {cid!r}") for k, f in files.items()}
+        except DatasetError as e:
+            raise DatasetError(f"{root}: {e}") from e
         sha = {k: sha256_file(p) for k, p in files.items()} if checksums else {}
         n_frames = None
         if cid in gt:

@@ -80,12 +80,38 @@ def collect_env(device: str = "cpu") -> dict[str, Any]:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``."""
-    if device != "auto":
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` / ``cuda:N`` only when that GPU is usable.
+
+    A CUDA device that this machine lacks is a :class:`KdbenchError` (raised before any output is written), never
+    a CPU run labelled cuda. Imports torch only for ``auto`` and CUDA devices.
+    """
+    import re
+
+    from .errors import KdbenchError
+
+    device = str(device).strip()
+    if device == "auto":
+        try:
+            import torch
+
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        except ImportError:
+            return "cpu"
+    if device == "cpu":
         return device
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not m:
+        raise KdbenchError(f"unknown device {device!r}: use cpu, cuda, cuda:N or auto")
     try:
         import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    except ImportError as e:
+        raise KdbenchError(f"--device {device} needs PyTorch with CUDA; install it, or use --device cpu") from e
+    if not torch.cuda.is_available():
+        raise KdbenchError(
+            f"--device {device}: no usable CUDA GPU on this machine (torch {torch.__version__}, CUDA build "
+            f"{torch.version.cuda or 'none'}, torch.cuda.is_available() is False). Use --device cpu, or --device auto "
+            "to use a GPU only when there is one")
+    n = torch.cuda.device_count()
+    if int(m.group(1) or 0) >= n:
+        raise KdbenchError(f"--device {device}: this machine has {n} CUDA device(s): use cuda:0..cuda:{n - 1}")
+    return device

@@ -7,7 +7,9 @@ Metrics whose weights are absent are listed as skipped with the exact command th
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import time
 import traceback
@@ -21,6 +23,7 @@ from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, WeightsChecksumError, WeightsMissing
 from .numerics import PRECISION, on_gpu
+from .options import check_metric_options
 from .registry import METRICS
 from .runstore import RunStore, write_json_atomic
 
@@ -77,14 +80,17 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
               clip: EvalClip | None = None, seconds: dict[str, float] | None = None,
               side=None) -> dict[str, tuple[str, Any]]:
     """Score one clip with every active metric: ``{metric: ("ok", record) | ("fail", reason) |
-    ("weights", WeightsMissing)}``. Frames are decoded once and shared; nothing raises for a bad clip.
+    ("weights", WeightsMissing) | ("checksum", WeightsChecksumError)}``. Frames are decoded once and shared; nothing raises for a bad clip.
 
-    ``clip``: an :class:`EvalClip` already decoded (by :func:`prefetch`); ``seconds`` accumulates each metric's
-    wall time; ``side``: a thread pool on which metrics that compute in their own worker processes
+    ``clip``: an :class:`EvalClip` already decoded (by :func:`prefetch`); ``seconds`` accumulates each
+    metric's wall time; ``side``: a thread pool on which metrics that compute in their own worker processes
     (``Metric.cpu_pool``, e.g. CPBD) run while the others use this thread and the GPU.
     """
     if event.get("status") != "ok":
         return {name: ("fail", f"generation failed: {event.get('error')}") for name in active}
+    changed = _video_changed(video_path, event)
+    if changed:
+        return {name: ("fail", changed) for name in active}
     clip = clip if clip is not None else EvalClip(spec=spec, video_path=video_path, event=event)
 
     def run(name: str, metric) -> tuple[str, Any]:
@@ -95,6 +101,8 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
             return ("ok", metric.score_clip(clip))
         except WeightsMissing as e:
             return ("weights", e)
+        except WeightsChecksumError as e:  # a weight file fails verification or is an unsafe pickle
+            return ("checksum", e)
         except (ClipFailure, KdbenchError) as e:
             return ("fail", str(e))
         except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
@@ -154,29 +162,10 @@ def _score_local(ds, store, clip_ids: list[str], events: dict[str, dict[str, Any
             del clip
 
 
-def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
-                 device: str = "cpu", out: str | Path | None = None, progress: bool = True,
-                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
-                 gpus_per_worker: float = 1.0) -> dict[str, Any]:
-    """Score the videos of a run folder; write and return ``metrics.json``.
-
-    ``executor="ray"`` scores clips on actors that hold the metric networks (:mod:`kdbench.executor`); per-clip
-    records are the same, and set-level metrics (FID) are merged from the actors' sufficient statistics.
-    """
-
-    from .runner import check_executor
-    from .weights import WeightsManager
-
-    check_executor(executor)
-
-    store = RunStore(run_dir)
-    if not store.exists():
-        raise KdbenchError(f"{run_dir} is not a run folder (no config.json); create one with `kdbench run`")
-    config = store.config()
-    ds = dataset_of_run(config)
-    events = store.clip_events()
-    load_events = [e for e in store.events() if e.get("event") == "load"]
-    device = resolve_device(device)
+def check_eval_request(metrics: list[str] | None, sets: dict[str, Any] | None,
+                       device: str) -> tuple[list[str], dict[str, dict[str, Any]], str]:
+    """Validate an evaluation before anything is read, scored or written: metric names, ``--set`` keys and the
+    kinds of their values, and the device (a missing GPU is an error). Returns (names, scoped options, device)."""
     plain, scoped = split_scoped(sets or {})
     names = list(metrics or DEFAULT_METRICS)
     if plain:
@@ -184,6 +173,34 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     unknown = set(scoped) - set(names)
     if unknown:
         raise KdbenchError(f"--set for metric(s) not being evaluated: {sorted(unknown)}")
+    check_metric_options(names, scoped)
+    return names, scoped, resolve_device(device)
+
+
+def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
+                 device: str = "cpu", out: str | Path | None = None, progress: bool = True,
+                 executor: str = "local", ray_address: str | None = None, workers: int | None = None,
+                 gpus_per_worker: float = 1.0) -> dict[str, Any]:
+    """Score the videos of a run folder; write and return ``metrics.json``.
+
+    An existing ``metrics.json`` of the same run keeps every metric not evaluated now; the file is replaced
+    (atomically) only once the new results are complete. ``executor="ray"`` scores clips on actors that hold the
+    metric networks (:mod:`kdbench.executor`); per-clip records are the same, and set-level metrics (FID) are
+    merged from the actors' sufficient statistics.
+    """
+    from .runner import check_executor
+    from .weights import WeightsManager
+
+    check_executor(executor)
+    names, scoped, device = check_eval_request(metrics, sets, device)
+    store = RunStore(run_dir)
+    if not store.exists():
+        raise KdbenchError(f"{run_dir} is not a run folder (no config.json); create one with `kdbench run`")
+    store.clean_temp_files()  # e.g. a metrics.json being written when a previous eval was killed
+    config = store.config()
+    ds = dataset_of_run(config)
+    events = store.clip_events()
+    load_events = [e for e in store.events() if e.get("event") == "load"]
     from .registry import METHODS
 
     try:
@@ -218,6 +235,9 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                 results[name]["per_clip"][cid] = value
             elif kind == "fail":
                 results[name]["failures"][cid] = value
+            elif kind == "checksum":  # a weight file fails verification or is an unsafe pickle
+                results[name] = {**results[name], "status": "skipped", "skip_reason": str(value), "per_clip": {}}
+                del active[name]
             else:  # weights looked up lazily: the metric cannot run at all
                 results[name] = _instantiate_failure(results[name], value, weights)
                 del active[name]
@@ -269,9 +289,80 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         "weights": {**store.env().get("weights", {}), **weights.record()},
         "metrics": results,
     }
+    for name in results:
+        used = (results[name].get("info") or {}).get("weights") or []
+        used_on = active[name].device_used if name in active else None
+        results[name]["evaluated"] = {"created": doc["created"], "device": used_on, "kdbench_version": __version__,
+                                      "weights_sha256": {w: doc["weights"].get(w, {}).get("sha256") for w in used}}
+    target = Path(out) if out else store.root / "metrics.json"
+    doc = merge_metrics(target, doc)
     doc["weights_verified"] = all(w.get("verified", True) for w in doc["weights"].values())
-    write_json_atomic(Path(out) if out else store.root / "metrics.json", doc)
+    doc["weights_trust"] = weights_trust(doc["weights"])
+    write_json_atomic(target, doc)
     return doc
+
+
+def weights_trust(weights: dict[str, dict[str, Any]]) -> str:
+    """``verified`` (every file matches a published checksum), ``tofu`` (some are trusted on first use) or
+    ``unverified`` (some differ from their pin, used under KDBENCH_ALLOW_UNVERIFIED)."""
+    trusts = {w.get("trust", "pinned" if w.get("verified", True) else "unverified") for w in weights.values()}
+    return "unverified" if "unverified" in trusts else "tofu" if "tofu" in trusts else "verified"
+
+
+def _video_changed(video_path: Path, event: dict[str, Any]) -> str | None:
+    """A per-clip failure when the video is not the one the run wrote (checked when the event recorded it)."""
+    if "video_sha256" not in event and video_path.is_file():
+        return None  # run written before kdbench recorded video checksums
+    why = RunStore(video_path.parent.parent).video_problem(event["clip_id"], event)
+    return f"{why}; re-run `kdbench run` with the same settings to generate it again" if why else None
+
+
+def merge_metrics(target: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` plus every metric of the ``metrics.json`` at ``target`` that ``doc`` does not replace.
+
+    Old metrics are kept only when they belong to the same run: same schema, run config hash and dataset
+    ``manifest_id``; otherwise they cannot be mixed with the new ones and the old file is moved to
+    ``metrics.json.<created>.other-run``. An unreadable old file is moved to ``metrics.json.unreadable``. Nothing
+    is overwritten silently.
+    """
+    if not target.is_file():
+        return doc
+    try:
+        old = json.loads(target.read_text())
+        if not isinstance(old, dict) or not isinstance(old.get("metrics"), dict):
+            raise ValueError("no 'metrics' object")
+    except (ValueError, UnicodeDecodeError) as e:
+        backup = target.with_name(target.name + ".unreadable")
+        os.replace(target, backup)
+        log.warning("%s is not a kdbench metrics file (%s); moved to %s", target, e, backup)
+        return doc
+    same = (old.get("schema") == doc["schema"]
+            and (old.get("run") or {}).get("config_hash") == doc["run"]["config_hash"]
+            and (old.get("dataset") or {}).get("manifest_id") == doc["dataset"]["manifest_id"])
+    kept = {k: v for k, v in old["metrics"].items() if k not in doc["metrics"]}
+    if not same:
+        stamp = re.sub(r"[^0-9A-Za-z]", "", str(old.get("created") or "old"))[:20]
+        backup = target.with_name(f"{target.name}.{stamp}.other-run")
+        os.replace(target, backup)
+        log.warning("%s belongs to another run or dataset (not mixed with these results); moved to %s", target, backup)
+        return doc
+    merged = dict(doc)
+    merged["metrics"] = {**kept, **doc["metrics"]}
+    merged["weights"] = {**(old.get("weights") or {}), **doc["weights"]}
+    return merged
+
+
+def external_video(videos_dir: Path, clip_id: str) -> Path:
+    """``videos_dir/<clip_id>.mp4`` if it is a file inside ``videos_dir`` (symlinks resolved), else ClipFailure."""
+    from .dataset import check_clip_id
+
+    src = videos_dir / f"{check_clip_id(clip_id)}.mp4"
+    if not src.is_file():
+        raise ClipFailure(f"no video {src.name} in {videos_dir}")
+    if not src.resolve().is_relative_to(videos_dir.resolve()):
+        raise ClipFailure(f"{src} resolves to {src.resolve()}, outside {videos_dir}: only files inside the --videos "
+                          "folder are read (copy the video there instead of linking it)")
+    return src
 
 
 def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame_size=None, grid: str | None = None,
@@ -298,14 +389,13 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
     for spec in tqdm(ds.clips, desc="import videos", unit="clip", disable=not progress):
         if spec.clip_id in done:
             continue
-        src = videos_dir / f"{spec.clip_id}.mp4"
         event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": config["config_hash"], "time": time.time()}
         try:
-            if not src.is_file():
-                raise ClipFailure(f"no video {src.name} in {videos_dir}")
+            src = external_video(videos_dir, spec.clip_id)
             report = normalize_to_file(store.video_path(spec.clip_id), spec.load_audio(), frame_size,
                                        video_path=src, grid=grid_crop)
-            event.update(status="ok", n_frames=report.n_frames, normalizer=report.to_json(), timed=False)
+            event.update(status="ok", n_frames=report.n_frames, normalizer=report.to_json(), timed=False,
+                         **store.video_record(spec.clip_id))
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
         store.append_event(event)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import FPS, SAMPLE_RATE
-from .dataset import ClipSpec, Dataset
+from .dataset import ClipSpec, Dataset, check_clip_id
 from .errors import DatasetError, KdbenchError
 from .files import sha256_file
 
@@ -194,6 +194,7 @@ def prepare_hdtf(raw: str | os.PathLike, out: str | os.PathLike, *, annotations:
     for cid in tqdm(wanted, desc="prepare hdtf", unit="clip", disable=not progress):
         a = ann.get(cid)
         try:
+            check_clip_id(cid)
             video_key = _video_key(cid)
             if video_key is None:
                 raise KdbenchError("not an HDTF clip id ({subset}_{video}_{clip:03d})")

@@ -50,6 +50,7 @@ class Generated:
 class Method(abc.ABC):
     info: ClassVar[MethodInfo]
     default_options: ClassVar[dict[str, Any]] = {}
+    option_types: ClassVar[dict[str, tuple]] = {}
 
     def __init__(self, *, options: dict[str, Any] | None = None, device: str = "cpu",
                  weights: WeightsManager | None = None, seed: int = 0):
@@ -59,7 +60,10 @@ class Method(abc.ABC):
 
             raise KdbenchError(f"method {self.info.name!r} has no option(s) {sorted(unknown)}; "
                                f"known: {sorted(self.default_options) or 'none'}")
-        self.options: dict[str, Any] = {**self.default_options, **(options or {})}
+        from .options import check_option_types
+
+        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
+        self.options: dict[str, Any] = {**self.default_options, **options}
         self.device = device
         if weights is None:
             from .weights import WeightsManager

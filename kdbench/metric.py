@@ -73,6 +73,8 @@ class Metric(abc.ABC):
     cpu_pool: ClassVar[bool] = False
     """True for metrics that compute in their own worker processes (CPBD): the evaluator runs them on a side
     thread, overlapping the metrics that use this process and the GPU."""
+    option_types: ClassVar[dict[str, tuple]] = {}
+    """Accepted kinds of options whose default does not tell (``None`` defaults), see :mod:`kdbench.options`."""
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -89,7 +91,10 @@ class Metric(abc.ABC):
                 f"metric {self.info.name!r} has no option(s) {sorted(unknown)}; "
                 f"known: {sorted(self.default_options) or 'none'}"
             )
-        self.options: dict[str, Any] = {**self.default_options, **(options or {})}
+        from .options import check_option_types
+
+        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
+        self.options: dict[str, Any] = {**self.default_options, **options}
         self.device = device
         if weights is None:
             from .weights import WeightsManager
@@ -97,6 +102,14 @@ class Metric(abc.ABC):
             weights = WeightsManager()
         self.weights = weights
         self.context = {}
+
+    cpu_only: ClassVar[bool] = False
+    """True for metrics that compute on the CPU whatever the device (numpy, dlib): recorded as ``cpu``."""
+
+    @property
+    def device_used(self) -> str:
+        """The device the scores were computed on, recorded per metric in ``metrics.json``."""
+        return "cpu" if self.cpu_only else self.device
 
     context: dict[str, Any]
     """Set by the evaluator before scoring: ``manifest_id``, ``dataset``, ``method``, ``generates``, ``device``."""

@@ -27,6 +27,7 @@ from .dataset import Dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, WeightsMissing
 from .normalize import GridCrop, normalize_to_file
+from .options import check_option_types
 from .registry import METHODS
 from .runstore import RunStore
 
@@ -76,6 +77,11 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
     plain, scoped = split_scoped(options)
     if scoped:
         raise KdbenchError(f"metric options ({', '.join(f'{k}.*' for k in scoped)}) belong to `kdbench eval --set`")
+    unknown = set(plain) - set(cls.default_options)
+    if unknown:
+        raise KdbenchError(f"method {method!r} has no option(s) {sorted(unknown)}; "
+                           f"known: {sorted(cls.default_options) or 'none'}")
+    plain = check_option_types(method, plain, cls.default_options, cls.option_types)
     cfg = {
         "method": method,
         "method_version": cls.info.version,
@@ -98,7 +104,7 @@ def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str,
                 grid: str | None = None) -> tuple[RunStore, dict[str, Any]]:
     """Resolve the config and open (create or resume) the run folder. The executor is not part of the config,
     so a run started with one executor can be finished with another."""
-    device = resolve_device(device)
+    device = resolve_device(device)  # an unusable device fails here, before the run folder exists
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
     config = build_config(method, ds, options or {}, seed, device, frame_size, grid)
     return RunStore(out).open(config), config
@@ -200,7 +206,7 @@ class ClipGenerator:
                                        grid=self.grid_crop)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=self.cls.info.generates, normalizer=report.to_json(),
-                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
+                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra, **self.store.video_record(spec.clip_id))
             if peak_gpu_mb is not None:
                 event["peak_gpu_mb"] = peak_gpu_mb
         except (ClipFailure, KdbenchError) as e:

@@ -4,21 +4,31 @@
       config.json    resolved config (method, options, dataset + manifest_id, seed, device) and its hash
       env.json       versions, git hash, device/GPU/driver, weight checksums
       videos/<clip_id>.mp4   normalised outputs (written atomically)
-      events.jsonl   one line per event: model load, and per clip frames, seconds, peak memory, error
+      events.jsonl   one line per event: model load, and per clip frames, seconds, peak memory, error,
+                     and the video's size and sha256
 
-Re-running with the same config skips clips whose last event is ``ok`` and whose video exists;
-a different config in the same folder is refused.
+Re-running with the same config skips clips whose last event is ``ok`` and whose video is still the file
+that event describes (size and sha256); a damaged or missing video is generated again. A different config
+in the same folder is refused, naming the settings that differ. Opening a folder repairs a torn last line
+of ``events.jsonl`` (a crash mid-write) and removes temporary files a killed run left behind.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from .errors import KdbenchError
-from .files import atomic_path
+from .files import atomic_path, sha256_file
+
+log = logging.getLogger("kdbench.run")
+
+TMP_RE = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")  # atomic_path's temporary names: .<stem>.tmp<pid><suffix>
+CONFIG_KEYS_IGNORED = ("config_hash",)
 
 
 def write_json_atomic(path: Path, obj: Any) -> Path:
@@ -51,7 +61,10 @@ class RunStore:
         return self.root / "events.jsonl"
 
     def video_path(self, clip_id: str) -> Path:
-        return self.root / "videos" / f"{clip_id}.mp4"
+        """``videos/<clip_id>.mp4``; a clip id that is not a plain file name is refused (never a path)."""
+        from .dataset import check_clip_id
+
+        return self.root / "videos" / f"{check_clip_id(clip_id)}.mp4"
 
     def exists(self) -> bool:
         return self.config_path.is_file()
@@ -61,13 +74,44 @@ class RunStore:
         if self.exists():
             old = self.config()
             if old.get("config_hash") != config["config_hash"]:
+                diff = config_diff(old, config)
                 raise KdbenchError(
-                    f"{self.root} holds a run with a different config (hash {old.get('config_hash')} vs "
-                    f"{config['config_hash']}); choose another --out, or delete the folder to start over")
+                    f"{self.root} holds a run with a different config: {'; '.join(diff) or 'hash differs'}. "
+                    "Re-run with the same settings to resume, choose another --out, or delete the folder to "
+                    "start over")
+            self.repair()
         else:
             (self.root / "videos").mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.config_path, config)
         return self
+
+    def repair(self) -> None:
+        """Remove temporary files of killed runs and cut a torn last line off ``events.jsonl``."""
+        self.clean_temp_files()
+        self._repair_events()
+
+    def clean_temp_files(self) -> None:
+        """Remove the temporary files (``.<name>.tmp<pid>.<ext>``) of processes that no longer run."""
+        for folder in (self.root, self.root / "videos"):
+            for f in folder.glob(".*.tmp*") if folder.is_dir() else ():
+                m = TMP_RE.match(f.name)
+                if m and f.is_file() and not _pid_alive(int(m.group(1))):
+                    log.warning("removing %s, left by a killed run", f)
+                    f.unlink(missing_ok=True)
+
+    def _repair_events(self) -> None:
+        p = self.events_path
+        if not p.is_file() or p.stat().st_size == 0:
+            return
+        data = p.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        keep = data[: data.rfind(b"\n") + 1]
+        log.warning("%s: dropping a torn last line (%d bytes) left by a crash", p, len(data) - len(keep))
+        with open(p, "r+b") as f:
+            f.truncate(len(keep))
+            f.flush()
+            os.fsync(f.fileno())
 
     def config(self) -> dict[str, Any]:
         return read_json(self.config_path)
@@ -80,30 +124,110 @@ class RunStore:
         write_json_atomic(self.root / "env.json", env)
 
     def append_event(self, event: dict[str, Any]) -> None:
-        """Append one JSON line and fsync, so a crash loses at most the line being written."""
-        line = json.dumps(event, default=str) + "\n"
-        with open(self.events_path, "a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one JSON line (one ``write`` in append mode) and fsync, so a crash loses at most that line.
+
+        If the file does not end with a newline (a torn line that :meth:`repair` has not seen yet), a newline
+        is written first, so the new event never lands on the torn line.
+        """
+        line = (json.dumps(event, default=str) + "\n").encode()
+        fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def events(self) -> list[dict[str, Any]]:
-        """All complete events (a torn last line from a crash is ignored)."""
+        """All complete events (a torn line from a crash is ignored)."""
         if not self.events_path.is_file():
             return []
         out = []
-        for line in self.events_path.read_text().splitlines():
+        for line in self.events_path.read_bytes().decode("utf-8", errors="replace").splitlines():
             try:
-                out.append(json.loads(line))
+                ev = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(ev, dict):
+                out.append(ev)
         return out
 
     def clip_events(self) -> dict[str, dict[str, Any]]:
         """The last event of each clip."""
-        return {e["clip_id"]: e for e in self.events() if e.get("clip_id")}
+        from .dataset import clip_id_problem
+
+        out = {}
+        for e in self.events():
+            cid = e.get("clip_id")
+            if cid is None:
+                continue
+            why = clip_id_problem(cid)
+            if why:
+                log.warning("%s: ignoring an event with a bad clip id: %s", self.events_path, why)
+                continue
+            out[cid] = e
+        return out
+
+    def video_record(self, clip_id: str) -> dict[str, Any]:
+        """``video_size`` (bytes) and ``video_sha256`` of a finished clip's video, for its ``ok`` event."""
+        p = self.video_path(clip_id)
+        return {"video_size": p.stat().st_size, "video_sha256": sha256_file(p)}
+
+    def video_problem(self, clip_id: str, event: dict[str, Any]) -> str | None:
+        """Why the video of ``clip_id`` is not the one its ``ok`` event recorded, or None when it is."""
+        p = self.video_path(clip_id)
+        if not p.is_file():
+            return f"its video {p} is missing"
+        if "video_sha256" not in event:
+            return "its event records no video checksum (written by an older kdbench)"
+        size = p.stat().st_size
+        if size != event.get("video_size"):
+            return f"its video {p} is {size} bytes, the run wrote {event.get('video_size')}"
+        if sha256_file(p) != event["video_sha256"]:
+            return f"its video {p} changed since it was written (sha256 differs)"
+        return None
 
     def done(self, config_hash: str) -> set[str]:
-        """Clips finished under ``config_hash`` whose video is on disk."""
-        return {cid for cid, e in self.clip_events().items()
-                if e.get("status") == "ok" and e.get("config_hash") == config_hash and self.video_path(cid).is_file()}
+        """Clips finished under ``config_hash`` whose video is still the one their event recorded.
+
+        A damaged, replaced or missing video is logged and left out, so the run generates it again.
+        """
+        out = set()
+        for cid, e in self.clip_events().items():
+            if e.get("status") != "ok" or e.get("config_hash") != config_hash:
+                continue
+            why = self.video_problem(cid, e)
+            if why:
+                log.warning("clip %s will be generated again: %s", cid, why)
+            else:
+                out.add(cid)
+        return out
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["device: 'cuda' → 'cpu'", "options.ddim_steps: 50 → 5"]``: every setting that differs."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        if not prefix and k in CONFIG_KEYS_IGNORED:
+            continue
+        name = f"{prefix}{k}"
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, prefix=f"{name}.")
+        elif a != b:
+            out.append(f"{name}: {a!r} → {b!r}")
+    return out

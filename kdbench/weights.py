@@ -49,6 +49,7 @@ class WeightEntry:
     sha256_prefix: str | None = None
     git_sha1: str | None = None
     extract: bool = False
+    pin_source: str = ""
     license: str = ""
     used_by: tuple[str, ...] = field(default_factory=tuple)
 
@@ -63,15 +64,27 @@ class WeightEntry:
         return str(self.url)
 
     @property
+    def pinned(self) -> bool:
+        """Whether the manifest holds a checksum of the upstream file (else: trust on first use)."""
+        return bool(self.sha256 or self.git_sha1 or self.sha256_prefix)
+
+    @property
+    def pin_kind(self) -> str:
+        """How the file is pinned: ``sha256+git-blob``, ``sha256``, ``git-blob``, ``sha256-prefix`` or ``tofu``."""
+        kinds = [k for k, v in (("sha256", self.sha256), ("git-blob", self.git_sha1),
+                                ("sha256-prefix", self.sha256_prefix)) if v]
+        return "+".join(kinds) or "tofu"
+
+    @property
     def checksum(self) -> str:
-        """Human-readable pin: ``sha256:...``, ``git-sha1:...``, ``sha256-prefix:...`` or ``unpinned``."""
+        """Human-readable pin: ``sha256:...``, ``git-sha1:...``, ``sha256-prefix:...`` or ``tofu (...)``."""
         if self.sha256:
             return f"sha256:{self.sha256}"
         if self.git_sha1:
             return f"git-sha1:{self.git_sha1}"
         if self.sha256_prefix:
             return f"sha256-prefix:{self.sha256_prefix}"
-        return "unpinned (no published checksum; pinned on first fetch)"
+        return "none published (tofu: the sha256 seen at first use is pinned)"
 
 
 def load_manifest(path: Path = MANIFEST) -> dict[str, WeightEntry]:
@@ -139,26 +152,68 @@ class WeightsManager:
                 f"Expected checksum: {e.checksum}.")
 
     # -- verification ------------------------------------------------------------------------------
-    def _verify(self, e: WeightEntry, p: Path) -> dict[str, Any]:
+    def verify(self, name: str, force: bool = True) -> dict[str, Any]:
+        """Re-hash ``name`` (``force``: ignore the sidecar cache) and return its record (``trust`` says how far
+        it can be trusted: ``pinned`` = matches a published checksum, ``tofu`` = no published checksum,
+        matches the sha256 pinned at first use, ``unverified`` = differs, used under KDBENCH_ALLOW_UNVERIFIED)."""
+        e = self.entry(name)
+        p = self._candidate(name)
+        if p is None:
+            raise WeightsMissing(self._missing_message(e))
+        self._verified.pop(f"{name}:{p}", None)
+        return self._verify(e, p, force=force)
+
+    def _tofu_pin(self, e: WeightEntry, p: Path | None = None) -> Path:
+        """Where the first-use sha256 of ``p`` is kept: ``.pinned_sha256`` in the cache folder for the cached file;
+        for a file given by path (``KDBENCH_WEIGHT_<NAME>``, overrides) a ``.<file>.pinned_sha256`` next to it, or,
+        where that folder is read-only, a per-path pin in the cache folder."""
+        cache_dir = self.home / "weights" / e.name
+        if p is None or p == self.cache_path(e.name):
+            return cache_dir / ".pinned_sha256"
+        beside = p.with_name(f".{p.name}.pinned_sha256")
+        if beside.is_file() or os.access(p.parent, os.W_OK):
+            return beside
+        return cache_dir / f".pinned_sha256-{hashlib.sha256(str(p.resolve()).encode()).hexdigest()[:16]}"
+
+    def _check_tofu(self, e: WeightEntry, digest: str, p: Path | None = None) -> tuple[bool, str]:
+        """Compare with the sha256 pinned at first use of ``p``; pin ``digest`` if nothing is pinned yet."""
+        pin = self._tofu_pin(e, p)
+        if pin.is_file():
+            if pin.read_text().strip() != digest:
+                return False, (f"sha256 {digest} != the sha256 pinned at first use ({pin}; delete that pin file "
+                               "only if you trust the new file)")
+            return True, ""
+        try:
+            pin.parent.mkdir(parents=True, exist_ok=True)
+            pin.write_text(digest)
+        except OSError:
+            pass  # read-only home: still recorded as tofu, never as verified
+        return True, ""
+
+    def _verify(self, e: WeightEntry, p: Path, force: bool = False) -> dict[str, Any]:
         key = f"{e.name}:{p}"
         if key in self._verified:
             return self._verified[key]
         if p.is_dir():
             return self._verify_folder(e, p, key)
         stat = p.stat()
+        # the cache is keyed on everything a rewrite changes: restoring size and mtime does not restore
+        # the inode change time (ctime) nor, for a replaced file, the inode
+        fingerprint = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns,
+                       "inode": stat.st_ino, "dev": stat.st_dev}
         sidecar = p.with_name(f".{p.name}.verified.json")
         cached = None
-        if sidecar.is_file():
+        if not force and sidecar.is_file():
             try:
                 cached = json.loads(sidecar.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 cached = None
-        if cached and cached.get("size") == stat.st_size and cached.get("mtime") == stat.st_mtime:
-            sha256 = cached["sha256"]
-        else:
-            sha256 = sha256_file(p)
+        if not (isinstance(cached, dict) and cached.get("fingerprint") == fingerprint and cached.get("sha256")):
             cached = None
-        git_sha1 = git_blob_sha1(p) if e.git_sha1 and not cached else (cached or {}).get("git_sha1")
+        sha256 = cached["sha256"] if cached else sha256_file(p)
+        git_sha1 = cached.get("git_sha1") if cached else None
+        if e.git_sha1 and git_sha1 is None:
+            git_sha1 = git_blob_sha1(p)
         ok, why = True, ""
         if e.sha256 and sha256 != e.sha256:
             ok, why = False, f"sha256 {sha256} != pinned {e.sha256}"
@@ -166,14 +221,11 @@ class WeightsManager:
             ok, why = False, f"git blob sha1 {git_sha1} != pinned {e.git_sha1}"
         elif e.sha256_prefix and not sha256.startswith(e.sha256_prefix):
             ok, why = False, f"sha256 {sha256} does not start with the pinned prefix {e.sha256_prefix}"
-        elif not (e.sha256 or e.git_sha1 or e.sha256_prefix):
-            pin = self.home / "weights" / e.name / ".pinned_sha256"
-            if pin.is_file() and pin.read_text().strip() != sha256:
-                ok, why = False, f"sha256 {sha256} != the sha256 pinned at first fetch ({pin})"
+        elif not e.pinned:
+            ok, why = self._check_tofu(e, sha256, p)
         if ok:
             try:
-                sidecar.write_text(json.dumps({"size": stat.st_size, "mtime": stat.st_mtime, "sha256": sha256,
-                                               "git_sha1": git_sha1}))
+                sidecar.write_text(json.dumps({"fingerprint": fingerprint, "sha256": sha256, "git_sha1": git_sha1}))
             except OSError:
                 pass  # read-only location (e.g. a package's site-packages): verification still holds
         elif os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
@@ -182,7 +234,8 @@ class WeightsManager:
                 f"`kdbench weights fetch {e.name}`, or set KDBENCH_ALLOW_UNVERIFIED=1 to use it anyway "
                 "(results then record weights_verified: false)."
             )
-        rec = {"file": str(p), "sha256": sha256, "verified": ok, "pin": e.checksum}
+        trust = "unverified" if not ok else "pinned" if e.pinned else "tofu"
+        rec = {"file": str(p), "sha256": sha256, "verified": ok and e.pinned, "trust": trust, "pin": e.checksum}
         if not ok:
             rec["problem"] = why
         self._verified[key] = rec
@@ -192,18 +245,28 @@ class WeightsManager:
         """An already-extracted pack given by path (e.g. ``~/.insightface/models/buffalo_l``).
 
         Upstream publishes checksums of the archive only, so the folder is recorded by a content hash of its
-        files (``sha256`` over ``name + file sha256`` lines) and counts as verified only for unpinned entries.
+        files (``sha256`` over ``name + file sha256`` lines); for an unpinned entry it is trusted on first use
+        (``trust: tofu``), never recorded as verified.
         """
         if not e.extract:
             raise WeightsChecksumError(f"weights {e.name!r} must be a file, got the folder {folder}")
         lines = [f"{f.relative_to(folder)} {sha256_file(f)}" for f in sorted(folder.rglob("*")) if f.is_file()]
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-        pinned = bool(e.sha256 or e.git_sha1 or e.sha256_prefix)
-        if pinned and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
+        if e.pinned and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
             raise WeightsChecksumError(
                 f"weights {e.name!r}: the folder {folder} cannot be checked against the archive's pinned checksum; "
                 f"point at the archive ({e.file}) instead, or set KDBENCH_ALLOW_UNVERIFIED=1")
-        rec = {"file": str(folder), "sha256": f"folder:{digest}", "verified": not pinned, "pin": e.checksum}
+        if e.pinned:  # allowed unverified above
+            ok, why = False, f"the folder cannot be checked against the archive's pin {e.checksum}"
+        else:
+            ok, why = self._check_tofu(e, f"folder:{digest}", folder)
+        if not ok and os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
+            raise WeightsChecksumError(f"weights {e.name!r} at {folder} fail verification: {why}. Delete the pin "
+                                       "file to trust the new content, or set KDBENCH_ALLOW_UNVERIFIED=1")
+        rec = {"file": str(folder), "sha256": f"folder:{digest}", "verified": False,
+               "trust": "tofu" if ok else "unverified", "pin": e.checksum}
+        if not ok:
+            rec["problem"] = why
         self._verified[key] = rec
         return rec
 
@@ -256,8 +319,8 @@ class WeightsManager:
             tmp.unlink(missing_ok=True)
             raise WeightsMissing(f"download failed ({type(ex).__name__}: {ex}). " + self._missing_message(e)) from ex
         os.replace(tmp, dest)
-        if not (e.sha256 or e.git_sha1 or e.sha256_prefix):
-            (dest.parent / ".pinned_sha256").write_text(sha256_file(dest))
+        if not e.pinned:
+            self._tofu_pin(e).write_text(sha256_file(dest))
         return self.path(name)
 
     def status(self) -> list[dict[str, Any]]:
@@ -267,7 +330,7 @@ class WeightsManager:
             p = self._candidate(name)
             rows.append({"name": name, "file": e.file, "present": p is not None,
                          "path": str(p or self.cache_path(name)),
-                         "checksum": e.checksum, "source": e.source, "used_by": ",".join(e.used_by),
+                         "pin": e.pin_kind, "checksum": e.checksum, "source": e.source, "used_by": ",".join(e.used_by),
                          "license": e.license})
         return rows
 

@@ -17,7 +17,9 @@ Net = TypeVar("Net", bound=nn.Module)
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The checkpoint's ``state_dict`` (tensors only, loaded on CPU); ValueError if the file holds something else."""
-    sd = torch.load(Path(path), map_location="cpu", weights_only=True)
+    from kdbench.checkpoint import load_checkpoint
+
+    sd = load_checkpoint(Path(path))
     if not isinstance(sd, dict):
         raise ValueError(f"{path} does not hold a state_dict (got {type(sd).__name__})")
     return sd

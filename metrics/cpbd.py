@@ -359,6 +359,8 @@ class CPBDMetric(Metric):
                   "IEEE TIP 2011",
         paper_column={"cpbd": "CPBD"},
     )
+    option_types = {"size": (int, None), "max_frames": (int, None), "workers": (int, None)}
+    cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
     default_options = {
         "size": 512,  # evaluation side (HDTF frame size); None keeps each video's own size
         "stride": 1,  # score every stride-th frame

@@ -127,6 +127,7 @@ class CSIMMetric(Metric):
                   "model_zoo/arcface_onnx.py",
         paper_column={"csim": "CSIM"},
     )
+    option_types: dict[str, tuple] = {"det_size": (int, list)}
     default_options: dict[str, Any] = {
         "det_size": 640,          # detector canvas, px (int = square, or [W, H])
         "det_thresh": 0.5,
@@ -141,6 +142,14 @@ class CSIMMetric(Metric):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._models: tuple[Any, Any] | None = None
+
+    @property
+    def device_used(self) -> str:
+        """The device onnxruntime actually runs on (a CPU-only onnxruntime serves cuda requests on the CPU)."""
+        if self._models is None:
+            return self.device
+        providers = self._models[1].session.get_providers()
+        return self.device if providers and providers[0] == "CUDAExecutionProvider" else "cpu"
 
     def models(self):
         """``(ScrfdDetector, ArcFaceRecognizer)`` from the buffalo_l pack, loaded once."""

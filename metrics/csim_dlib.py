@@ -106,6 +106,7 @@ class DlibIdentity(Metric):
         reference="dlib 19.x face_recognition_model_v1 (dlib_face_recognition_resnet_model_v1.dat), "
                   "shape_predictor_5_face_landmarks.dat, get_frontal_face_detector",
     )
+    cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
     default_options: dict[str, Any] = {
         "detector": "hog",        # "hog" (no file) or "mmod" (mmod_human_face_detector weights)
         "upsample": 0,            # detector upsampling passes

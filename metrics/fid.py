@@ -192,6 +192,7 @@ class FIDMetric(Metric):
         reference="pytorch-fid 0.3.0 (mseitzer/pytorch-fid), fid_score.calculate_frechet_distance",
         paper_column={"fid": "FID"},
     )
+    option_types = {"max_frames": (int, None), "cache_dir": (str, None)}
     default_options = {
         "batch_size": 50,  # frames per forward pass (pytorch-fid's default)
         "stride": 1,  # use every stride-th frame (generated and GT alike)
@@ -271,7 +272,7 @@ class FIDMetric(Metric):
         cache_file = root / f"{clip.clip_id}.{gt_sha[:16]}.npz" if root is not None else None
         gt_cached = cache_file is not None and cache_file.is_file()
         if gt_cached:
-            with np.load(cache_file) as z:
+            with np.load(cache_file, allow_pickle=False) as z:
                 gt_shape = tuple(int(v) for v in z["frame_shape"])
                 n_gt = int(z["act"].shape[0])
             gt_act: np.ndarray | Path = cache_file
@@ -308,7 +309,7 @@ class FIDMetric(Metric):
     def _gt_activations(self, clip_id: str) -> np.ndarray:
         a = self._gt[clip_id]
         if isinstance(a, Path):
-            with np.load(a) as z:
+            with np.load(a, allow_pickle=False) as z:
                 return z["act"]
         return a
 
@@ -318,7 +319,7 @@ class FIDMetric(Metric):
         key = clip_set_key([(cid, self._gt_sha[cid]) for cid in ids])
         path = root / f"pooled-{key}.npz" if root is not None else None
         if path is not None and path.is_file():
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 return z["mu"], z["sigma"], int(z["n"]), True
         act = np.concatenate([self._gt_activations(cid) for cid in ids]).astype(np.float64)
         mu, sigma = activation_statistics(act)

@@ -190,6 +190,8 @@ class LSEMetric(Metric):
         reference="joonson/syncnet_python SyncNetInstance.py, run_pipeline.py; Wav2Lip evaluation/scores_LSE",
         paper_column={"lse_c": "LSE-C", "lse_d": "LSE-D"},
     )
+    option_types: ClassVar[dict[str, tuple]] = {"batch_size": (int, None), "det_batch_size": (int, None),
+                                                "syncnet_weights": (str, None), "s3fd_weights": (str, None)}
     default_options: ClassVar[dict[str, Any]] = {
         "protocol": "s3fd",  # "s3fd" (face crops, Wav2Lip real videos) | "full" (Wav2Lip LRS)
         "track_rule": "mean",  # several face tracks in one clip: "mean" | "longest" | "best"

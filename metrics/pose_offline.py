@@ -158,6 +158,7 @@ class OfflinePose(Metric):
         weights=("shape_predictor_68",),
         reference="dlib shape_predictor_68_face_landmarks + OpenCV solvePnP (generic 6-point face model)",
     )
+    cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
     default_options = {
         "max_frames": 200,      # as diversity's protocol
         "detector": "hog",      # "hog" (dlib built-in, fast) or "cnn" (mmod_human_face_detector)

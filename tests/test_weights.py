@@ -102,7 +102,7 @@ def test_fetch_downloads_with_progress_and_pins_unpinned_files(tmp_path):
     pin = p.parent / ".pinned_sha256"
     assert pin.read_text() == hashlib.sha256(b"v1 weights").hexdigest()
     p.write_bytes(b"tampered")  # trust on first use: a later change is caught
-    with pytest.raises(WeightsChecksumError, match="pinned at first fetch"):
+    with pytest.raises(WeightsChecksumError, match="pinned at first use"):
         _manager(tmp_path / "home", url=src.as_uri()).path("toy")
 
 
@@ -127,4 +127,4 @@ def test_extracted_pack_folder_can_be_given_directly(tmp_path, monkeypatch):
         "pack": WeightEntry(name="pack", file="pack.zip", url="x", extract=True)})
     assert wm.path("pack") == folder
     rec = wm.record()["pack"]
-    assert rec["sha256"].startswith("folder:") and rec["verified"] is True
+    assert rec["sha256"].startswith("folder:") and rec["verified"] is False and rec["trust"] == "tofu"

@@ -327,15 +327,14 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], what: 
 
 
 def torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """``torch.load`` of an official checkpoint: tensors-only first, full unpickling only if that fails.
+    """An official checkpoint, loaded without running code from it (:func:`kdbench.checkpoint.load_checkpoint`).
 
-    The released ``KDTalker.pth`` may carry an OmegaConf ``cfg`` next to ``model`` (``main.py``), which
-    the safe loader refuses; the file is the one the weights manager resolved and checked.
+    The released ``KDTalker.pth`` may carry an OmegaConf ``cfg`` next to ``model`` (``main.py``): it comes
+    back as an inert placeholder (only ``['model']`` is used); anything that would execute code is refused.
     """
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception:  # noqa: BLE001 - pickled non-tensor objects (e.g. an OmegaConf config)
-        return torch.load(path, map_location=map_location, weights_only=False)
+    from kdbench.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, map_location=map_location)
 
 
 def denoiser_state_dict(checkpoint: Mapping) -> dict[str, torch.Tensor]:

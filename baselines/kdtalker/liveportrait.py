@@ -139,7 +139,9 @@ def load_module(name: str, state: dict[str, Any], device: str | torch.device = "
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read an official LivePortrait ``.pth`` (a raw state dict) on the CPU, tensors only."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from kdbench.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
     if not isinstance(state, dict):
         raise CheckpointMismatch(f"{path} holds a {type(state).__name__}, not a LivePortrait state dict")
     return state

@@ -68,7 +68,7 @@ class MotionNorm:
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike) -> MotionNorm:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             missing = [f"{k}_{s}" for k in NORM_KEYS for s in ("mean", "std") if f"{k}_{s}" not in data]
             if missing:
                 raise KdbenchError(f"{path} is not KDTalker's norm.npz: it lacks {', '.join(missing)}")
