@@ -80,7 +80,8 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
               clip: EvalClip | None = None, seconds: dict[str, float] | None = None,
               side=None) -> dict[str, tuple[str, Any]]:
     """Score one clip with every active metric: ``{metric: ("ok", record) | ("fail", reason) |
-    ("weights", WeightsMissing) | ("checksum", WeightsChecksumError)}``. Frames are decoded once and shared; nothing raises for a bad clip.
+    ("weights", WeightsMissing) | ("checksum", WeightsChecksumError)}``. Frames are decoded once and shared;
+    nothing raises for a bad clip.
 
     ``clip``: an :class:`EvalClip` already decoded (by :func:`prefetch`); ``seconds`` accumulates each
     metric's wall time; ``side``: a thread pool on which metrics that compute in their own worker processes
