@@ -27,3 +27,10 @@ class WeightsChecksumError(KdbenchError):
 
 class DatasetError(KdbenchError):
     """A dataset folder or manifest is missing, malformed or does not verify."""
+
+
+class NotApplicable(ClipFailure):
+    """A clip the method or metric does not apply to (e.g. ``real`` or FID on a clip without a GT video).
+
+    Recorded as *not applicable*, counted apart from failures.
+    """

@@ -19,7 +19,8 @@ from .clip import EvalClip
 from .config import split_scoped
 from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
-from .errors import ClipFailure, KdbenchError, WeightsChecksumError, WeightsMissing
+from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsChecksumError, WeightsMissing
+from .normalize import DEFAULT_MAX_PAD_FRAMES, normalizer_summary
 from .numerics import PRECISION, on_gpu
 from .registry import METRICS
 from .runstore import RunStore, write_json_atomic
@@ -115,26 +116,39 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         else:
             active[name] = metric
             results[name] = {"info": metric.info.to_json(), "options": metric.options, "status": "ok",
-                             "skip_reason": None, "aggregate": {}, "failures": {}, "per_clip": {}}
+                             "skip_reason": None, "aggregate": {}, "failures": {}, "not_applicable": {},
+                             "per_clip": {}}
 
     clip_ids = [c.clip_id for c in ds.clips if c.clip_id in events]
     t0 = time.perf_counter()
     for cid in tqdm(clip_ids, desc=f"eval {config['method']}", unit="clip", disable=not progress or not active):
         spec = ds.get(cid)
         ev = events[cid]
+        if ev.get("status") == "not_applicable":
+            for name in active:
+                results[name]["not_applicable"][cid] = f"not generated: {ev.get('error')}"
+            continue
         if ev.get("status") != "ok":
             for name in active:
                 results[name]["failures"][cid] = f"generation failed: {ev.get('error')}"
+            continue
+        try:
+            spec.check_files()
+        except KdbenchError as e:  # a dataset file changed since the manifest: no metric may use this clip
+            for name in active:
+                results[name]["failures"][cid] = str(e)
             continue
         clip = EvalClip(spec=spec, video_path=store.video_path(cid), event=ev)
         for name, metric in list(active.items()):
             try:
                 if metric.info.needs_gt and spec.gt_video is None:
-                    raise ClipFailure("no GT video for this clip")
+                    raise NotApplicable("no GT video for this clip")
                 results[name]["per_clip"][cid] = metric.score_clip(clip)
             except WeightsMissing as e:  # weights looked up lazily: the metric cannot run at all
                 results[name] = _instantiate_failure(results[name], e, weights)
                 del active[name]
+            except NotApplicable as e:
+                results[name]["not_applicable"][cid] = str(e)
             except (ClipFailure, KdbenchError) as e:
                 results[name]["failures"][cid] = str(e)
             except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
@@ -150,6 +164,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
             agg = {}
         for a in agg.values():
             a.setdefault("n_failed", len(results[name]["failures"]))
+            a.setdefault("n_not_applicable", len(results[name]["not_applicable"]))
             a.setdefault("n_clips", len(clip_ids))
         results[name]["aggregate"] = agg
 
@@ -164,6 +179,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         "run": {"run_dir": str(store.root), "method": config["method"], "paper_row": config.get("paper_row"),
                 "config": config, "config_hash": config["config_hash"], "generation_env": store.env()},
         "dataset": {**ds.describe(), "n_clips": len(clip_ids)},
+        "normalizer": normalizer_summary({c: events[c] for c in clip_ids}, config),
         "env": env,
         "weights": {**store.env().get("weights", {}), **weights.record()},
         "metrics": results,
@@ -174,8 +190,12 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
 
 
 def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame_size=None, grid: str | None = None,
+                  max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES, letterbox: bool = False,
                   progress: bool = True) -> RunStore:
-    """Turn a folder of ``<clip_id>.mp4`` from any tool into a run store (normalised, no timing)."""
+    """Turn a folder of ``<clip_id>.mp4`` from any tool into a run store (normalised, no timing).
+
+    ``max_pad_frames`` / ``letterbox``: the normaliser's policy (:mod:`kdbench.normalize`), recorded in the config.
+    """
     from tqdm import tqdm
 
     from .config import config_hash
@@ -189,7 +209,8 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
     config = {"method": f"external:{videos_dir.name}", "generates": False, "paper_row": None,
               "videos": str(videos_dir.resolve()),
               "dataset": {"name": ds.name, "root": str(ds.root), "manifest_id": ds.manifest_id},
-              "frame_size": list(frame_size), "grid": grid, "kdbench_version": __version__}
+              "frame_size": list(frame_size), "grid": grid, "kdbench_version": __version__,
+              "normalizer": {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}}
     config["config_hash"] = config_hash(config)
     store = RunStore(out).open(config)
     done = store.done(config["config_hash"])
@@ -202,8 +223,9 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
         try:
             if not src.is_file():
                 raise ClipFailure(f"no video {src.name} in {videos_dir}")
+            spec.check_files()
             report = normalize_to_file(store.video_path(spec.clip_id), spec.load_audio(), frame_size,
-                                       video_path=src, grid=grid_crop)
+                                       video_path=src, grid=grid_crop, **config["normalizer"])
             event.update(status="ok", n_frames=report.n_frames, normalizer=report.to_json(), timed=False)
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))

@@ -24,8 +24,8 @@ from .audio import check_audio
 from .config import config_hash, split_scoped
 from .dataset import Dataset
 from .envinfo import collect_env, resolve_device
-from .errors import ClipFailure, KdbenchError, WeightsMissing
-from .normalize import GridCrop, normalize_to_file
+from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsMissing
+from .normalize import DEFAULT_MAX_PAD_FRAMES, GridCrop, normalize_to_file
 from .registry import METHODS
 from .runstore import RunStore
 
@@ -37,19 +37,14 @@ class RunSummary:
     run_dir: Path
     ok: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
     load_seconds: float | None = None
 
 
 def default_frame_size(ds: Dataset) -> tuple[int, int]:
-    """The dataset's frame size: that of its first GT video, else 512x512 (HDTF's evaluation size)."""
-    for c in ds.clips:
-        if c.gt_video is not None and c.gt_video.is_file():
-            from .video import probe_video
-
-            info = probe_video(c.gt_video)
-            return (info.width, info.height)
-    return (512, 512)
+    """The dataset's frame size (:meth:`Dataset.frame_size`: recorded in the manifest, the same for every clip)."""
+    return ds.frame_size()
 
 
 def seed_everything(seed: int) -> None:
@@ -66,7 +61,8 @@ def _peak_rss_mb() -> float:
 
 
 def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, device: str,
-                 frame_size: tuple[int, int], grid: str | None) -> dict[str, Any]:
+                 frame_size: tuple[int, int], grid: str | None,
+                 normalizer: dict[str, Any] | None = None) -> dict[str, Any]:
     cls = METHODS.get(method)
     plain, scoped = split_scoped(options)
     if scoped:
@@ -82,6 +78,7 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
         "frame_size": list(frame_size),
         "fps": FPS,
         "grid": grid,
+        "normalizer": normalizer or {"max_pad_frames": DEFAULT_MAX_PAD_FRAMES, "letterbox": False},
         "kdbench_version": __version__,
     }
     cfg["config_hash"] = config_hash(cfg)
@@ -91,13 +88,18 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
 def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
                seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
                frame_size: tuple[int, int] | None = None, grid: str | None = None,
+               max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES, letterbox: bool = False,
                progress: bool = True) -> RunSummary:
-    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``."""
+    """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
+
+    ``max_pad_frames`` / ``letterbox``: the normaliser's policy (:mod:`kdbench.normalize`), recorded in the config.
+    """
     from tqdm import tqdm
 
     device = resolve_device(device)
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
-    config = build_config(method, ds, options or {}, seed, device, frame_size, grid)
+    policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
+    config = build_config(method, ds, options or {}, seed, device, frame_size, grid, policy)
     store = RunStore(out).open(config)
     chash = config["config_hash"]
     summary = RunSummary(run_dir=store.root)
@@ -141,6 +143,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
         bar.set_postfix_str(spec.clip_id)
         event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": chash, "time": time.time()}
         try:
+            spec.check_files()
             ref = spec.load_ref_image()
             audio = spec.load_audio()
             try:
@@ -160,7 +163,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             t_gen = time.perf_counter() - t_start
             n_gen = len(gen.frames) if gen.frames is not None else None
             report = normalize_to_file(store.video_path(spec.clip_id), audio, frame_size, frames=gen.frames,
-                                       fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
+                                       fps=gen.fps, video_path=gen.video_path, grid=grid_crop, **policy)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=cls.info.generates, normalizer=report.to_json(),
                          peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
@@ -169,6 +172,9 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
 
                 event["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
             summary.ok.append(spec.clip_id)
+        except NotApplicable as e:
+            event.update(status="not_applicable", error=str(e))
+            summary.not_applicable[spec.clip_id] = str(e)
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
             summary.failed[spec.clip_id] = str(e)

@@ -33,15 +33,16 @@ writes, under --out (default: RUN_DIR/report for one run, ./kdbench-report for s
 
 CHECK_EPILOG = """\
 examples:
-  kdbench check runs/ci --baseline tests/baselines/ci_metrics.json
+  kdbench check runs/static --baseline ci/baselines/static-hdtf-mini.json   (the committed baseline)
   kdbench check runs/ci/metrics.json --baseline baseline.json --tolerance tol.toml --per-clip
   kdbench check runs/ci --baseline baseline.json --json > check.json
 
 exit status:
   0  every value within tolerance
   1  drift: a value outside tolerance, a metric missing, or a changed number of failed clips
+     (1 means drift and nothing else)
   2  not comparable: different manifest_id, method, metric version, protocol or weight
-     checksum (each named), or an unreadable input
+     checksum (each named), an unreadable or malformed input, a bad option, or an internal error
 
 tolerance file (TOML; |result - baseline| <= atol + rtol * |baseline|):
   [default]        atol = 1e-3, rtol = 1e-3     (built-in; fid: atol 0.01; fps: rtol 0.5;
@@ -179,9 +180,13 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from .check import run_check
+    from .check import EXIT_INCOMPARABLE, run_check
 
-    return run_check(args.results, args.baseline, args.tolerance, per_clip=args.per_clip, as_json=args.json)
+    try:
+        return run_check(args.results, args.baseline, args.tolerance, per_clip=args.per_clip, as_json=args.json)
+    except Exception as e:  # noqa: BLE001 - never exit 1 (drift) for a crash: CI must tell them apart
+        print(f"error: kdbench check could not compare the inputs: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INCOMPARABLE
 
 
 def add_check_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
