@@ -45,6 +45,18 @@ def _print_short(rows: list[dict], cols: list[str], last: str) -> None:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols) + "  " + text)
 
 
+def _first_items(text: str, width: int) -> str:
+    """The leading comma-separated items of ``text`` that fit ``width`` characters, then ``+N``."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    out: list[str] = []
+    for i, item in enumerate(items):
+        rest = f" +{len(items) - i - 1}" if i < len(items) - 1 else ""
+        if out and len(", ".join([*out, item]) + rest) > width:
+            return ", ".join(out) + f" +{len(items) - len(out)}"
+        out.append(item)
+    return ", ".join(out)
+
+
 def _print_long(rows: list[dict], fields: list[str]) -> None:
     """Each row as a block: its name, then one wrapped ``field: value`` line per field."""
     width = min(100, shutil.get_terminal_size((100, 24)).columns)
@@ -85,7 +97,8 @@ def cmd_ls(args) -> int:
         if args.long:
             _print_long(rows, ["outputs", "version", "GT", "weights", "description"])
         else:
-            _print_short(rows, ["name", "GT", "outputs"], "description")
+            short = [{**r, "outputs": _first_items(r.get("outputs", ""), 28)} for r in rows]
+            _print_short(short, ["name", "GT", "outputs"], "description")
             print("(GT: needs a GT video; details, versions and weights: `kdbench ls metrics --long`)")
     else:
         _print_table([{"name": k, "description": v} for k, v in BUILTIN_DATASETS.items()], ["name", "description"])
@@ -169,7 +182,7 @@ def _grid(text: str) -> str:
     try:
         GridCrop.parse(text)
     except KdbenchError as e:
-        raise argparse.ArgumentTypeError(str(e).removeprefix(f"--grid {text!r}").lstrip(": ") or str(e)) from None
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 

@@ -83,6 +83,10 @@ class ClipSpec:
         src = self.audio if self.audio is not None else self.gt_video
         if src is None:
             raise DatasetError(f"clip {self.clip_id} has neither an audio file nor a GT video")
+        if self.audio is None:
+            from .video import probe_video
+
+            probe_video(self.gt_video)  # a truncated GT video says so (not "audio too short")
         return read_audio(src)
 
     def check_files(self) -> None:

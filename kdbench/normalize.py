@@ -66,11 +66,11 @@ class GridCrop:
         try:
             grid = cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0))
         except ValueError:
-            raise KdbenchError(f"--grid {text!r} is not COLS[xROWS]:INDEX, e.g. 3:1 or 3x2:4") from None
+            raise KdbenchError(f"grid {text!r} is not COLS[xROWS]:INDEX, e.g. 3:1 or 3x2:4") from None
         if grid.cols < 1 or grid.rows < 1 or grid.cols * grid.rows < 2:
-            raise KdbenchError(f"--grid {text!r}: a grid needs at least 2 panels (COLS >= 1, ROWS >= 1)")
+            raise KdbenchError(f"grid {text!r}: a grid needs at least 2 panels (COLS >= 1, ROWS >= 1)")
         if not 0 <= grid.index < grid.cols * grid.rows:
-            raise KdbenchError(f"--grid {text!r}: panel {grid.index} is out of range 0..{grid.cols * grid.rows - 1}")
+            raise KdbenchError(f"grid {text!r}: panel {grid.index} is out of range 0..{grid.cols * grid.rows - 1}")
         return grid
 
 

@@ -151,6 +151,10 @@ def _run_report(args: argparse.Namespace) -> int:
     except KdbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # valid JSON of the wrong shape
+        print(f"error: cannot build the report: a results file is malformed ({type(e).__name__}: {e}); "
+              "is each RUN_DIR a folder (or metrics.json) written by `kdbench eval`?", file=sys.stderr)
+        return 2
     for p in written:
         print(p)
     return 0
