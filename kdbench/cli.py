@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .errors import KdbenchError
+from .errors import KdbenchError, generic_reason
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -259,10 +259,11 @@ def _print_metrics(doc: dict) -> None:
 
 
 def failure_groups(failures: dict[str, str], show: int = 3) -> list[str]:
-    """Failures grouped by reason, most frequent first: ``"N clip(s): reason (e.g. a, b, c …)"``."""
+    """Failures grouped by reason, most frequent first: ``"N clip(s): reason (a, b, c …)"``. The clip's own id
+    in a reason (a file name) is written ``<clip>``, so that the same cause groups across clips."""
     by_reason: dict[str, list[str]] = {}
     for cid, why in failures.items():
-        by_reason.setdefault(str(why), []).append(cid)
+        by_reason.setdefault(generic_reason(cid, why), []).append(cid)
     counts = Counter({why: len(ids) for why, ids in by_reason.items()})
     lines = []
     for why, k in counts.most_common():

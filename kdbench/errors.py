@@ -34,3 +34,11 @@ class NotApplicable(ClipFailure):
 
     Recorded as *not applicable*, counted apart from failures.
     """
+
+
+def generic_reason(clip_id: str, reason: str) -> str:
+    """``reason`` with the clip's own id (as a whole token, e.g. in a file name) written ``<clip>``, so that
+    failures with the same cause group together across clips."""
+    import re
+
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(clip_id))}(?![A-Za-z0-9])", "<clip>", str(reason))

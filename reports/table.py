@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kdbench.errors import generic_reason
+
 from . import paper
 from .runs import RunResult, as_run, finite
 
@@ -253,7 +255,7 @@ class ReportTable:
                     parts = []
                     for what, d in (("failed", c.failures), ("not applicable", c.not_applicable)):
                         if d:
-                            counts = Counter(d.values())
+                            counts = Counter(generic_reason(k, v) for k, v in d.items())
                             reasons = "; ".join(f"{reason} ({k})" for reason, k in counts.most_common())
                             parts.append(f"{len(d)} clip(s) {what}: {reasons}")
                     key, shared = f"{row}, {c.metric}: {'; '.join(parts)}", False

@@ -84,7 +84,7 @@ def test_padding_within_tolerance_is_recorded_beyond_it_the_clip_fails(tiny_data
     write_video(vids / "B_clip_000.mp4", level_frames(30, (64, 64)), 25, crf=0)
     out = tmp_path / "ext"
     assert main(["eval", "--videos", str(vids), "--dataset", str(tiny_dataset), "--out", str(out),
-                 "--metrics", "_bad_mean", "-q"]) == 0
+                 "--metrics", "_bad_mean", "-q", "--device", "cpu"]) == 0
     ev = _events(out)
     assert ev["A_clip_000"]["status"] == "ok" and ev["A_clip_000"]["normalizer"]["padded"] == 3
     assert ev["B_clip_000"]["status"] == "failed"
@@ -104,7 +104,7 @@ def test_padding_within_tolerance_is_recorded_beyond_it_the_clip_fails(tiny_data
     # a larger tolerance is an option, recorded in the config
     out2 = tmp_path / "ext2"
     assert main(["eval", "--videos", str(vids), "--dataset", str(tiny_dataset), "--out", str(out2),
-                 "--metrics", "_bad_mean", "--max-pad-frames", "20", "-q"]) == 0
+                 "--metrics", "_bad_mean", "--max-pad-frames", "20", "-q", "--device", "cpu"]) == 0
     assert _events(out2)["B_clip_000"]["normalizer"]["padded"] == 20
     assert RunStore(out2).config()["normalizer"] == {"max_pad_frames": 20, "letterbox": False}
 
@@ -115,13 +115,13 @@ def test_other_aspect_ratio_fails_with_both_sizes_or_is_letterboxed_when_asked(t
     write_video(vids / "A_clip_000.mp4", np.full((50, 64, 96, 3), 200, np.uint8), 25, crf=0)  # 3:2 into 64x64
     out = tmp_path / "ext"
     main(["eval", "--videos", str(vids), "--dataset", str(tiny_dataset), "--out", str(out),
-          "--metrics", "_bad_mean", "-q"])
+          "--metrics", "_bad_mean", "-q", "--device", "cpu"])
     err = _events(out)["A_clip_000"]["error"]
     assert err.startswith("video is 96x64 (aspect 1.500) but the dataset's frame size is 64x64 (aspect 1.000)")
     assert "--letterbox" in err
     out2 = tmp_path / "boxed"
     assert main(["eval", "--videos", str(vids), "--dataset", str(tiny_dataset), "--out", str(out2),
-                 "--metrics", "_bad_mean", "--letterbox", "-q"]) == 0
+                 "--metrics", "_bad_mean", "--letterbox", "-q", "--device", "cpu"]) == 0
     ev = _events(out2)["A_clip_000"]
     assert ev["status"] == "ok" and ev["normalizer"]["letterboxed"] is True
     frames, _ = read_video(out2 / "videos" / "A_clip_000.mp4")
@@ -154,10 +154,11 @@ def test_frame_size_is_the_datasets_and_odd_or_mixed_sizes_name_the_clip(tmp_pat
     with pytest.raises(DatasetError, match=r"clip x1 of dataset 'odd' is 63x64.*--frame-size 62x64"):
         load_dataset(root).frame_size()
     out = tmp_path / "run"
-    assert main(["run", "--method", "static", "--dataset", str(root), "--out", str(out), "-q"]) == 2
+    assert main(["run", "--method", "static", "--dataset", str(root), "--out", str(out),
+                 "-q", "--device", "cpu"]) == 2
     assert "clip x1" in _err(capsys) and not out.exists()
     assert main(["run", "--method", "static", "--dataset", str(root), "--out", str(out), "-q",
-                 "--frame-size", "64x64"]) == 0
+                 "--device", "cpu", "--frame-size", "64x64"]) == 0
     rows[1]["frame_size"] = [128, 128]
     (root / MANIFEST_NAME).write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DatasetError, match=r"mixes frame sizes \(63x64: x1; 128x128: x2\); pass --frame-size"):
@@ -172,11 +173,12 @@ def test_a_file_changed_since_the_manifest_fails_its_clip_in_run_and_eval(tiny_d
     ds = load_dataset(tiny_dataset)
     assert ds.pinned
     out = tmp_path / "run"
-    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out), "-q"]) == 0
+    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out),
+                 "-q", "--device", "cpu"]) == 0
     # after the run, A's GT video is replaced: eval must not score clip A against the new file
     gt_a = tiny_dataset / "gt" / "A_clip_000.mp4"
     shutil.copy(tiny_dataset / "gt" / "B_clip_000.mp4", gt_a)
-    assert main(["eval", str(out), "--metrics", "_bad_mean,_bad_gt", "-q"]) == 0
+    assert main(["eval", str(out), "--metrics", "_bad_mean,_bad_gt", "-q", "--device", "cpu"]) == 0
     doc = json.loads((out / "metrics.json").read_text())
     for name in ("_bad_mean", "_bad_gt"):
         why = doc["metrics"][name]["failures"]["A_clip_000"]
@@ -184,7 +186,8 @@ def test_a_file_changed_since_the_manifest_fails_its_clip_in_run_and_eval(tiny_d
     assert set(doc["metrics"]["_bad_mean"]["per_clip"]) == {"B_clip_000", "C_clip_000"}
     # and a new run uses no changed file either
     out2 = tmp_path / "run2"
-    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out2), "-q"]) == 0
+    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out2),
+                 "-q", "--device", "cpu"]) == 0
     assert "changed since the manifest" in _events(out2)["A_clip_000"]["error"]
     assert _events(out2)["B_clip_000"]["status"] == "ok"
 
@@ -269,7 +272,8 @@ def test_damaged_files_fail_their_own_clip_and_verify_reports_each(tmp_path, mak
     assert not any("Errno" in p or "Traceback" in p for p in rep.problems)
     assert main(["data", "verify", str(root)]) == 1
     out = tmp_path / "run"
-    assert main(["run", "--method", "static", "--dataset", str(root), "--out", str(out), "-q"]) == 0
+    assert main(["run", "--method", "static", "--dataset", str(root), "--out", str(out),
+                 "-q", "--device", "cpu"]) == 0
     ev = _events(out)
     assert {c for c, e in ev.items() if e["status"] == "ok"} == {"good_000", "img_000"}
     for cid, why in EXPECTED_REASONS.items():
@@ -397,7 +401,7 @@ def test_unwritable_out_and_kdbench_home_are_named(tiny_dataset, tmp_path, monke
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(blocker / "run"),
-                 "-q"]) == 2
+                 "-q", "--device", "cpu"]) == 2
     err = _err(capsys)
     assert str(blocker) in err and "Traceback" not in err
     home = tmp_path / "home"
@@ -414,17 +418,18 @@ def test_unwritable_out_and_kdbench_home_are_named(tiny_dataset, tmp_path, monke
 # ----------------------------------------------------------------------------------------------------------
 def test_clips_without_gt_are_not_applicable_not_failed(tiny_dataset, tmp_path, capsys):
     real = tmp_path / "real"
-    assert main(["run", "--method", "real", "--dataset", str(tiny_dataset), "--out", str(real), "-q"]) == 0
+    assert main(["run", "--method", "real", "--dataset", str(tiny_dataset), "--out", str(real), "-q",
+                 "--device", "cpu"]) == 0
     assert "1 failed" not in capsys.readouterr().out
     assert _events(real)["C_clip_000"]["status"] == "not_applicable"
-    assert main(["eval", str(real), "--metrics", "_bad_mean", "-q"]) == 0
+    assert main(["eval", str(real), "--metrics", "_bad_mean", "-q", "--device", "cpu"]) == 0
     m = json.loads((real / "metrics.json").read_text())["metrics"]["_bad_mean"]
     assert m["failures"] == {} and list(m["not_applicable"]) == ["C_clip_000"]
     assert m["aggregate"]["level"]["n"] == 2 and m["aggregate"]["level"]["n_failed"] == 0
     assert m["aggregate"]["level"]["n_not_applicable"] == 1
     static = tmp_path / "static"
-    main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(static), "-q"])
-    assert main(["eval", str(static), "--metrics", "_bad_gt", "-q"]) == 0
+    main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(static), "-q", "--device", "cpu"])
+    assert main(["eval", str(static), "--metrics", "_bad_gt", "-q", "--device", "cpu"]) == 0
     g = json.loads((static / "metrics.json").read_text())["metrics"]["_bad_gt"]
     assert g["failures"] == {} and g["not_applicable"] == {"C_clip_000": "no GT video for this clip"}
     from reports.table import build_table
@@ -441,6 +446,9 @@ def test_failures_are_grouped_by_reason_with_counts():
     fails = {f"c{i}": "no face detected" for i in range(5)} | {"d0": "audio is silent", "d1": "audio is silent"}
     assert failure_groups(fails) == ["5 clip(s): no face detected (c0, c1, c2 …)",
                                      "2 clip(s): audio is silent (d0, d1)"]
+    missing = {c: f"no video {c}.mp4 in theirs" for c in ("x_000", "y_000")}
+    assert failure_groups(missing | {"a": "no face"}) == ["2 clip(s): no video <clip>.mp4 in theirs (x_000, y_000)",
+                                                          "1 clip(s): no face (a)"]
 
 
 def test_ls_metrics_fits_the_terminal_and_long_has_the_details(monkeypatch, capsys):
