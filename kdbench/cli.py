@@ -510,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # unwritable --out / KDBENCH_HOME, full disk, unreadable file
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError as e:  # a JSON/JSONL file of a run folder that is not text
+        print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}); kdbench's config.json, "
+              "events.jsonl, metrics.json and manifest.jsonl are UTF-8: is the folder one kdbench wrote?",
+              file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - a bug: exit 2 (never 1, which `kdbench check` reserves for drift)
         if args.verbose:
             import traceback

@@ -8,7 +8,7 @@ returned and recorded in the run's events.
 No silent numbers: padding is allowed up to ``max_pad_frames`` (default
 :data:`DEFAULT_MAX_PAD_FRAMES`; methods differ by a few frames in how they round the audio's length) and
 recorded per clip; a video shorter than that fails the clip with both lengths. A video whose aspect ratio
-differs from the frame size by more than :data:`ASPECT_TOLERANCE` fails the clip with both sizes, unless
+differs from the frame size by more than :data:`ASPECT_TOLERANCE` (or one pixel) fails the clip with both sizes, unless
 ``letterbox=True`` (scaled to fit, centred on black bars).
 
 A video that already conforms is remuxed without re-encoding, so its frames stay bit-exact.
@@ -31,7 +31,8 @@ DEFAULT_MAX_PAD_FRAMES = 5
 """Frames (at 25 fps, 0.2 s) a video may fall short of its audio and still be padded with its last frame."""
 
 ASPECT_TOLERANCE = 0.01
-"""Relative aspect-ratio difference up to which a video is resized to the frame size (rounding of odd sizes)."""
+"""Relative aspect-ratio difference up to which a video is resized to the frame size; a difference of one pixel
+(an odd size rounded to an even one) is always accepted."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ def check_aspect(src: tuple[int, int], size: tuple[int, int], letterbox: bool = 
     """True when ``src`` (width, height) must be letterboxed into ``size``; raise :class:`ClipFailure` when its
     aspect ratio differs by more than :data:`ASPECT_TOLERANCE` and ``letterbox`` is off."""
     (w, h), (width, height) = src, size
-    if abs(w * height - h * width) <= ASPECT_TOLERANCE * h * width:
+    if abs(w * height - h * width) <= max(width, height, ASPECT_TOLERANCE * h * width):  # 1 px, or 1 %
         return False
     if letterbox:
         return True

@@ -63,6 +63,16 @@ def _formats(text: str) -> list[str]:
     return fmts
 
 
+def _precision(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= v <= 12:
+        raise argparse.ArgumentTypeError(f"must be 0..12 decimals, got {v}")
+    return v
+
+
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Sequence[str] = FORMATS,
                  compare_paper: bool = False, figures: bool = True, precision: int = 3,
                  heatmap_options: dict[str, Any] | None = None, title: str = "kdbench report") -> list[Path]:
@@ -176,7 +186,7 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--no-figures", action="store_true", help="skip the figures (no matplotlib needed)")
     p.add_argument("--heatmap", choices=("pose", "pixel"), default=None,
                    help="motion heatmap variant passed to reports.heatmap (default: its own)")
-    p.add_argument("--precision", type=int, default=3,
+    p.add_argument("--precision", type=_precision, default=3,
                    help="decimals in the tables (default: 3, as in the paper)")
     p.add_argument("--title", default="kdbench report", help="title of the HTML page")
     p.set_defaults(func=_run_report)

@@ -133,11 +133,11 @@ def test_other_aspect_ratio_fails_with_both_sizes_or_is_letterboxed_when_asked(t
 
 
 def test_rounding_of_sizes_is_not_an_aspect_change():
-    frames = level_frames(5, (65, 64))  # 1.6 % wider than square
-    with pytest.raises(ClipFailure, match="65x64"):
-        normalize_frames(frames, 25.0, 5, (64, 64))
-    out, info = normalize_frames(level_frames(5, (129, 128)), 25.0, 5, (64, 64))  # 0.8 %: a plain resize
-    assert out.shape == (5, 64, 64, 3) and info["resized"] and not info["letterboxed"]
+    with pytest.raises(ClipFailure, match="66x64"):
+        normalize_frames(level_frames(5, (66, 64)), 25.0, 5, (64, 64))  # 3 % (two pixels) wider than square
+    for src in ((65, 64), (64, 63), (129, 128), (1000, 1008)):  # one pixel, or under 1 %: a plain resize
+        out, info = normalize_frames(level_frames(5, src), 25.0, 5, (64, 64))
+        assert out.shape == (5, 64, 64, 3) and info["resized"] and not info["letterboxed"], src
 
 
 def test_frame_size_is_the_datasets_and_odd_or_mixed_sizes_name_the_clip(tmp_path, tiny_dataset, capsys):
@@ -388,6 +388,7 @@ def test_check_exits_1_for_drift_only_and_2_for_a_crash(tmp_path, monkeypatch, c
     (["eval", "runs/x", "--metrics", ""], "give comma-separated metric names"),
     (["eval", "runs/x", "--metrics", "lse,"], "give comma-separated metric names"),
     (["eval", "runs/x", "--metrics", "lse,nope"], "unknown metric(s) nope"),
+    (["report", "runs/x", "--precision", "-1"], "must be 0..12 decimals, got -1"),
 ])
 def test_out_of_range_cli_values_are_errors(argv, fragment, capsys):
     with pytest.raises(SystemExit) as e:
@@ -395,6 +396,16 @@ def test_out_of_range_cli_values_are_errors(argv, fragment, capsys):
     assert e.value.code == 2
     err = _err(capsys)
     assert fragment in err and "Traceback" not in err
+
+
+def test_a_run_folder_with_non_utf8_files_is_an_error_not_a_bug_report(tiny_dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out), "--limit", "1",
+                 "-q", "--device", "cpu"]) == 0
+    (out / "config.json").write_bytes(b"\xff\xfe" + (out / "config.json").read_bytes())
+    assert main(["eval", str(out), "--metrics", "_bad_mean", "-q", "--device", "cpu"]) == 2
+    err = _err(capsys)
+    assert "UTF-8" in err and "internal error" not in err and "Traceback" not in err
 
 
 def test_unwritable_out_and_kdbench_home_are_named(tiny_dataset, tmp_path, monkeypatch, capsys):
