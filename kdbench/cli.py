@@ -110,7 +110,12 @@ def cmd_data_ls(args) -> int:
     from .dataset import load_dataset
 
     ds = load_dataset(args.dataset)
-    print(f"{ds.name}: {len(ds)} clips, manifest_id {ds.manifest_id}, root {ds.root}")
+    try:
+        size = "x".join(map(str, ds.frame_size()))
+    except KdbenchError as e:
+        size = f"invalid ({e})"
+    print(f"{ds.name}: {len(ds)} clips, manifest_id {ds.manifest_id}, frame size {size}, "
+          f"{'pinned' if ds.pinned else 'unpinned (no manifest)'} checksums, root {ds.root}")
     rows = [{"clip_id": c.clip_id, "gt_video": c.gt_video.name if c.gt_video else "-",
              "ref_image": c.ref_image.name if c.ref_image else "(GT frame 0)",
              "audio": c.audio.name if c.audio else "(GT track)", "n_frames": c.n_frames or "-"} for c in ds.clips]
@@ -507,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished clips are kept; re-run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # unwritable --out / KDBENCH_HOME, full disk, unreadable file
         print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
