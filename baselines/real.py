@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdbench.dataset import ClipSpec
-from kdbench.errors import ClipFailure
+from kdbench.errors import NotApplicable
 from kdbench.method import Generated, Method, MethodInfo
 from kdbench.registry import register_method
 
@@ -21,7 +21,7 @@ class RealVideo(Method):
 
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
         if spec.gt_video is None:
-            raise ClipFailure("no GT video for this clip: the `real` method can only replay GT clips")
+            raise NotApplicable("no GT video for this clip: the `real` method can only replay GT clips")
         from kdbench.video import probe_video
 
         return Generated(fps=probe_video(spec.gt_video).fps, video_path=spec.gt_video)

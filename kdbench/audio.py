@@ -17,6 +17,17 @@ from . import FPS, SAMPLE_RATE
 from .errors import KdbenchError
 from .files import atomic_path
 
+TRUNCATION_SLACK = 2048
+"""Decoded samples may fall this far (two AAC frames) short of the header's duration before a file counts
+as truncated."""
+
+SILENCE_DBFS = -50.0
+"""Audio is near-silent when the level of its loudest 20 ms windows (95th percentile of the per-window RMS,
+in dBFS: 0 = full-scale square wave) is below this. Dither (about -90 dBFS) and a faint hum are caught;
+real HDTF speech sits at -11 to -24 dBFS by this measure."""
+
+MIN_AUDIO_SECONDS = 1.0
+
 
 def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode the first audio track of any file (wav, mp4, ...) to ``int16[N]`` mono at ``sample_rate``."""
@@ -39,11 +50,16 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-    except av.FFmpegError as e:
-        raise KdbenchError(f"cannot decode audio of {path}: {e}") from e
+    except (av.FFmpegError, OSError) as e:
+        from .video import media_error
+
+        raise media_error(path, e, "audio") from e
     if not chunks:
         raise KdbenchError(f"{path} has an empty audio track")
     audio = np.concatenate(chunks).astype(np.int16, copy=False)
+    if n_true and len(audio) < n_true - TRUNCATION_SLACK:
+        raise KdbenchError(f"{path} is truncated: its header declares {n_true / sample_rate:.2f} s of audio, "
+                           f"only {len(audio) / sample_rate:.2f} s can be decoded")
     return audio[:n_true] if n_true else audio
 
 
@@ -63,9 +79,28 @@ def n_video_frames(n_samples: int, sample_rate: int = SAMPLE_RATE, fps: int = FP
     return (n_samples * fps) // sample_rate
 
 
-def check_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, min_seconds: float = 1.0) -> None:
-    """Raise a clear error for audio under ``min_seconds`` or all-zero (silent) audio."""
+def loudness_dbfs(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, window_s: float = 0.02,
+                  percentile: float = 95.0) -> float:
+    """``percentile`` of the RMS level of ``window_s`` windows of ``int16[N]`` audio, in dBFS (-inf for zeros)."""
+    x = np.asarray(audio, dtype=np.float64) / 32768.0
+    w = max(1, int(round(window_s * sample_rate)))
+    n = max(1, len(x) // w)
+    x = np.pad(x, (0, max(0, n * w - len(x))))[: n * w]
+    rms = np.sqrt((x.reshape(n, w) ** 2).mean(axis=1))
+    level = float(np.percentile(rms, percentile))
+    return 20.0 * np.log10(level) if level > 0 else float("-inf")
+
+
+def check_audio(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, min_seconds: float = MIN_AUDIO_SECONDS) -> None:
+    """Raise a clear error for audio under ``min_seconds``, or near-silent audio (see :data:`SILENCE_DBFS`).
+
+    ``kdbench run`` and ``kdbench data verify`` apply the same check.
+    """
     if len(audio) < min_seconds * sample_rate:
         raise KdbenchError(f"audio is {len(audio) / sample_rate:.2f} s long; at least {min_seconds} s is needed")
     if not np.any(audio):
         raise KdbenchError("audio is silent (all samples are zero)")
+    level = loudness_dbfs(audio, sample_rate)
+    if level < SILENCE_DBFS:
+        raise KdbenchError(f"audio is near-silent: its loudest 20 ms windows are at {level:.1f} dBFS, below the "
+                           f"{SILENCE_DBFS:g} dBFS threshold (dither, hum or an unplugged microphone)")

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import sys
+import textwrap
+from collections import Counter
 from pathlib import Path
 
 from . import __version__
-from .errors import KdbenchError
+from .errors import KdbenchError, generic_reason
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -27,6 +31,41 @@ def _print_table(rows: list[dict], cols: list[str]) -> None:
     print("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
         print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+
+
+def _print_short(rows: list[dict], cols: list[str], last: str) -> None:
+    """One line per row, no wider than the terminal: ``cols`` in full, ``last`` cut with an ellipsis."""
+    width = shutil.get_terminal_size((100, 24)).columns
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    room = max(20, width - sum(widths.values()) - 2 * len(cols) - 1)
+    print("  ".join(c.ljust(widths[c]) for c in cols) + "  " + last)
+    for r in rows:
+        text = str(r.get(last, ""))
+        text = text if len(text) <= room else text[:room - 1].rstrip() + "…"
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols) + "  " + text)
+
+
+def _first_items(text: str, width: int) -> str:
+    """The leading comma-separated items of ``text`` that fit ``width`` characters, then ``+N``."""
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    out: list[str] = []
+    for i, item in enumerate(items):
+        rest = f" +{len(items) - i - 1}" if i < len(items) - 1 else ""
+        if out and len(", ".join([*out, item]) + rest) > width:
+            return ", ".join(out) + f" +{len(items) - len(out)}"
+        out.append(item)
+    return ", ".join(out)
+
+
+def _print_long(rows: list[dict], fields: list[str]) -> None:
+    """Each row as a block: its name, then one wrapped ``field: value`` line per field."""
+    width = min(100, shutil.get_terminal_size((100, 24)).columns)
+    for r in rows:
+        print(r["name"])
+        for f in fields:
+            if r.get(f) not in (None, ""):
+                print(textwrap.fill(str(r[f]), width, initial_indent=f"  {f}: ",
+                                    subsequent_indent=" " * (len(f) + 4)))
 
 
 # --- ls ---------------------------------------------------------------------------------------------
@@ -50,11 +89,17 @@ def cmd_ls(args) -> int:
                 info = METRICS.get(n).info
                 outs = ", ".join(f"{k}{'↑' if o.higher_is_better else '↓' if o.higher_is_better is False else ''}"
                                  for k, o in info.outputs.items())
-                rows.append({"name": n, "outputs": outs, "version": info.version, "needs_gt": info.needs_gt,
-                             "weights": ",".join(info.weights) or "-", "description": info.description})
+                rows.append({"name": n, "outputs": outs, "version": info.version,
+                             "GT": "yes" if info.needs_gt else "no",
+                             "weights": ", ".join(info.weights) or "-", "description": info.description})
             except Exception as e:  # noqa: BLE001
-                rows.append({"name": n, "description": f"(cannot load: {e})"})
-        _print_table(rows, ["name", "outputs", "version", "needs_gt", "weights", "description"])
+                rows.append({"name": n, "outputs": "", "GT": "", "description": f"(cannot load: {e})"})
+        if args.long:
+            _print_long(rows, ["outputs", "version", "GT", "weights", "description"])
+        else:
+            short = [{**r, "outputs": _first_items(r.get("outputs", ""), 28)} for r in rows]
+            _print_short(short, ["name", "GT", "outputs"], "description")
+            print("(GT: needs a GT video; details, versions and weights: `kdbench ls metrics --long`)")
     else:
         _print_table([{"name": k, "description": v} for k, v in BUILTIN_DATASETS.items()], ["name", "description"])
     return 0
@@ -65,7 +110,12 @@ def cmd_data_ls(args) -> int:
     from .dataset import load_dataset
 
     ds = load_dataset(args.dataset)
-    print(f"{ds.name}: {len(ds)} clips, manifest_id {ds.manifest_id}, root {ds.root}")
+    try:
+        size = "x".join(map(str, ds.frame_size()))
+    except KdbenchError as e:
+        size = f"invalid ({e})"
+    print(f"{ds.name}: {len(ds)} clips, manifest_id {ds.manifest_id}, frame size {size}, "
+          f"{'pinned' if ds.pinned else 'unpinned (no manifest)'} checksums, root {ds.root}")
     rows = [{"clip_id": c.clip_id, "gt_video": c.gt_video.name if c.gt_video else "-",
              "ref_image": c.ref_image.name if c.ref_image else "(GT frame 0)",
              "audio": c.audio.name if c.audio else "(GT track)", "n_frames": c.n_frames or "-"} for c in ds.clips]
@@ -83,10 +133,27 @@ def cmd_data_verify(args) -> int:
         s = rep.summary
         print(f"{s['name']}: {s['n_clips']} clips ({s['n_with_gt']} with GT video), manifest_id {s['manifest_id']}")
         print(f"durations {s['duration_s']['min']}..{s['duration_s']['max']} s, fps {s['fps']}")
+        for n in rep.notes:
+            print(f"NOTE: {n}")
         for p in rep.problems:
             print(f"PROBLEM: {p}")
-        print("OK: every file present and matching its sha256" if rep.ok else f"FAILED: {len(rep.problems)} problem(s)")
+        what = "matching its sha256" if s["pinned_checksums"] else "readable (checksums not pinned)"
+        print(f"OK: every file present and {what}; audio long enough and not silent" if rep.ok
+              else f"FAILED: {len(rep.problems)} problem(s)")
     return 0 if rep.ok else 1
+
+
+def cmd_data_freeze(args) -> int:
+    from .dataset import MANIFEST_NAME, load_dataset
+
+    ds = load_dataset(args.dataset)
+    out = Path(args.out) if args.out else ds.root / MANIFEST_NAME
+    if out.exists() and not args.force:
+        raise KdbenchError(f"{out} exists; pass --force to overwrite it (its pinned checksums are then replaced)")
+    path = ds.write_manifest(out)
+    print(f"wrote {path}: {len(ds)} clips with their sha256 pinned (manifest_id {ds.manifest_id}); "
+          f"`kdbench data verify {path.parent if path.name == MANIFEST_NAME else path}` now checks against it")
+    return 0
 
 
 def cmd_data_prepare(args) -> int:
@@ -118,10 +185,56 @@ def _executor_kwargs(args) -> dict:
 
 
 def _size(text: str | None):
-    if not text:
+    """``--frame-size WxH`` (or ``N`` for NxN): two even integers >= 2."""
+    if text is None:
         return None
-    w, _, h = text.partition("x")
-    return (int(w), int(h or w))
+    w, _, h = str(text).lower().partition("x")
+    try:
+        size = (int(w), int(h or w))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WxH, e.g. 512x512") from None
+    if min(size) < 2 or size[0] % 2 or size[1] % 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be even numbers >= 2 (H.264 yuv420p)")
+    return size
+
+
+def _grid(text: str) -> str:
+    """``--grid COLS[xROWS]:INDEX``, checked now rather than on the first clip."""
+    from .normalize import GridCrop
+
+    try:
+        GridCrop.parse(text)
+    except KdbenchError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _metric_list(text: str) -> list[str]:
+    """``--metrics a,b``: a non-empty list of registered metric names."""
+    from .registry import METRICS
+
+    names = [m.strip() for m in str(text).split(",")]
+    if not any(names) or not all(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated metric names, e.g. lse,fid "
+                                         f"(known: {', '.join(METRICS.names())})")
+    unknown = [m for m in names if m not in METRICS.names()]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS.names())}")
+    return list(dict.fromkeys(names))
 
 
 def cmd_run(args) -> int:
@@ -132,9 +245,11 @@ def cmd_run(args) -> int:
     ds = load_dataset(args.dataset)
     out = Path(args.out or f"runs/{args.method}-{ds.name}")
     s = run_method(args.method, ds, out, options=parse_sets(args.set), seed=args.seed, device=args.device,
-                   limit=args.limit, warmup=args.warmup, frame_size=_size(args.frame_size), grid=args.grid,
-                   progress=not args.quiet, overlap_writes=args.overlap_writes, **_executor_kwargs(args))
+                   limit=args.limit, warmup=args.warmup, frame_size=args.frame_size, grid=args.grid,
+                   max_pad_frames=args.max_pad_frames, letterbox=args.letterbox, progress=not args.quiet,
+                   overlap_writes=args.overlap_writes, **_executor_kwargs(args))
     print(f"{out}: {len(s.ok)} generated, {len(s.resumed)} already done, {len(s.failed)} failed"
+          + (f", {len(s.not_applicable)} not applicable" if s.not_applicable else "")
           + (f" (models loaded in {s.load_seconds:.1f} s)" if s.load_seconds is not None else ""))
     if s.wall_seconds and s.frames:
         how = "overlapped" if args.overlap_writes else "one after the other"
@@ -142,6 +257,8 @@ def cmd_run(args) -> int:
               f"frames per wall second (generation, normalising and writing {how}; FPS is timed per clip)")
     for cid, why in s.failed.items():
         print(f"  failed {cid}: {why}")
+    for cid, why in s.not_applicable.items():
+        print(f"  not applicable {cid}: {why}")
     return 0 if not s.failed or s.ok or s.resumed else 1
 
 
@@ -159,9 +276,29 @@ def _print_metrics(doc: dict) -> None:
             else:
                 parts.append(f"{out_name}={a['mean']:.4g}" + (f"±{a['std']:.3g}" if a.get("std") else ""))
         fails = f" ({len(m['failures'])} clip failures)" if m["failures"] else ""
+        na = m.get("not_applicable") or {}
+        fails += f" ({len(na)} not applicable)" if na else ""
         print(f"  {name:13s} {'  '.join(parts)}  n={next(iter(m['aggregate'].values()), {}).get('n')}{fails}")
-        for cid, why in list(m["failures"].items())[:3]:
-            print(f"      {cid}: {why}")
+        for line in failure_groups(m["failures"]):
+            print(f"      {line}")
+    padded = (doc.get("normalizer") or {}).get("padded") or {}
+    if padded:
+        print(f"  padded with repeated last frames: {', '.join(f'{c} ({k})' for c, k in padded.items())}")
+
+
+def failure_groups(failures: dict[str, str], show: int = 3) -> list[str]:
+    """Failures grouped by reason, most frequent first: ``"N clip(s): reason (a, b, c …)"``. The clip's own id
+    in a reason (a file name) is written ``<clip>``, so that the same cause groups across clips."""
+    by_reason: dict[str, list[str]] = {}
+    for cid, why in failures.items():
+        by_reason.setdefault(generic_reason(cid, why), []).append(cid)
+    counts = Counter({why: len(ids) for why, ids in by_reason.items()})
+    lines = []
+    for why, k in counts.most_common():
+        ids = by_reason[why]
+        eg = ", ".join(ids[:show]) + (" …" if len(ids) > show else "")
+        lines.append(f"{k} clip(s): {why} ({eg})")
+    return lines
 
 
 def _print_timing(doc: dict) -> None:
@@ -178,13 +315,14 @@ def cmd_eval(args) -> int:
     from .dataset import load_dataset
     from .evaluate import check_eval_request, evaluate_run, import_videos
 
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    metrics = args.metrics
     check_eval_request(metrics, parse_sets(args.set), args.device)  # bad options / no GPU: fail before writing
     if args.videos:
         if not args.dataset:
             raise KdbenchError("--videos needs --dataset (which clips, reference images and audio they belong to)")
         out = Path(args.out or f"runs/external-{Path(args.videos).name}")
-        import_videos(args.videos, load_dataset(args.dataset), out, grid=args.grid, progress=not args.quiet)
+        import_videos(args.videos, load_dataset(args.dataset), out, grid=args.grid, frame_size=args.frame_size,
+                      max_pad_frames=args.max_pad_frames, letterbox=args.letterbox, progress=not args.quiet)
         run_dir = out
     else:
         if not args.run_dir:
@@ -213,7 +351,7 @@ def cmd_sweep(args) -> int:
     values = sets[key] if isinstance(sets[key], list) else [parse_value(v) for v in sets[key].split(",")]
     ds = load_dataset(args.dataset)
     out = Path(args.out or f"runs/sweep-{args.method}-{key}")
-    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    metrics = args.metrics
     docs = []
     for v in values:
         run_dir = out / f"{key}={v}"
@@ -294,6 +432,20 @@ def cmd_weights(args) -> int:
     return 1 if bad else 0
 
 
+def _normalizer_args(p: argparse.ArgumentParser, when: str = "") -> None:
+    from .normalize import DEFAULT_MAX_PAD_FRAMES
+
+    p.add_argument("--frame-size", type=_size, metavar="WxH",
+                   help=f"normalised frame size{when}, even numbers (default: the dataset's, 512x512 for HDTF)")
+    p.add_argument("--grid", type=_grid, metavar="COLS[xROWS]:INDEX",
+                   help=f"cut one panel from grid outputs{when}, e.g. 3:1")
+    p.add_argument("--max-pad-frames", type=_int_at_least(0), default=DEFAULT_MAX_PAD_FRAMES, metavar="N",
+                   help=f"a video up to N frames shorter than its audio is padded with its last frame (recorded per "
+                        f"clip); shorter ones fail{when} (default {DEFAULT_MAX_PAD_FRAMES})")
+    p.add_argument("--letterbox", action="store_true",
+                   help=f"fit videos of another aspect ratio on black bars{when} (default: such a clip fails)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kdbench", formatter_class=RAW,
@@ -308,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = _sub(sp, "ls", "list methods, metrics or datasets", "  kdbench ls metrics\n  kdbench ls methods")
     ls.add_argument("what", choices=["methods", "metrics", "datasets"])
+    ls.add_argument("--long", action="store_true", help="every detail (versions, weights, full descriptions)")
     ls.set_defaults(func=cmd_ls)
 
     data = _sub(sp, "data", "list, verify and prepare datasets",
@@ -317,11 +470,22 @@ def build_parser() -> argparse.ArgumentParser:
     d_ls = _sub(dsp, "ls", "list the clips of a dataset", "  kdbench data ls hdtf-mini\n  kdbench data ls ./my_set")
     d_ls.add_argument("dataset", help="built-in name (hdtf-mini, hdtf) or dataset folder")
     d_ls.set_defaults(func=cmd_data_ls)
-    d_v = _sub(dsp, "verify", "check every file of a dataset: presence, sha256, fps, frame counts, durations",
-               "  kdbench data verify hdtf-mini\n  kdbench data verify ~/HDTF/eval --json")
+    d_v = _sub(dsp, "verify", "check every clip as `kdbench run` will use it: files present and matching their "
+                              "pinned sha256, videos and images readable, audio long enough and not silent",
+               "  kdbench data verify hdtf-mini\n  kdbench data verify ~/HDTF/eval --json\n"
+               "  kdbench data freeze ./my_set && kdbench data verify ./my_set")
     d_v.add_argument("dataset")
     d_v.add_argument("--json", action="store_true", help="machine-readable output")
     d_v.set_defaults(func=cmd_data_verify)
+    d_f = _sub(dsp, "freeze", "pin a folder dataset's checksums: write its manifest.jsonl",
+               "  kdbench data freeze ./my_set\n  kdbench data freeze ./my_set --out my_set.jsonl",
+               description="Write the manifest of a folder laid out like hdtf-mini (gt/, ref/, audio/): every "
+                           "file's sha256, frame counts and the frame size. From then on `kdbench data verify`, "
+                           "`run` and `eval` compare the files against it.")
+    d_f.add_argument("dataset", help="dataset folder")
+    d_f.add_argument("--out", help="manifest path (default DATASET/manifest.jsonl)")
+    d_f.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    d_f.set_defaults(func=cmd_data_freeze)
     d_p = _sub(dsp, "prepare", "build the evaluation set from raw HDTF downloads",
                "  kdbench data prepare hdtf --raw ~/HDTF/raw --out ~/HDTF/eval\n"
                "  kdbench data prepare hdtf --raw ~/HDTF/raw --annotations ~/HDTF/HDTF_dataset "
@@ -348,13 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", required=True, help="method name (see `kdbench ls methods`)")
     run.add_argument("--dataset", default="hdtf-mini", help="built-in name or folder (default hdtf-mini)")
     run.add_argument("--out", help="run folder (default runs/<method>-<dataset>); re-running resumes it")
-    run.add_argument("--limit", type=int, help="only the first N clips")
+    run.add_argument("--limit", type=_int_at_least(1), help="only the first N clips (N >= 1)")
     run.add_argument("--seed", type=int, default=0, help="seed for every random draw (default 0)")
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. ddim_steps=5")
-    run.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations before timing (default 1)")
-    run.add_argument("--frame-size", help="normalised frame size WxH (default: the dataset's, 512x512 for HDTF)")
-    run.add_argument("--grid", help="cut one panel from grid outputs: COLS[xROWS]:INDEX, e.g. 3:1")
+    run.add_argument("--warmup", type=_int_at_least(0), default=1,
+                     help="untimed warm-up generations before timing (default 1)")
+    _normalizer_args(run)
     run.add_argument("--overlap-writes", action="store_true",
                      help="throughput mode: encode and write clip i on a thread while clip i+1 generates (same "
                           "videos; FPS is then measured under CPU contention, so take FPS from a default run)")
@@ -369,10 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--videos", help="score this folder of <clip_id>.mp4 instead (normalised into --out first)")
     ev.add_argument("--dataset", help="dataset the --videos belong to")
     ev.add_argument("--out", help="run folder for --videos (default runs/external-<folder>)")
-    ev.add_argument("--metrics", help="comma-separated metric names (default: all; see `kdbench ls metrics`)")
+    ev.add_argument("--metrics", type=_metric_list,
+                    help="comma-separated metric names (default: all; see `kdbench ls metrics`)")
     ev.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option, e.g. lse.protocol=full")
     ev.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    ev.add_argument("--grid", help="with --videos: cut one panel from grid outputs, COLS[xROWS]:INDEX")
+    _normalizer_args(ev, " (with --videos)")
     ev.add_argument("-q", "--quiet", action="store_true")
     _add_executor_args(ev)
     ev.set_defaults(func=cmd_eval)
@@ -383,11 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dataset", default="hdtf-mini")
     sw.add_argument("--set", action="append", metavar="KEY=V1,V2,...", required=True)
     sw.add_argument("--out", help="parent folder of the runs (default runs/sweep-<method>-<key>)")
-    sw.add_argument("--metrics", help="comma-separated metrics (default: all)")
-    sw.add_argument("--limit", type=int)
+    sw.add_argument("--metrics", type=_metric_list, help="comma-separated metrics (default: all)")
+    sw.add_argument("--limit", type=_int_at_least(1))
     sw.add_argument("--seed", type=int, default=0)
     sw.add_argument("--device", default="auto")
-    sw.add_argument("--warmup", type=int, default=1)
+    sw.add_argument("--warmup", type=_int_at_least(0), default=1)
     sw.add_argument("-q", "--quiet", action="store_true")
     sw.set_defaults(func=cmd_sweep)
 
@@ -445,6 +610,47 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished clips are kept; re-run the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # unwritable --out / KDBENCH_HOME, full disk, unreadable file
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as e:  # a JSON/JSONL file of a run folder that is not text
+        print(f"error: a file is not UTF-8 text ({e.reason} at byte {e.start}); kdbench's config.json, "
+              "events.jsonl, metrics.json and manifest.jsonl are UTF-8: is the folder one kdbench wrote?",
+              file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: exit 2 (never 1, which `kdbench check` reserves for drift)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"internal error (a kdbench bug): {type(e).__name__}: {e}; re-run with -v for the traceback",
+              file=sys.stderr)
+        return 2
+
+
+def os_error_message(e: OSError) -> str:
+    """``e`` as one line naming the file, and which folder or variable to change."""
+    from .weights import kdbench_home
+
+    path = e.filename or ""
+    what = e.strerror or str(e)
+    msg = f"{what}: {path}" if path else what
+    if not path:
+        return msg
+    try:
+        under_home = Path(path).resolve().is_relative_to(kdbench_home().resolve())
+    except (OSError, ValueError):
+        under_home = False
+    if under_home:
+        var = (f"KDBENCH_HOME={os.environ['KDBENCH_HOME']}" if os.environ.get("KDBENCH_HOME")
+               else f"the default KDBENCH_HOME ({kdbench_home()})")
+        return f"{msg}. kdbench keeps weights, data and caches under {var}: set KDBENCH_HOME to a writable folder"
+    if isinstance(e, PermissionError):
+        return f"{msg}. Choose a folder you can write to (--out), or fix the permissions"
+    return msg
 
 
 if __name__ == "__main__":

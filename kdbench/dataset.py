@@ -6,6 +6,12 @@ and ``audio/<clip_id>.wav`` — from which the manifest is derived. A clip with 
 reference frame (first frame) and its audio from that video: the paper's protocol.
 
 Every result carries the dataset's ``manifest_id``: a hash of the sorted clip list and file checksums.
+A manifest pins those checksums, and a file that changed since is caught when its clip is used
+(:meth:`ClipSpec.check_files`), not only by ``kdbench data verify``. A folder without a manifest has no
+pinned checksums (they are computed from the files themselves); ``kdbench data freeze`` writes one.
+
+The dataset's frame size (:meth:`Dataset.frame_size`) is recorded per row (``frame_size: [W, H]``) and
+must agree across clips; without any, it is :data:`DEFAULT_FRAME_SIZE`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatasetError
+from .errors import DatasetError, KdbenchError
 from .files import atomic_path, sha256_file
 
 MANIFEST_NAME = "manifest.jsonl"
@@ -61,6 +67,10 @@ def inside_root(root: Path, path: Path, what: str) -> Path:
     return resolved
 
 
+DEFAULT_FRAME_SIZE = (512, 512)
+"""Frame size (width, height) of a dataset whose rows record none (HDTF's evaluation size)."""
+
+
 @dataclass(frozen=True)
 class ClipSpec:
     """One manifest row. Paths are absolute once loaded.
@@ -93,8 +103,12 @@ class ClipSpec:
             try:
                 with Image.open(self.ref_image) as im:
                     return np.asarray(im.convert("RGB"))
-            except OSError as e:
-                raise DatasetError(f"cannot read reference image {self.ref_image}: {e}") from e
+            except FileNotFoundError:
+                raise DatasetError(f"reference image not found: {self.ref_image}") from None
+            except (OSError, SyntaxError, ValueError) as e:  # PIL: unidentified, truncated, broken chunks
+                why = "the file is empty (0 bytes)" if self.ref_image.is_file() and not self.ref_image.stat().st_size \
+                    else f"damaged or not an image ({e})"
+                raise DatasetError(f"cannot read reference image {self.ref_image}: {why}") from e
         if self.gt_video is None:
             raise DatasetError(f"clip {self.clip_id} has neither a reference image nor a GT video")
         from .video import iter_frames
@@ -110,7 +124,26 @@ class ClipSpec:
         src = self.audio if self.audio is not None else self.gt_video
         if src is None:
             raise DatasetError(f"clip {self.clip_id} has neither an audio file nor a GT video")
+        if self.audio is None:
+            from .video import probe_video
+
+            probe_video(self.gt_video)  # a truncated GT video says so (not "audio too short")
         return read_audio(src)
+
+    def check_files(self) -> None:
+        """Raise :class:`DatasetError` when a file is missing or its sha256 differs from the manifest's.
+
+        Called by ``kdbench run`` and ``kdbench eval`` for each clip they use, so a file replaced since
+        the manifest was written fails its clip instead of being scored under the old ``manifest_id``.
+        """
+        for role, path in self.files().items():
+            want = self.sha256.get(role)
+            if not path.is_file():
+                raise DatasetError(f"{role} of clip {self.clip_id} is missing: {path}")
+            if want and sha256_file(path) != want:
+                raise DatasetError(f"{role} {path} changed since the manifest was written (sha256 differs from "
+                                   f"{want[:12]}…): restore it, or re-freeze the dataset (`kdbench data freeze`) "
+                                   "and re-run; `kdbench data verify` lists every changed file")
 
     def to_row(self, root: Path) -> dict[str, Any]:
         row: dict[str, Any] = {"clip_id": self.clip_id}
@@ -122,14 +155,33 @@ class ClipSpec:
 
     @classmethod
     def from_row(cls, row: dict[str, Any], root: Path) -> ClipSpec:
-        if "clip_id" not in row:
-            raise DatasetError(f"manifest row without clip_id: {row}")
+        """Build a clip from one manifest row; a field of the wrong type raises :class:`DatasetError` naming it."""
+        if not isinstance(row, dict):
+            raise DatasetError(f"a row must be a JSON object, got {type(row).__name__}")
+        if not isinstance(row.get("clip_id"), str) or not row["clip_id"]:
+            raise DatasetError(f"field clip_id must be a non-empty string, got {row.get('clip_id')!r}")
+        for k in ("gt_video", "ref_image", "audio"):
+            if row.get(k) is not None and not isinstance(row[k], str):
+                raise DatasetError(f"field {k} must be a path string, got {row[k]!r}")
+        fps = row.get("fps", 25.0)
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
+            raise DatasetError(f"field fps must be a number > 0, got {fps!r}")
+        n_frames = row.get("n_frames")
+        if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1):
+            raise DatasetError(f"field n_frames must be an integer >= 1 or null, got {n_frames!r}")
+        sha = row.get("sha256") or {}
+        if not isinstance(sha, dict) or not all(isinstance(v, str) for v in sha.values()):
+            raise DatasetError(f"field sha256 must map file roles to hex strings, got {sha!r}")
+        size = row.get("frame_size")
+        if size is not None and not (isinstance(size, list) and len(size) == 2
+                                     and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise DatasetError(f"field frame_size must be [width, height] in pixels, got {size!r}")
         known = {"clip_id", "gt_video", "ref_image", "audio", "fps", "n_frames", "sha256"}
         check_clip_id(row["clip_id"])
         paths = {k: inside_root(root, root / row[k], f"{k} of clip {row['clip_id']!r}") if row.get(k) else None
                  for k in ("gt_video", "ref_image", "audio")}
-        return cls(clip_id=row["clip_id"], fps=float(row.get("fps", 25.0)), n_frames=row.get("n_frames"),
-                   sha256=dict(row.get("sha256") or {}), extra={k: v for k, v in row.items() if k not in known},
+        return cls(clip_id=row["clip_id"], fps=float(fps), n_frames=n_frames,
+                   sha256=dict(sha), extra={k: v for k, v in row.items() if k not in known},
                    **paths)
 
 
@@ -140,6 +192,8 @@ class Dataset:
     name: str
     root: Path
     clips: list[ClipSpec]
+    pinned: bool = True
+    """True when the checksums come from a manifest (or a built-in list), False when computed from the files."""
 
     @property
     def manifest_id(self) -> str:
@@ -157,7 +211,36 @@ class Dataset:
         raise DatasetError(f"clip {clip_id!r} is not in dataset {self.name!r}")
 
     def limit(self, n: int | None) -> Dataset:
-        return self if n is None else Dataset(self.name, self.root, self.clips[:n])
+        return self if n is None else Dataset(self.name, self.root, self.clips[:n], self.pinned)
+
+    def frame_size(self) -> tuple[int, int]:
+        """The dataset's frame size ``(width, height)``: the ``frame_size`` its rows record (else their GT
+        video's header size), which must be the same for every clip and even; :data:`DEFAULT_FRAME_SIZE`
+        when no clip records one. Raises :class:`DatasetError` naming the clips and ``--frame-size``."""
+        from .video import video_size
+
+        sizes: dict[tuple[int, int], list[str]] = {}
+        for c in self.clips:
+            fs = c.extra.get("frame_size")
+            if fs is None and c.gt_video is not None and c.gt_video.is_file():
+                try:
+                    fs = video_size(c.gt_video)
+                except KdbenchError:  # an unreadable GT video fails its own clip later
+                    continue
+            if fs is not None:
+                sizes.setdefault((int(fs[0]), int(fs[1])), []).append(c.clip_id)
+        if not sizes:
+            return DEFAULT_FRAME_SIZE
+        if len(sizes) > 1:
+            listing = "; ".join(f"{w}x{h}: {', '.join(ids[:3])}{' …' if len(ids) > 3 else ''}"
+                                for (w, h), ids in sizes.items())
+            raise DatasetError(f"dataset {self.name!r} mixes frame sizes ({listing}); pass --frame-size WxH")
+        (w, h), ids = next(iter(sizes.items()))
+        if w % 2 or h % 2:
+            raise DatasetError(f"clip {ids[0]} of dataset {self.name!r} is {w}x{h}: an odd frame size cannot be "
+                               f"encoded (H.264 yuv420p needs even sizes); pass --frame-size WxH with even numbers, "
+                               f"e.g. --frame-size {w - w % 2}x{h - h % 2}")
+        return (w, h)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "root": str(self.root), "n_clips": len(self.clips),
@@ -176,7 +259,13 @@ def read_manifest(path: str | os.PathLike, name: str | None = None) -> Dataset:
     if not path.is_file():
         raise DatasetError(f"manifest not found: {path}")
     clips = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"manifest {path} is not UTF-8 text (byte {e.start}): is it the right file?") from e
+    except OSError as e:
+        raise DatasetError(f"cannot read manifest {path}: {e.strerror}") from e
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -218,13 +307,17 @@ def derive_from_layout(root: str | os.PathLike, name: str | None = None, checksu
         except DatasetError as e:
             raise DatasetError(f"{root}: {e}") from e
         sha = {k: sha256_file(p) for k, p in files.items()} if checksums else {}
-        n_frames = None
+        n_frames, extra = None, {}
         if cid in gt:
             from .video import probe_video
 
-            n_frames = probe_video(gt[cid]).n_frames
-        clips.append(ClipSpec(clip_id=cid, n_frames=n_frames, sha256=sha, **files))
-    return Dataset(name or root.name, root, clips)
+            try:
+                info = probe_video(gt[cid])
+                n_frames, extra = info.n_frames, {"frame_size": [info.width, info.height]}
+            except KdbenchError:  # a damaged or empty file fails its clip (and `data verify`), not the dataset
+                pass
+        clips.append(ClipSpec(clip_id=cid, n_frames=n_frames, sha256=sha, extra=extra, **files))
+    return Dataset(name or root.name, root, clips, pinned=False)
 
 
 BUILTIN_DATASETS = {
@@ -237,9 +330,9 @@ def load_dataset(name_or_dir: str | os.PathLike) -> Dataset:
     """Resolve a built-in dataset name or a folder into a :class:`Dataset`."""
     key = str(name_or_dir)
     if key == "hdtf-mini":
-        from .hdtf_mini import hdtf_mini_root
+        from .hdtf_mini import pinned_hdtf_mini
 
-        return derive_from_layout(hdtf_mini_root(), name="hdtf-mini")
+        return pinned_hdtf_mini()
     if key == "hdtf":
         env = os.environ.get("KDBENCH_HDTF")
         if not env:
@@ -262,30 +355,51 @@ class VerifyReport:
     ok: bool
     problems: list[str]
     summary: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def unpinned_note(ds: Dataset) -> str:
+    return (f"{ds.root} has no {MANIFEST_NAME}: its checksums are computed from the files themselves, so a "
+            f"changed file cannot be detected. Freeze them with `kdbench data freeze {ds.root}` (writes "
+            f"{ds.root / MANIFEST_NAME}); later runs and verifies compare against it.")
+
+
 def verify_dataset(ds: Dataset) -> VerifyReport:
-    """Check every file exists and matches its sha256; report counts, durations and fps."""
-    from .audio import read_audio
+    """Check every clip as ``kdbench run`` will use it: files present and matching their pinned sha256, GT
+    video readable (fps, frame count, audio track, not truncated), reference image decodable, audio at least
+    1 s and not near-silent (:func:`kdbench.audio.check_audio`). Reports counts, durations and fps.
+
+    One problem line per clip and cause; a folder without a manifest gets a note that it has no pinned
+    checksums instead of comparing its files with hashes computed from themselves.
+    """
+    from .audio import check_audio
     from .video import probe_video
 
     problems: list[str] = []
+    notes: list[str] = [] if ds.pinned else [unpinned_note(ds)]
     durations, fpss = [], []
     for c in ds.clips:
         for role, p in c.files().items():
             if not p.is_file():
                 problems.append(f"{c.clip_id}: {role} missing: {p}")
                 continue
+            if p.stat().st_size == 0:
+                problems.append(f"{c.clip_id}: {role} is empty (0 bytes): {p}")
+                continue
+            if not ds.pinned:
+                continue
             want = c.sha256.get(role)
             if want is None:
                 problems.append(f"{c.clip_id}: {role} has no sha256 in the manifest")
             elif sha256_file(p) != want:
-                problems.append(f"{c.clip_id}: {role} sha256 mismatch ({p})")
+                problems.append(f"{c.clip_id}: {role} sha256 mismatch: changed since the manifest was written ({p})")
+        if any(not p.is_file() or p.stat().st_size == 0 for p in c.files().values()):
+            continue
         try:
-            if c.gt_video is not None and c.gt_video.is_file():
+            if c.gt_video is not None:
                 info = probe_video(c.gt_video)
                 durations.append(info.duration_s)
                 fpss.append(info.fps)
@@ -295,11 +409,18 @@ def verify_dataset(ds: Dataset) -> VerifyReport:
                     problems.append(f"{c.clip_id}: GT video has {info.n_frames} frames, manifest says {c.n_frames}")
                 if not info.has_audio:
                     problems.append(f"{c.clip_id}: GT video has no audio track")
-            elif c.audio is not None and c.audio.is_file():
-                durations.append(len(read_audio(c.audio)) / 16000)
+                    continue
+            c.load_ref_image()
+            audio = c.load_audio()
+            if c.gt_video is None:
+                durations.append(len(audio) / 16000)
+            check_audio(audio)
+        except KdbenchError as e:
+            problems.append(f"{c.clip_id}: {e}")
         except Exception as e:  # noqa: BLE001 - every unreadable file is reported, not raised
-            problems.append(f"{c.clip_id}: unreadable: {e}")
+            problems.append(f"{c.clip_id}: unreadable: {type(e).__name__}: {e}")
     summary = {**ds.describe(), "n_with_gt": sum(c.gt_video is not None for c in ds.clips),
+               "pinned_checksums": ds.pinned,
                "duration_s": {"min": min(durations, default=None), "max": max(durations, default=None)},
                "fps": sorted(set(fpss))}
-    return VerifyReport(ok=not problems, problems=problems, summary=summary)
+    return VerifyReport(ok=not problems, problems=problems, summary=summary, notes=notes)

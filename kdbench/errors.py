@@ -27,3 +27,18 @@ class WeightsChecksumError(KdbenchError):
 
 class DatasetError(KdbenchError):
     """A dataset folder or manifest is missing, malformed or does not verify."""
+
+
+class NotApplicable(ClipFailure):
+    """A clip the method or metric does not apply to (e.g. ``real`` or FID on a clip without a GT video).
+
+    Recorded as *not applicable*, counted apart from failures.
+    """
+
+
+def generic_reason(clip_id: str, reason: str) -> str:
+    """``reason`` with the clip's own id (as a whole token, e.g. in a file name) written ``<clip>``, so that
+    failures with the same cause group together across clips."""
+    import re
+
+    return re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(clip_id))}(?![A-Za-z0-9])", "<clip>", str(reason))

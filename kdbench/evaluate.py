@@ -21,7 +21,8 @@ from .clip import EvalClip
 from .config import split_scoped
 from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
-from .errors import ClipFailure, KdbenchError, WeightsChecksumError, WeightsMissing
+from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsChecksumError, WeightsMissing
+from .normalize import DEFAULT_MAX_PAD_FRAMES, normalizer_summary
 from .numerics import PRECISION, on_gpu
 from .options import check_metric_options
 from .registry import METRICS
@@ -80,26 +81,34 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
               clip: EvalClip | None = None, seconds: dict[str, float] | None = None,
               side=None) -> dict[str, tuple[str, Any]]:
     """Score one clip with every active metric: ``{metric: ("ok", record) | ("fail", reason) |
-    ("weights", WeightsMissing) | ("checksum", WeightsChecksumError)}``. Frames are decoded once and shared;
-    nothing raises for a bad clip.
+    ("na", reason) | ("weights", WeightsMissing) | ("checksum", WeightsChecksumError)}``. Frames are decoded
+    once and shared; nothing raises for a bad clip.
 
     ``clip``: an :class:`EvalClip` already decoded (by :func:`prefetch`); ``seconds`` accumulates each
     metric's wall time; ``side``: a thread pool on which metrics that compute in their own worker processes
     (``Metric.cpu_pool``, e.g. CPBD) run while the others use this thread and the GPU.
     """
+    if event.get("status") == "not_applicable":
+        return {name: ("na", f"not generated: {event.get('error')}") for name in active}
     if event.get("status") != "ok":
         return {name: ("fail", f"generation failed: {event.get('error')}") for name in active}
     changed = _video_changed(video_path, event)
     if changed:
         return {name: ("fail", changed) for name in active}
+    try:
+        spec.check_files()
+    except KdbenchError as e:  # a dataset file changed since the manifest: no metric may use this clip
+        return {name: ("fail", str(e)) for name in active}
     clip = clip if clip is not None else EvalClip(spec=spec, video_path=video_path, event=event)
 
     def run(name: str, metric) -> tuple[str, Any]:
         t0 = time.perf_counter()
         try:
             if metric.info.needs_gt and spec.gt_video is None:
-                raise ClipFailure("no GT video for this clip")
+                raise NotApplicable("no GT video for this clip")
             return ("ok", metric.score_clip(clip))
+        except NotApplicable as e:
+            return ("na", str(e))
         except WeightsMissing as e:
             return ("weights", e)
         except WeightsChecksumError as e:  # a weight file fails verification or is an unsafe pickle
@@ -222,7 +231,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         else:
             active[name] = metric
             results[name] = {"info": metric.info.to_json(), "options": metric.options, "status": "ok",
-                             "skip_reason": None, "aggregate": {}, "failures": {}, "per_clip": {}}
+                             "skip_reason": None, "aggregate": {}, "failures": {}, "not_applicable": {},
+                             "per_clip": {}}
 
     clip_ids = [c.clip_id for c in ds.clips if c.clip_id in events]
     t0 = time.perf_counter()
@@ -236,6 +246,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                 results[name]["per_clip"][cid] = value
             elif kind == "fail":
                 results[name]["failures"][cid] = value
+            elif kind == "na":
+                results[name]["not_applicable"][cid] = value
             elif kind == "checksum":  # a weight file fails verification or is an unsafe pickle
                 results[name] = {**results[name], "status": "skipped", "skip_reason": str(value), "per_clip": {}}
                 del active[name]
@@ -263,6 +275,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
             agg = {}
         for a in agg.values():
             a.setdefault("n_failed", len(results[name]["failures"]))
+            a.setdefault("n_not_applicable", len(results[name]["not_applicable"]))
             a.setdefault("n_clips", len(clip_ids))
         results[name]["aggregate"] = agg
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t_agg
@@ -286,6 +299,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         "run": {"run_dir": str(store.root), "method": config["method"], "paper_row": config.get("paper_row"),
                 "config": config, "config_hash": config["config_hash"], "generation_env": store.env()},
         "dataset": {**ds.describe(), "n_clips": len(clip_ids)},
+        "normalizer": normalizer_summary({c: events[c] for c in clip_ids}, config),
         "env": env,
         "weights": {**store.env().get("weights", {}), **weights.record()},
         "metrics": results,
@@ -367,8 +381,12 @@ def external_video(videos_dir: Path, clip_id: str) -> Path:
 
 
 def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame_size=None, grid: str | None = None,
+                  max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES, letterbox: bool = False,
                   progress: bool = True) -> RunStore:
-    """Turn a folder of ``<clip_id>.mp4`` from any tool into a run store (normalised, no timing)."""
+    """Turn a folder of ``<clip_id>.mp4`` from any tool into a run store (normalised, no timing).
+
+    ``max_pad_frames`` / ``letterbox``: the normaliser's policy (:mod:`kdbench.normalize`), recorded in the config.
+    """
     from tqdm import tqdm
 
     from .config import config_hash
@@ -382,7 +400,8 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
     config = {"method": f"external:{videos_dir.name}", "generates": False, "paper_row": None,
               "videos": str(videos_dir.resolve()),
               "dataset": {"name": ds.name, "root": str(ds.root), "manifest_id": ds.manifest_id},
-              "frame_size": list(frame_size), "grid": grid, "kdbench_version": __version__}
+              "frame_size": list(frame_size), "grid": grid, "kdbench_version": __version__,
+              "normalizer": {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}}
     config["config_hash"] = config_hash(config)
     store = RunStore(out).open(config)
     done = store.done(config["config_hash"])
@@ -393,8 +412,9 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
         event: dict[str, Any] = {"clip_id": spec.clip_id, "config_hash": config["config_hash"], "time": time.time()}
         try:
             src = external_video(videos_dir, spec.clip_id)
+            spec.check_files()
             report = normalize_to_file(store.video_path(spec.clip_id), spec.load_audio(), frame_size,
-                                       video_path=src, grid=grid_crop)
+                                       video_path=src, grid=grid_crop, **config["normalizer"])
             event.update(status="ok", n_frames=report.n_frames, normalizer=report.to_json(), timed=False,
                          **store.video_record(spec.clip_id))
         except (ClipFailure, KdbenchError) as e:

@@ -41,8 +41,9 @@ def _shared_root() -> Path:
 def hdtf_mini_root(download: bool = True) -> Path:
     """Folder holding hdtf-mini (``gt/``, ``ref/``, ``audio/``)."""
     candidates = []
-    if os.environ.get("KDBENCH_DATA"):
-        candidates.append(Path(os.environ["KDBENCH_DATA"]) / "hdtf-mini")
+    if os.environ.get("KDBENCH_DATA"):  # the folder that contains hdtf-mini/, or hdtf-mini/ itself
+        env = Path(os.environ["KDBENCH_DATA"]).expanduser()
+        candidates += [env / "hdtf-mini", env]
     candidates.append(_shared_root())
     from .weights import kdbench_home
 
@@ -53,8 +54,28 @@ def hdtf_mini_root(download: bool = True) -> Path:
             return c
     if not download or os.environ.get("KDBENCH_OFFLINE") == "1":
         raise DatasetError(f"hdtf-mini not found (looked in {', '.join(map(str, candidates))}); "
-                           "set KDBENCH_DATA to the folder that contains hdtf-mini/")
+                           "set KDBENCH_DATA to the hdtf-mini folder or the folder that contains it")
+    if os.environ.get("KDBENCH_DATA"):
+        import logging
+
+        logging.getLogger("kdbench.data").warning(
+            "KDBENCH_DATA=%s holds no complete hdtf-mini (gt/, ref/, audio/); downloading to %s",
+            os.environ["KDBENCH_DATA"], cache)
     return download_hdtf_mini(cache)
+
+
+def pinned_hdtf_mini():
+    """The hdtf-mini :class:`~kdbench.dataset.Dataset` with the checksums pinned in :data:`FILES` (so
+    ``data verify`` compares against them, and a changed file fails its clip when used)."""
+    from .dataset import derive_from_layout
+
+    root = hdtf_mini_root()
+    ds = derive_from_layout(root, name="hdtf-mini", checksums=False)
+    by_path = {(root / rel).resolve(): sha for rel, (_, sha) in FILES.items()}
+    for c in ds.clips:
+        c.sha256.update({role: by_path[p.resolve()] for role, p in c.files().items() if p.resolve() in by_path})
+    ds.pinned = True
+    return ds
 
 
 def download_hdtf_mini(dest: Path) -> Path:

@@ -165,8 +165,8 @@ def prepare_clip(src: Path, out_root: Path, clip_id: str, *, start: float = 0.0,
     first = next(iter_frames(gt, max_frames=1))  # the reference is the first frame as stored in gt/
     Image.fromarray(first).save(ref)
     files = {"gt_video": gt, "ref_image": ref, "audio": wav}
-    extra: dict[str, Any] = {"source": src.name, "source_fps": fps, "source_size": [w, h], "start_s": start,
-                             "crop_xywh": [x, cw, y, ch]}
+    extra: dict[str, Any] = {"frame_size": [size, size], "source": src.name, "source_fps": fps,
+                             "source_size": [w, h], "start_s": start, "crop_xywh": [x, cw, y, ch]}
     return ClipSpec(clip_id=clip_id, fps=float(FPS), n_frames=n_out,
                     sha256={k: sha256_file(p) for k, p in files.items()}, extra=extra, **files)
 

@@ -5,6 +5,12 @@ the dataset's frame size, and the canonical 16 kHz mono audio muxed in. An optio
 one panel out of side-by-side outputs (AniPortrait writes a 3-panel grid). What was changed is
 returned and recorded in the run's events.
 
+No silent numbers: padding is allowed up to ``max_pad_frames`` (default
+:data:`DEFAULT_MAX_PAD_FRAMES`; methods differ by a few frames in how they round the audio's length) and
+recorded per clip; a video shorter than that fails the clip with both lengths. A video whose aspect ratio
+differs from the frame size by more than :data:`ASPECT_TOLERANCE` (or one pixel) fails the clip with both sizes, unless
+``letterbox=True`` (scaled to fit, centred on black bars).
+
 A video that already conforms is remuxed without re-encoding, so its frames stay bit-exact.
 """
 
@@ -19,7 +25,14 @@ import numpy as np
 
 from . import FPS, SAMPLE_RATE
 from .audio import n_video_frames
-from .errors import KdbenchError
+from .errors import ClipFailure, KdbenchError
+
+DEFAULT_MAX_PAD_FRAMES = 5
+"""Frames (at 25 fps, 0.2 s) a video may fall short of its audio and still be padded with its last frame."""
+
+ASPECT_TOLERANCE = 0.01
+"""Relative aspect-ratio difference up to which a video is resized to the frame size; a difference of one pixel
+(an odd size rounded to an even one) is always accepted."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +56,23 @@ class GridCrop:
 
     @classmethod
     def parse(cls, text: str | None) -> GridCrop | None:
-        """``"3:1"`` (3 columns, panel 1) or ``"3x2:4"`` (3 columns, 2 rows, panel 4)."""
-        if not text:
+        """``"3:1"`` (3 columns, panel 1) or ``"3x2:4"`` (3 columns, 2 rows, panel 4).
+
+        Raises :class:`KdbenchError` for anything else (zero or negative counts, a panel out of range).
+        """
+        if text is None:
             return None
-        shape, _, index = str(text).partition(":")
+        shape, _, index = str(text).strip().partition(":")
         cols, _, rows = shape.partition("x")
-        return cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0))
+        try:
+            grid = cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0))
+        except ValueError:
+            raise KdbenchError(f"grid {text!r} is not COLS[xROWS]:INDEX, e.g. 3:1 or 3x2:4") from None
+        if grid.cols < 1 or grid.rows < 1 or grid.cols * grid.rows < 2:
+            raise KdbenchError(f"grid {text!r}: a grid needs at least 2 panels (COLS >= 1, ROWS >= 1)")
+        if not 0 <= grid.index < grid.cols * grid.rows:
+            raise KdbenchError(f"grid {text!r}: panel {grid.index} is out of range 0..{grid.cols * grid.rows - 1}")
+        return grid
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,7 @@ class NormalizeReport:
     padded: int
     grid: str | None
     reencoded: bool
+    letterboxed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,11 +116,49 @@ def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in frames])
 
 
-def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple[int, int],
-                     grid: GridCrop | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Pure array part of the normaliser: grid crop, fps resample, trim/pad, resize.
+def letterbox_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale ``uint8[T,H,W,3]`` to fit inside ``size = (width, height)`` keeping its aspect, centred on black."""
+    t, h, w, _ = frames.shape
+    width, height = size
+    scale = min(width / w, height / h)
+    nw, nh = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    inner = resize_frames(frames, (nw, nh)) if (nw, nh) != (w, h) else frames
+    out = np.zeros((t, height, width, 3), np.uint8)
+    y0, x0 = (height - nh) // 2, (width - nw) // 2
+    out[:, y0:y0 + nh, x0:x0 + nw] = inner
+    return out
 
-    ``frames: uint8[T,H,W,3]`` at ``src_fps`` -> ``uint8[n_out,size[1],size[0],3]`` at 25 fps.
+
+def check_aspect(src: tuple[int, int], size: tuple[int, int], letterbox: bool = False) -> bool:
+    """True when ``src`` (width, height) must be letterboxed into ``size``; raise :class:`ClipFailure` when its
+    aspect ratio differs by more than :data:`ASPECT_TOLERANCE` and ``letterbox`` is off."""
+    (w, h), (width, height) = src, size
+    if abs(w * height - h * width) <= max(width, height, ASPECT_TOLERANCE * h * width):  # 1 px, or 1 %
+        return False
+    if letterbox:
+        return True
+    raise ClipFailure(f"video is {w}x{h} (aspect {w / h:.3f}) but the dataset's frame size is {width}x{height} "
+                      f"(aspect {width / height:.3f}): it would be stretched. Pass --letterbox to fit it on black "
+                      "bars, --grid to cut one panel out, or --frame-size WxH")
+
+
+def check_padding(n_covered: int, n_out: int, max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES) -> int:
+    """Frames to pad (``n_out - n_covered``, at least 0); raise :class:`ClipFailure` beyond ``max_pad_frames``."""
+    pad = max(0, n_out - n_covered)
+    if pad > max_pad_frames:
+        raise ClipFailure(f"video is {pad} frames ({pad / FPS:.2f} s) shorter than its audio: it covers {n_covered} "
+                          f"of {n_out} frames at {FPS} fps, more than the {max_pad_frames}-frame padding tolerance "
+                          "(--max-pad-frames)")
+    return pad
+
+
+def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple[int, int],
+                     grid: GridCrop | None = None, *, max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES,
+                     letterbox: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """Pure array part of the normaliser: grid crop, fps resample, trim/pad, resize (or letterbox).
+
+    ``frames: uint8[T,H,W,3]`` at ``src_fps`` -> ``uint8[n_out,size[1],size[0],3]`` at 25 fps. Raises
+    :class:`ClipFailure` past the padding tolerance or for a different aspect ratio without ``letterbox``.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise KdbenchError(f"expected frames uint8[T,H,W,3], got shape {frames.shape}")
@@ -106,24 +169,31 @@ def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple
     t, h, w, _ = frames.shape
     resampled = abs(src_fps - FPS) > 1e-6
     n_covered = int(math.floor((t / src_fps) * FPS + 1e-6)) if resampled else t
+    padded = check_padding(n_covered, n_out, max_pad_frames)
+    letterboxed = check_aspect((w, h), tuple(size), letterbox)
     idx = resample_indices(t, src_fps, n_out)
     out = frames[idx]
     resized = (w, h) != tuple(size)
-    if resized:
+    if letterboxed:
+        out = letterbox_frames(out, size)
+    elif resized:
         out = resize_frames(out, size)
     return np.ascontiguousarray(out), {
-        "resampled": resampled, "resized": resized,
-        "trimmed": max(0, n_covered - n_out), "padded": max(0, n_out - n_covered),
+        "resampled": resampled, "resized": resized, "letterboxed": letterboxed,
+        "trimmed": max(0, n_covered - n_out), "padded": padded,
     }
 
 
 def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], *, frames: np.ndarray | None = None,
                       fps: float = FPS, video_path: Path | None = None, grid: GridCrop | None = None,
-                      crf: int = 15) -> NormalizeReport:
+                      crf: int = 15, max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES,
+                      letterbox: bool = False) -> NormalizeReport:
     """Write the normalised mp4 for one clip and say what was changed.
 
     Give either ``frames`` (``uint8[T,H,W,3]`` RGB at ``fps``) or ``video_path``. ``audio`` is the
-    canonical ``int16[N]`` 16 kHz mono track; the output has ``N * 25 // 16000`` frames.
+    canonical ``int16[N]`` 16 kHz mono track; the output has ``N * 25 // 16000`` frames. A video too
+    short for its audio or of another aspect ratio raises :class:`ClipFailure` (see the module docstring),
+    before anything is decoded when it comes from ``video_path``.
     """
     from .video import probe_video, read_video, remux_with_audio, write_video
 
@@ -134,6 +204,9 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
         info = probe_video(video_path)
         conforms = (grid is None and abs(info.fps - FPS) < 1e-6 and info.n_frames == n_out
                     and (info.width, info.height) == tuple(size))
+        if grid is None and info.fps > 0:
+            check_padding(int(math.floor(info.n_frames / info.fps * FPS + 1e-6)), n_out, max_pad_frames)
+            check_aspect((info.width, info.height), tuple(size), letterbox)
         if conforms:
             remux_with_audio(video_path, out_path, audio, SAMPLE_RATE)
             return NormalizeReport(info.fps, info.n_frames, (info.width, info.height), n_out, tuple(size),
@@ -142,8 +215,25 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
     if frames is None:
         raise KdbenchError("normaliser needs frames or a video path")
     orig = (frames.shape[2], frames.shape[1])
-    out, changes = normalize_frames(frames, fps, n_out, size, grid)
+    out, changes = normalize_frames(frames, fps, n_out, size, grid, max_pad_frames=max_pad_frames,
+                                    letterbox=letterbox)
     write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf)
     return NormalizeReport(float(fps), int(frames.shape[0]), orig, n_out, tuple(size), changes["resampled"],
                            changes["resized"], changes["trimmed"], changes["padded"],
-                           None if grid is None else f"{grid.cols}x{grid.rows}:{grid.index}", True)
+                           None if grid is None else f"{grid.cols}x{grid.rows}:{grid.index}", True,
+                           changes["letterboxed"])
+
+
+def normalizer_summary(events: dict[str, dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """What the normaliser changed in a run, for ``metrics.json``: the policy, and the clips padded (frames
+    per clip) or letterboxed. ``events``: the run store's last event per clip; ``config``: its config."""
+    policy = dict(config.get("normalizer") or {})
+    padded, letterboxed = {}, []
+    for cid, ev in events.items():
+        rep = ev.get("normalizer") or {}
+        if ev.get("status") == "ok" and rep.get("padded"):
+            padded[cid] = int(rep["padded"])
+        if ev.get("status") == "ok" and rep.get("letterboxed"):
+            letterboxed.append(cid)
+    return {"max_pad_frames": policy.get("max_pad_frames", DEFAULT_MAX_PAD_FRAMES),
+            "letterbox": bool(policy.get("letterbox", False)), "padded": padded, "letterboxed": sorted(letterboxed)}

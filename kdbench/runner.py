@@ -25,8 +25,8 @@ from .audio import check_audio
 from .config import config_hash, split_scoped
 from .dataset import Dataset
 from .envinfo import collect_env, resolve_device
-from .errors import ClipFailure, KdbenchError, WeightsMissing
-from .normalize import GridCrop, normalize_to_file
+from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsMissing
+from .normalize import DEFAULT_MAX_PAD_FRAMES, GridCrop, normalize_to_file
 from .options import check_option_types
 from .registry import METHODS
 from .runstore import RunStore
@@ -39,6 +39,7 @@ class RunSummary:
     run_dir: Path
     ok: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
     resumed: list[str] = field(default_factory=list)
     load_seconds: float | None = None
     frames: int = 0
@@ -48,14 +49,8 @@ class RunSummary:
 
 
 def default_frame_size(ds: Dataset) -> tuple[int, int]:
-    """The dataset's frame size: that of its first GT video, else 512x512 (HDTF's evaluation size)."""
-    for c in ds.clips:
-        if c.gt_video is not None and c.gt_video.is_file():
-            from .video import probe_video
-
-            info = probe_video(c.gt_video)
-            return (info.width, info.height)
-    return (512, 512)
+    """The dataset's frame size (:meth:`Dataset.frame_size`: recorded in the manifest, the same for every clip)."""
+    return ds.frame_size()
 
 
 def seed_everything(seed: int) -> None:
@@ -72,7 +67,8 @@ def _peak_rss_mb() -> float:
 
 
 def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, device: str,
-                 frame_size: tuple[int, int], grid: str | None) -> dict[str, Any]:
+                 frame_size: tuple[int, int], grid: str | None,
+                 normalizer: dict[str, Any] | None = None) -> dict[str, Any]:
     cls = METHODS.get(method)
     plain, scoped = split_scoped(options)
     if scoped:
@@ -93,6 +89,7 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
         "frame_size": list(frame_size),
         "fps": FPS,
         "grid": grid,
+        "normalizer": normalizer or {"max_pad_frames": DEFAULT_MAX_PAD_FRAMES, "letterbox": False},
         "kdbench_version": __version__,
     }
     cfg["config_hash"] = config_hash(cfg)
@@ -101,12 +98,12 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
 
 def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
                 seed: int = 0, device: str = "cpu", frame_size: tuple[int, int] | None = None,
-                grid: str | None = None) -> tuple[RunStore, dict[str, Any]]:
+                grid: str | None = None, policy: dict[str, Any] | None = None) -> tuple[RunStore, dict[str, Any]]:
     """Resolve the config and open (create or resume) the run folder. The executor is not part of the config,
     so a run started with one executor can be finished with another."""
     device = resolve_device(device)  # an unusable device fails here, before the run folder exists
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
-    config = build_config(method, ds, options or {}, seed, device, frame_size, grid)
+    config = build_config(method, ds, options or {}, seed, device, frame_size, grid, policy)
     return RunStore(out).open(config), config
 
 
@@ -140,6 +137,7 @@ class ClipGenerator:
         self.seed = int(config["seed"])
         self.frame_size = tuple(config["frame_size"])
         self.grid_crop = GridCrop.parse(config.get("grid"))
+        self.policy = dict(config.get("normalizer") or {})
         self.impl = None
 
     def load(self, warmup_spec=None, warmup: int = 1) -> float:
@@ -164,6 +162,7 @@ class ClipGenerator:
         or None after recording the failure in ``event``."""
         impl, device = self.impl, self.device
         try:
+            spec.check_files()
             ref = spec.load_ref_image()
             audio = spec.load_audio()
             try:
@@ -187,6 +186,8 @@ class ClipGenerator:
 
                 peak_gpu_mb = torch.cuda.max_memory_allocated() / 2**20
             return gen, audio, t_gen, peak_gpu_mb
+        except NotApplicable as e:
+            event.update(status="not_applicable", error=str(e))
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
         except KeyboardInterrupt:
@@ -203,7 +204,7 @@ class ClipGenerator:
             n_gen = len(gen.frames) if gen.frames is not None else None
             report = normalize_to_file(self.store.video_path(spec.clip_id), audio, self.frame_size,
                                        frames=gen.frames, fps=gen.fps, video_path=gen.video_path,
-                                       grid=self.grid_crop)
+                                       grid=self.grid_crop, **self.policy)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=self.cls.info.generates, normalizer=report.to_json(),
                          peak_rss_mb=_peak_rss_mb(), extra=gen.extra, **self.store.video_record(spec.clip_id))
@@ -226,10 +227,13 @@ class ClipGenerator:
 def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
                seed: int = 0, device: str = "cpu", limit: int | None = None, warmup: int = 1,
                frame_size: tuple[int, int] | None = None, grid: str | None = None,
+               max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES, letterbox: bool = False,
                progress: bool = True, overlap_writes: bool = False, executor: str = "local",
                ray_address: str | None = None, workers: int | None = None,
                gpus_per_worker: float = 1.0) -> RunSummary:
     """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
+
+    ``max_pad_frames`` / ``letterbox``: the normaliser's policy (:mod:`kdbench.normalize`), recorded in the config.
 
     ``executor``: ``local`` (this process) or ``ray`` (one long-lived actor per worker, see
     :mod:`kdbench.executor`); both give the same videos and events.
@@ -243,8 +247,9 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     from tqdm import tqdm
 
     check_executor(executor)
+    policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
     store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
-                                frame_size=frame_size, grid=grid)
+                                frame_size=frame_size, grid=grid, policy=policy)
     chash = config["config_hash"]
     summary = RunSummary(run_dir=store.root)
     clips = ds.limit(limit).clips
@@ -261,6 +266,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
         if event.get("status") == "ok":
             summary.ok.append(event["clip_id"])
             summary.frames += int(event.get("n_frames") or 0)
+        elif event.get("status") == "not_applicable":
+            summary.not_applicable[event["clip_id"]] = event.get("error", "?")
         else:
             summary.failed[event["clip_id"]] = event.get("error", "?")
 

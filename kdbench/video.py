@@ -17,6 +17,27 @@ from .errors import KdbenchError
 from .files import atomic_path
 
 
+def media_error(path: str | os.PathLike, e: Exception, what: str = "video") -> KdbenchError:
+    """A user-facing error for an FFmpeg/OS failure on ``path``, without FFmpeg's errno noise.
+
+    ``[Errno 1094995529] Invalid data found when processing input`` becomes "damaged, truncated or not
+    a valid {what} file"; an early end of file becomes "truncated".
+    """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        why = "the file is empty (0 bytes)"
+    elif isinstance(e, EOFError) or "End of file" in str(e):
+        why = "the file is truncated (it ends before its index or its last frame)"
+    elif isinstance(e, av.error.InvalidDataError) or "Invalid data" in str(e):
+        why = f"the file is damaged, truncated or not a valid {what} file"
+    else:
+        why = getattr(e, "strerror", None) or str(e)
+    return KdbenchError(f"cannot read {what} {path}: {why}")
+
+
+def truncated_error(path: str | os.PathLike, what: str, declared: str, found: str) -> KdbenchError:
+    return KdbenchError(f"{what} {path} is truncated: its header declares {declared}, the file holds only {found}")
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """Container facts read without decoding every frame (``n_frames`` may be counted by demuxing)."""
@@ -31,7 +52,10 @@ class VideoInfo:
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read fps, exact frame count (by demuxing packets), size and whether an audio track exists."""
+    """Read fps, exact frame count (by demuxing packets), size and whether an audio track exists.
+
+    A file whose packets stop before the frame count its header declares is reported as truncated.
+    """
     path = Path(path)
     if not path.is_file():
         raise KdbenchError(f"video not found: {path}")
@@ -42,12 +66,26 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             vs = container.streams.video[0]
             fps = float(vs.average_rate or vs.guessed_rate or 0)
             n = sum(1 for p in container.demux(vs) if p.size > 0)
+            if vs.frames and n < vs.frames:
+                raise truncated_error(path, "video", f"{vs.frames} frames", f"{n}")
             duration = n / fps if fps else 0.0
             return VideoInfo(fps=fps, n_frames=n, width=vs.codec_context.width,
                              height=vs.codec_context.height, has_audio=bool(container.streams.audio),
                              duration_s=duration, codec=vs.codec_context.name)
-    except av.FFmpegError as e:
-        raise KdbenchError(f"cannot read video {path}: {e}") from e
+    except (av.FFmpegError, OSError) as e:
+        raise media_error(path, e) from e
+
+
+def video_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` from the container header only (no demuxing)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise KdbenchError(f"{path} has no video stream")
+            cc = container.streams.video[0].codec_context
+            return (cc.width, cc.height)
+    except (av.FFmpegError, OSError) as e:
+        raise media_error(path, e) from e
 
 
 def iter_frames(path: str | os.PathLike, max_frames: int | None = None):
@@ -60,23 +98,32 @@ def iter_frames(path: str | os.PathLike, max_frames: int | None = None):
                 if max_frames is not None and i >= max_frames:
                     break
                 yield frame.to_ndarray(format="rgb24")
-    except av.FFmpegError as e:
-        raise KdbenchError(f"cannot decode video {path}: {e}") from e
+    except (av.FFmpegError, OSError) as e:
+        raise media_error(path, e) from e
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode a whole video: ``(frames uint8[T,H,W,3] RGB, fps)``."""
+    """Decode a whole video: ``(frames uint8[T,H,W,3] RGB, fps)``.
+
+    Fewer decodable frames than the header declares is an error that says the file is truncated.
+    """
     path = Path(path)
     if not path.is_file():
         raise KdbenchError(f"video not found: {path}")
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise KdbenchError(f"{path} has no video stream")
-        vs = container.streams.video[0]
-        fps = float(vs.average_rate or vs.guessed_rate or 0)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise KdbenchError(f"{path} has no video stream")
+            vs = container.streams.video[0]
+            fps = float(vs.average_rate or vs.guessed_rate or 0)
+            declared = int(vs.frames or 0)
+    except (av.FFmpegError, OSError) as e:
+        raise media_error(path, e) from e
     frames = list(iter_frames(path, max_frames))
     if not frames:
         raise KdbenchError(f"{path} has no decodable frames")
+    if max_frames is None and declared and len(frames) < declared:
+        raise truncated_error(path, "video", f"{declared} frames", f"{len(frames)} decodable")
     return np.stack(frames), fps
 
 
@@ -122,8 +169,12 @@ def remux_with_audio(src: str | os.PathLike, dst: str | os.PathLike, audio: np.n
                      sample_rate: int = 16000) -> Path:
     """Copy the video stream of ``src`` without re-encoding and add ``audio`` (mono int16) as AAC."""
     dst = Path(dst)
-    with atomic_path(dst) as tmp:
-        with av.open(str(src)) as inp, av.open(str(tmp), mode="w") as out:
+    try:
+        inp = av.open(str(src))
+    except (av.FFmpegError, OSError) as e:
+        raise media_error(src, e) from e
+    with atomic_path(dst) as tmp, inp:
+        with av.open(str(tmp), mode="w") as out:
             ivs = inp.streams.video[0]
             ovs = out.add_stream_from_template(ivs)
             astream = out.add_stream("aac", rate=sample_rate)

@@ -6,7 +6,8 @@ Exit codes (:attr:`CheckReport.exit_code`):
 * **1** — drift: a value outside tolerance, a metric/value missing from the results, or a changed
   number of failed clips;
 * **2** — the inputs are not comparable: different ``manifest_id``, method, metric ``version``,
-  metric ``protocol`` option, or weight checksum (each one is named), or an unreadable input.
+  metric ``protocol`` option, or weight checksum (each one is named), or an unreadable or malformed
+  input (not UTF-8, not JSON, wrong shape), or any internal error. Exit 1 means drift and nothing else.
 
 A value passes when ``|result - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
 semantics). Tolerances come from :data:`DEFAULT_TOLERANCES`, overridden by a TOML file::
@@ -349,11 +350,16 @@ def check(results: str | Path, baseline: str | Path, tolerance: str | Path | Non
     except KdbenchError as e:
         report.incomparable.append(f"tolerance file: {e}")
         return report
-    report.incomparable = incomparable_reasons(res, base)
-    report.notes = _option_notes(res, base)
-    if res.device != base.device:
-        report.notes.append(f"device: baseline {base.device}, results {res.device}")
-    report.rows = compare(res, base, tolerances, per_clip=per_clip)
+    try:
+        report.incomparable = incomparable_reasons(res, base)
+        report.notes = _option_notes(res, base)
+        if res.device != base.device:
+            report.notes.append(f"device: baseline {base.device}, results {res.device}")
+        report.rows = compare(res, base, tolerances, per_clip=per_clip)
+    except Exception as e:  # noqa: BLE001 - valid JSON of the wrong shape: not comparable (2), never drift (1)
+        report.rows = []
+        report.incomparable.append(f"malformed input ({type(e).__name__}: {e}): is each file a kdbench "
+                                   "metrics.json?")
     return report
 
 

@@ -33,15 +33,16 @@ writes, under --out (default: RUN_DIR/report for one run, ./kdbench-report for s
 
 CHECK_EPILOG = """\
 examples:
-  kdbench check runs/ci --baseline tests/baselines/ci_metrics.json
+  kdbench check runs/static --baseline ci/baselines/static-hdtf-mini.json   (the committed baseline)
   kdbench check runs/ci/metrics.json --baseline baseline.json --tolerance tol.toml --per-clip
   kdbench check runs/ci --baseline baseline.json --json > check.json
 
 exit status:
   0  every value within tolerance
   1  drift: a value outside tolerance, a metric missing, or a changed number of failed clips
+     (1 means drift and nothing else)
   2  not comparable: different manifest_id, method, metric version, protocol or weight
-     checksum (each named), or an unreadable input
+     checksum (each named), an unreadable or malformed input, a bad option, or an internal error
 
 tolerance file (TOML; |result - baseline| <= atol + rtol * |baseline|):
   [default]        atol = 1e-3, rtol = 1e-3     (built-in; fid: atol 0.01; fps: rtol 0.5;
@@ -60,6 +61,16 @@ def _formats(text: str) -> list[str]:
     if bad:
         raise argparse.ArgumentTypeError(f"unknown format(s) {bad}; choose from {','.join(FORMATS)}")
     return fmts
+
+
+def _precision(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= v <= 12:
+        raise argparse.ArgumentTypeError(f"must be 0..12 decimals, got {v}")
+    return v
 
 
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Sequence[str] = FORMATS,
@@ -150,6 +161,10 @@ def _run_report(args: argparse.Namespace) -> int:
     except KdbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # valid JSON of the wrong shape
+        print(f"error: cannot build the report: a results file is malformed ({type(e).__name__}: {e}); "
+              "is each RUN_DIR a folder (or metrics.json) written by `kdbench eval`?", file=sys.stderr)
+        return 2
     for p in written:
         print(p)
     return 0
@@ -171,7 +186,7 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--no-figures", action="store_true", help="skip the figures (no matplotlib needed)")
     p.add_argument("--heatmap", choices=("pose", "pixel"), default=None,
                    help="motion heatmap variant passed to reports.heatmap (default: its own)")
-    p.add_argument("--precision", type=int, default=3,
+    p.add_argument("--precision", type=_precision, default=3,
                    help="decimals in the tables (default: 3, as in the paper)")
     p.add_argument("--title", default="kdbench report", help="title of the HTML page")
     p.set_defaults(func=_run_report)
@@ -179,9 +194,13 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from .check import run_check
+    from .check import EXIT_INCOMPARABLE, run_check
 
-    return run_check(args.results, args.baseline, args.tolerance, per_clip=args.per_clip, as_json=args.json)
+    try:
+        return run_check(args.results, args.baseline, args.tolerance, per_clip=args.per_clip, as_json=args.json)
+    except Exception as e:  # noqa: BLE001 - never exit 1 (drift) for a crash: CI must tell them apart
+        print(f"error: kdbench check could not compare the inputs: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INCOMPARABLE
 
 
 def add_check_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

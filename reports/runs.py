@@ -37,6 +37,10 @@ def _read_json(path: Path) -> dict[str, Any]:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise KdbenchError(f"{path} is not valid JSON: {e}") from e
+    except UnicodeDecodeError as e:
+        raise KdbenchError(f"{path} is not UTF-8 text (byte {e.start}): not a kdbench results file") from e
+    except OSError as e:
+        raise KdbenchError(f"cannot read {path}: {e.strerror or e}") from e
     if not isinstance(data, dict):
         raise KdbenchError(f"{path} does not hold a JSON object")
     return data

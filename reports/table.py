@@ -5,7 +5,9 @@ is one pandas DataFrame (rows = methods, the GT "Real Video" row first; columns 
 columns in the paper's order, each with ``mean``/``std``/``n``/``failed``). The best value per
 column (GT row excluded, as in the paper) is bold, using each metric output's ``higher_is_better``.
 A metric that a run did not evaluate shows "—"; a skipped or failed metric shows "—" with its reason
-in a footnote; per-clip failures are counted in the cell and listed in a footnote.
+in a footnote; per-clip failures are counted in the cell and listed in a footnote. Clips a metric does
+not apply to (no GT video) are counted apart ("n/a") with their reason in a footnote, and clips the
+normaliser padded or letterboxed are listed under the table (:meth:`ReportTable.row_notes`).
 
 Formats: Markdown (``DataFrame.to_markdown``), LaTeX (``Styler.to_latex``, booktabs), CSV, and an
 HTML fragment (see :mod:`reports.html` for the page); :func:`per_clip_frame` gives the per-clip
@@ -22,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from kdbench.errors import generic_reason
 
 from . import paper
 from .runs import RunResult, as_run, finite
@@ -52,6 +56,7 @@ class Cell:
     version: str | None = None
     reason: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,9 +129,10 @@ def _cell(run: RunResult, row: str, column: str, metric: str, output: str) -> Ce
     status = entry.get("status", "ok")
     agg = (entry.get("aggregate") or {}).get(output) or {}
     failures = {str(k): str(v) for k, v in (entry.get("failures") or {}).items()}
+    na = {str(k): str(v) for k, v in (entry.get("not_applicable") or {}).items()}
     cell = Cell(row=row, column=column, metric=metric, output=output, status=status,
                 higher_is_better=_output_hib(info, output, column), version=info.get("version"),
-                failed=len(failures), failures=failures)
+                failed=len(failures), failures=failures, not_applicable=na)
     if status != "ok":
         cell.reason = entry.get("skip_reason") or entry.get("error") or status
         return cell
@@ -135,7 +141,8 @@ def _cell(run: RunResult, row: str, column: str, metric: str, output: str) -> Ce
     cell.n = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
     if cell.mean is None:
         cell.status = "error"
-        cell.reason = "no value (all clips failed)" if failures else "no value"
+        cell.reason = ("no value (all clips failed)" if failures else
+                       "no value (not applicable to any clip)" if na else "no value")
     return cell
 
 
@@ -244,10 +251,14 @@ class ReportTable:
                 c = self.cells[(row, col)]
                 if c.status in ("skipped", "error"):
                     key, shared = f"{c.metric}: {c.status}: {c.reason}", True
-                elif c.status == "ok" and c.failed:
-                    counts = Counter(c.failures.values())
-                    reasons = "; ".join(f"{reason} ({k})" for reason, k in counts.most_common())
-                    key, shared = f"{row}, {c.metric}: {c.failed} clip(s) failed: {reasons}", False
+                elif c.status == "ok" and (c.failed or c.not_applicable):
+                    parts = []
+                    for what, d in (("failed", c.failures), ("not applicable", c.not_applicable)):
+                        if d:
+                            counts = Counter(generic_reason(k, v) for k, v in d.items())
+                            reasons = "; ".join(f"{reason} ({k})" for reason, k in counts.most_common())
+                            parts.append(f"{len(d)} clip(s) {what}: {reasons}")
+                    key, shared = f"{row}, {c.metric}: {'; '.join(parts)}", False
                 else:
                     continue
                 if key not in rows_of:
@@ -279,6 +290,8 @@ class ReportTable:
                 extra.append(f"n={c.n}")
             if c.failed:
                 extra.append(f"{c.failed} failed")
+            if c.not_applicable:
+                extra.append(f"{len(c.not_applicable)} n/a")
             if extra:
                 text += f" ({', '.join(extra)})"
             if row in self.best_rows(column):
@@ -321,11 +334,26 @@ class ReportTable:
         cap = table_caption(list(self.runs.values()), n_label=not self.show_n, cells=self.cells.values())
         return f"{self.title}. {cap}" if self.title else cap
 
+    def row_notes(self) -> list[str]:
+        """One line per run whose videos the normaliser padded (frames per clip) or letterboxed."""
+        lines = []
+        for row in self.rows:
+            norm = self.runs[row].doc.get("normalizer") or {}
+            padded, boxed = norm.get("padded") or {}, norm.get("letterboxed") or []
+            if padded:
+                clips = ", ".join(f"{cid}: {k}" for cid, k in sorted(padded.items()))
+                lines.append(f"{row}: {len(padded)} clip(s) padded with repeated last frames (frames per clip: "
+                             f"{clips}; tolerance {norm.get('max_pad_frames')} frames).")
+            if boxed:
+                lines.append(f"{row}: {len(boxed)} clip(s) letterboxed to the frame size: {', '.join(boxed)}.")
+        return lines
+
     # -- formats --------------------------------------------------------------------------------
     def to_markdown(self) -> str:
         _, notes = self.footnotes()
         parts = [f"**{self.caption}**", "", self.display("md").to_markdown(disable_numparse=True), ""]
         parts += [f"[{i}] {t}  " for i, t in enumerate(notes, 1)]
+        parts += [f"{t}  " for t in self.row_notes()]
         if any(c.status == "missing" for c in self.cells.values()):
             parts.append(f"{DASH} not evaluated in that run.  ")
         return "\n".join(parts).rstrip() + "\n"
@@ -346,6 +374,7 @@ class ReportTable:
                               environment="table")
         _, notes = self.footnotes()
         lines = [f"\\textsuperscript{{{i}}}{_tex_escape(t)}" for i, t in enumerate(notes, 1)]
+        lines += [_tex_escape(t) for t in self.row_notes()]
         if any(c.status == "missing" for c in self.cells.values()):
             lines.append("--- not evaluated in that run.")
         if lines:
@@ -377,10 +406,11 @@ class ReportTable:
         corner = esc(str(disp.index.name or ""))
         _, notes = self.footnotes()
         foot = "".join(f"<li value=\"{i}\">{esc(t)}</li>" for i, t in enumerate(notes, 1))
+        foot_rows = "".join(f'<p class="note">{esc(t)}</p>' for t in self.row_notes())
         missing = any(c.status == "missing" for c in self.cells.values())
         return (f'<table class="results"><caption>{esc(self.caption)}</caption>'
                 f"<thead><tr><th>{corner}</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-                + (f'<ol class="footnotes">{foot}</ol>' if notes else "")
+                + (f'<ol class="footnotes">{foot}</ol>' if notes else "") + foot_rows
                 + (f'<p class="note">{DASH} not evaluated in that run.</p>' if missing else ""))
 
 

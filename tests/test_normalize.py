@@ -7,7 +7,7 @@ import pytest
 from conftest import frame_levels, level_frames, tone
 
 from kdbench.audio import read_audio
-from kdbench.errors import KdbenchError
+from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.normalize import GridCrop, normalize_frames, normalize_to_file, resample_indices
 from kdbench.video import probe_video, read_video
 
@@ -57,7 +57,10 @@ def test_video_at_30fps_becomes_25fps_with_audio_frame_count(make_video, tmp_pat
 
 def test_short_video_is_padded_with_its_last_frame(make_video, tmp_path):
     src = make_video("short.mp4", 20, fps=25)
-    rep = normalize_to_file(tmp_path / "out.mp4", tone(1.2), (32, 24), video_path=src)
+    with pytest.raises(ClipFailure, match="10 frames .* shorter than its audio.*5-frame padding tolerance"):
+        normalize_to_file(tmp_path / "out.mp4", tone(1.2), (32, 24), video_path=src)  # default tolerance: 5
+    assert not (tmp_path / "out.mp4").exists()
+    rep = normalize_to_file(tmp_path / "out.mp4", tone(1.2), (32, 24), video_path=src, max_pad_frames=10)
     frames, fps = read_video(tmp_path / "out.mp4")
     assert fps == 25 and len(frames) == 30 and frames.shape[1:3] == (24, 32)
     assert rep.padded == 10 and rep.resized
