@@ -158,8 +158,9 @@ class ClipSpec:
         """Build a clip from one manifest row; a field of the wrong type raises :class:`DatasetError` naming it."""
         if not isinstance(row, dict):
             raise DatasetError(f"a row must be a JSON object, got {type(row).__name__}")
-        if not isinstance(row.get("clip_id"), str) or not row["clip_id"]:
+        if not isinstance(row.get("clip_id"), str):
             raise DatasetError(f"field clip_id must be a non-empty string, got {row.get('clip_id')!r}")
+        check_clip_id(row["clip_id"])  # a file name: not empty, no path separators, no leading dot
         for k in ("gt_video", "ref_image", "audio"):
             if row.get(k) is not None and not isinstance(row[k], str):
                 raise DatasetError(f"field {k} must be a path string, got {row[k]!r}")
@@ -177,7 +178,6 @@ class ClipSpec:
                                      and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
             raise DatasetError(f"field frame_size must be [width, height] in pixels, got {size!r}")
         known = {"clip_id", "gt_video", "ref_image", "audio", "fps", "n_frames", "sha256"}
-        check_clip_id(row["clip_id"])
         paths = {k: inside_root(root, root / row[k], f"{k} of clip {row['clip_id']!r}") if row.get(k) else None
                  for k in ("gt_video", "ref_image", "audio")}
         return cls(clip_id=row["clip_id"], fps=float(fps), n_frames=n_frames,
