@@ -221,7 +221,10 @@ def test_bad_clip_ids_are_refused_naming_the_manifest_line(tiny_dataset, bad):
     (tiny_dataset / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(DatasetError) as e:
         load_dataset(tiny_dataset)
-    assert f"manifest.jsonl:2: {clip_id_problem(bad)}" in str(e.value)
+    if isinstance(bad, str):
+        assert f"manifest.jsonl:2: {clip_id_problem(bad)}" in str(e.value)
+    else:  # a wrong JSON type is a field error (tests/test_bad_input.py)
+        assert f"manifest.jsonl:2: field clip_id must be a non-empty string, got {bad!r}" in str(e.value)
 
 
 def test_dotdot_clip_id_writes_nothing_outside_the_run(tiny_dataset, tmp_path, capsys):
