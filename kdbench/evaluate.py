@@ -73,6 +73,16 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     return metric, None
 
 
+def _copies_input(config: dict[str, Any]) -> bool:
+    """The method's ``MethodInfo.copies_input`` (False for external videos and unknown methods)."""
+    from .registry import METHODS
+
+    try:
+        return bool(METHODS.get(config["method"]).info.copies_input)
+    except (KdbenchError, ImportError):
+        return False
+
+
 def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: dict[str, Any] | None = None,
                  device: str = "cpu", out: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Score the videos of a run folder; write and return ``metrics.json``."""
@@ -162,6 +172,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "eval_seconds": time.perf_counter() - t0,
         "run": {"run_dir": str(store.root), "method": config["method"], "paper_row": config.get("paper_row"),
+                "copies_input": _copies_input(config),
                 "config": config, "config_hash": config["config_hash"], "generation_env": store.env()},
         "dataset": {**ds.describe(), "n_clips": len(clip_ids)},
         "env": env,
