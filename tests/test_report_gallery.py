@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -163,7 +162,8 @@ def test_gallery_in_headless_chromium(report, tmp_path):
                            "return new Promise(function(r){var i=new Image();i.onload=function(){r(i.naturalWidth);};"
                            "i.onerror=function(){r(0);};i.src=v.poster;});}))", await_promise=True)
         assert sheets == [SHEET_FRAMES * SHEET_HEIGHT] * 8
-        order = "[].slice.call(document.querySelectorAll('#gallery-clips .clip')).map(function(c){return c.dataset.clip;})"
+        order = ("[].slice.call(document.querySelectorAll('#gallery-clips .clip'))"
+                 ".map(function(c){return c.dataset.clip;})")
         page.eval("document.getElementById('gallery-row').value='KDTalker';"
                   "document.getElementById('gallery-row').dispatchEvent(new Event('change'))")
         # on load: sorted by the first metric, worst clips first
