@@ -240,3 +240,18 @@ def test_timing_table_reads_either_layout(tmp_path):
     assert "Evaluation time in seconds" in (out / "table.md").read_text()
     assert pd.read_csv(out / "timing.csv", index_col=0).loc["KDTalker", "lse"] == 20.25
     assert load_run(dirs[0]).timing["decode"] == 1.5
+
+
+def test_eval_records_copies_input_and_the_report_hides_static_fps(tmp_path, tiny_dataset):
+    """`kdbench run --method static` + `kdbench eval --metrics fps`: FPS is measured (a copy of the image is
+    timed), metrics.json records copies_input, and the report shows "—" instead of millions of FPS."""
+    from kdbench.cli import main as kdbench_main
+
+    run = tmp_path / "static"
+    assert kdbench_main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(run), "-q"]) == 0
+    assert kdbench_main(["eval", str(run), "--metrics", "fps", "-q"]) == 0
+    r = load_run(run)
+    assert r.doc["run"]["copies_input"] is True and r.metrics["fps"]["status"] == "ok"
+    t = build_table([r], ci=200)
+    assert t.cells[("Static image", "FPS")].status == "skipped"
+    assert t.cell_text("Static image", "FPS") == "— [1]" and "copies its input" in t.footnotes()[1][0]
