@@ -126,7 +126,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
 
     runs = [load_run(p) for p in run_dirs]
     table = build_table(runs, precision=precision, ci=ci or None, seed=seed)
-    other = build_table(runs, precision=precision, other=True)
+    other = build_table(runs, precision=precision, other=True, ci=ci or None, seed=seed)
     if not other.columns:
         other = None
     resamples = ci or DEFAULT_RESAMPLES

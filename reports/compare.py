@@ -88,7 +88,10 @@ def compare_pair(a: RunResult, b: RunResult, resamples: int = stats.DEFAULT_RESA
                 rows.append(rec)
                 continue
             res = stats.paired_mean([va[c] for c in shared], [vb[c] for c in shared], resamples, seed)
-        if res is not None:
+        if res is not None and res.n < 2:  # one clip: a difference, but no interval and no test
+            rec.update({"n": res.n, "A": res.mean_a, "B": res.mean_b, "A - B": res.diff,
+                        "test": "1 shared clip: no CI, no test" if res.n else "no clip scored by both"})
+        elif res is not None:
             rec.update({"n": res.n, "A": res.mean_a, "B": res.mean_b, "A - B": res.diff, "ci_lo": res.lo,
                         "ci_hi": res.hi, "test": res.test, "p": res.p_value})
             hib = _hib(a, ma, oa, col)
@@ -138,8 +141,9 @@ def pair_display(df: pd.DataFrame, precision: int = 3) -> pd.DataFrame:
 
     out = []
     for _, r in df.iterrows():
-        diff = DASH if not math.isfinite(r["A - B"]) else f"{f(r['A - B'], True)} [{f(r['ci_lo'], True)}, " \
-                                                          f"{f(r['ci_hi'], True)}]"
+        diff = DASH if not math.isfinite(r["A - B"]) else f(r["A - B"], True)
+        if math.isfinite(r["A - B"]) and math.isfinite(r["ci_lo"]):
+            diff += f" [{f(r['ci_lo'], True)}, {f(r['ci_hi'], True)}]"
         out.append([r["metric"], f(r["A"]), f(r["B"]), diff, r["test"] or DASH, _p_text(r["p"]),
                     str(int(r["n"])), r["better"] or DASH])
     return pd.DataFrame(out, columns=["Metric", "A", "B", "A − B [95% CI]", "test", "p", "clips", "better"])

@@ -60,6 +60,8 @@ class Gallery:
     """Metric columns with per-clip values (sort keys), in table order."""
     higher_is_better: dict[str, bool | None]
     notes: list[str] = field(default_factory=list)
+    sort_row: str | None = None
+    """The row whose values sort the clips at first (the first method that is not the GT)."""
 
 
 def slug(text: str) -> str:
@@ -184,7 +186,8 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True) -> Ga
             tiles.append(tile)
         clips.append(GalleryClip(cid, tiles))
     hib = {c: table.higher_is_better(c) for c in columns}
-    return Gallery(clips=clips, rows=rows, columns=columns, higher_is_better=hib, notes=notes)
+    sort_row = next((r for r in table.rows if r not in table.gt_rows), table.rows[0])
+    return Gallery(clips=clips, rows=rows, columns=columns, higher_is_better=hib, notes=notes, sort_row=sort_row)
 
 
 def run_clip_ids(run: RunResult) -> list[str]:
@@ -280,7 +283,8 @@ def gallery_html(g: Gallery, precision: int = 3) -> str:
     heads = "".join(f'<th data-col="{esc(c)}" data-hib="{hib[c]}" title="click: worst clips first; again: best '
                     f'first">{esc(c)}</th>' for c in g.columns)
     value_rows = [r for r in g.rows if r != GT_LABEL]
-    options = "".join(f'<option value="{esc(r)}">{esc(r)}</option>' for r in value_rows)
+    options = "".join(f'<option value="{esc(r)}"{" selected" if r == g.sort_row else ""}>{esc(r)}</option>'
+                      for r in value_rows)
     cards = []
     for clip in g.clips:
         values = {t.row: t.values for t in clip.tiles if t.values}

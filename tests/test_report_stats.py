@@ -255,3 +255,13 @@ def test_eval_records_copies_input_and_the_report_hides_static_fps(tmp_path, tin
     t = build_table([r], ci=200)
     assert t.cells[("Static image", "FPS")].status == "skipped"
     assert t.cell_text("Static image", "FPS") == "— [1]" and "copies its input" in t.footnotes()[1][0]
+
+
+def test_one_shared_clip_gives_a_difference_but_no_interval_or_verdict():
+    a = make_doc("kdtalker", {"cpbd": {"cpbd": [0.5]}}, clips=["x"])
+    b = make_doc("sadtalker", {"cpbd": {"cpbd": [0.3, 0.2]}}, clips=["x", "y"])
+    row = compare_pair(RunResult(a), RunResult(b), resamples=100).set_index("metric").loc["CPBD"]
+    assert row["n"] == 1 and row["A - B"] == pytest.approx(0.2)
+    assert math.isnan(row["ci_lo"]) and math.isnan(row["p"]) and row["better"] == ""
+    assert row["test"] == "1 shared clip: no CI, no test"
+    assert pair_display(compare_pair(RunResult(a), RunResult(b), 100)).loc[0, "A − B [95% CI]"] == "+0.200"
