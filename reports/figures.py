@@ -52,7 +52,7 @@ def distribution_data(runs: Sequence[RunResult | dict | str | Path],
     Returns ``{"row": str[N], "column": str[N], "clip_id": str[N], "value": float64[N]}``: one entry
     per (method row, Table 1 column, clip) with a finite per-clip value, in row order, then column
     order (Table 1's), then the run's clip order. Set-level metrics without per-clip values (FID)
-    contribute nothing.
+    contribute nothing, nor does the FPS of a row that copies its input.
     """
     loaded, labels = _loaded(runs)
     cols_by_row = {lab: run_columns(r) for lab, r in zip(labels, loaded, strict=True)}
@@ -66,8 +66,8 @@ def distribution_data(runs: Sequence[RunResult | dict | str | Path],
                 continue
             metric, output = cols_by_row[lab][col]
             entry = run.metrics.get(metric) or {}
-            if entry.get("status", "ok") != "ok":
-                continue
+            if entry.get("status", "ok") != "ok" or (metric == "fps" and run.copies_input):
+                continue  # a row that copies its input has no FPS (it would time a copy)
             for clip_id, record in (entry.get("per_clip") or {}).items():
                 v = finite((record or {}).get(output))
                 if v is None:
@@ -183,7 +183,7 @@ def plot_distributions(runs: Sequence[RunResult | dict | str | Path], out_dir: s
                        linewidth=0.4)
         for i, g in enumerate(groups):
             if not g.size:
-                ax.text(0.5, i, "no per-clip values (not evaluated, skipped or set-level)",
+                ax.text(0.5, i, "no per-clip values",
                         transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=8,
                         color="gray", style="italic")
         ax.set_yticks(range(len(rows)), [f"{r} (n={g.size})" for r, g in zip(rows, groups, strict=True)])

@@ -254,3 +254,40 @@ def test_heatmap_pose_api_gets_the_per_frame_angles_of_each_run(tmp_path, monkey
     assert figs == [] and "pose heatmaps only" in notes[0]
     figs, notes = heatmap_figures([load_run(dirs[2])], tmp_path / "figs2")
     assert figs == [] and "no run has per-frame head poses" in notes[0]
+
+
+def test_figures_leave_out_the_fps_of_rows_that_copy_their_input(tmp_path):
+    from report_fixtures import make_doc
+
+    static = make_doc("static", {"fps": {"fps": [3.1e6, 2.8e6, 3.3e6]}, "cpbd": {"cpbd": [0.2, 0.3, 0.25]}})
+    kd = standard_runs()["kdtalker"]
+    data = distribution_data([static, kd])
+    assert not ((data["row"] == "static") & (data["column"] == "FPS")).any()
+    assert data["value"][(data["row"] == "static") & (data["column"] == "CPBD")].tolist() == [0.2, 0.3, 0.25]
+    assert data["value"].max() < 100
+    fig = plot_fps([static, kd], tmp_path)
+    saved = np.load(fig.npz)
+    assert saved["row"].tolist() == ["KDTalker"] and saved["clip_value"].max() < 30  # the 25 FPS line is in view
+    assert plot_fps([static], tmp_path / "none") is None
+
+
+def test_heatmap_panels_count_clips_and_name_the_pose_estimator(tmp_path):
+    from report_fixtures import make_doc, metric_entry
+
+    from reports import heatmap
+
+    hist = heatmap.pose_histograms({"real": [np.zeros((5, 3))], "static": [np.zeros((4, 3))] * 3 + [np.zeros((0, 3))]})
+    assert hist["n_clips"].tolist() == [1, 3] and hist["n_frames"].tolist() == [5, 12]
+    dirs = []
+    for method, n in (("real", 1), ("kdtalker", 3)):
+        clips = [f"c{i}" for i in range(n)]
+        pc = {c: {"pose_std_deg": 1.0, "yaw_deg": [0.0, 1.0, 2.0], "pitch_deg": [0.0] * 3, "roll_deg": [0.0] * 3,
+                  "frame_index": [0, 1, 2]} for c in clips}
+        doc = make_doc(method, {"cpbd": {"cpbd": [0.3] * n}}, clips=clips)
+        doc["metrics"]["diversity"] = metric_entry("diversity", pc)
+        dirs.append(write_run(tmp_path / method, doc))
+    figs, notes = heatmap_figures([load_run(d) for d in dirs], tmp_path / "figs")
+    assert notes == [] and "Hopenet" in figs[0].caption
+    saved = np.load(figs[0].npz)
+    assert saved["methods"].tolist() == ["Real Video", "KDTalker"]
+    assert saved["n_clips"].tolist() == [1, 3] and saved["n_frames"].tolist() == [3, 9]
