@@ -198,7 +198,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
         if gallery:
             from .gallery import build_gallery
 
-            gal = build_gallery(table, out)
+            gal = build_gallery(table, out, other=other)
             if gal is None:
                 notes.append("gallery: no run folder has videos (videos/<clip_id>.mp4)")
             else:

@@ -137,10 +137,13 @@ def contact_sheet(video: Path, out: Path, frames: int = SHEET_FRAMES, height: in
     return out
 
 
-def build_gallery(table: ReportTable, out: str | Path, media: bool = True) -> Gallery | None:
+def build_gallery(table: ReportTable, out: str | Path, media: bool = True,
+                  other: ReportTable | None = None) -> Gallery | None:
     """Collect the gallery of ``table``'s runs into ``out/gallery``; None when no run has videos.
 
-    ``media=False`` links nothing and makes no contact sheets (the HTML then lists the values only)."""
+    ``other``: the table of outputs outside Table 1 (same rows), whose per-clip outputs become further
+    sort keys. ``media=False`` links nothing and makes no contact sheets (the HTML then lists the values
+    only)."""
     out = Path(out)
     runs = [table.runs[r] for r in table.rows]
     videos = {r: {} for r in table.rows}
@@ -159,9 +162,14 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True) -> Ga
     gt = {} if gt_rows else gt_videos(runs)
     rows = ([] if gt_rows or not gt else [GT_LABEL]) + list(table.rows)
     notes: list[str] = []
-    columns = [c for c in table.columns if any(
-        table.cells[(r, c)].status == "ok" and clip_values(table.runs[r], table.cells[(r, c)].metric,
-                                                           table.cells[(r, c)].output) for r in table.rows)]
+    tables = [table] + ([other] if other is not None and other.rows == table.rows else [])
+    cell_of = {}
+    for t in tables:
+        for c in t.columns:
+            if c not in cell_of and any(t.cells[(r, c)].status == "ok" and t.cells[(r, c)].output and clip_values(
+                    t.runs[r], t.cells[(r, c)].metric, t.cells[(r, c)].output) for r in t.rows):
+                cell_of[c] = t
+    columns = list(cell_of)
     clips = []
     for cid in sorted(clip_ids):
         tiles = []
@@ -170,7 +178,7 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True) -> Ga
             tile = Tile(row=row)
             if row != GT_LABEL:
                 for col in columns:
-                    c = table.cells[(row, col)]
+                    c = cell_of[col].cells[(row, col)]
                     if c.status == "ok" and c.metric:
                         v = finite(clip_values(table.runs[row], c.metric, c.output).get(cid))
                         if v is not None:
@@ -185,7 +193,7 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True) -> Ga
                     notes.append(f"gallery: no contact sheet for {row} / {cid}: {type(e).__name__}: {e}")
             tiles.append(tile)
         clips.append(GalleryClip(cid, tiles))
-    hib = {c: table.higher_is_better(c) for c in columns}
+    hib = {c: cell_of[c].higher_is_better(c) for c in columns}
     sort_row = next((r for r in table.rows if r not in table.gt_rows), table.rows[0])
     return Gallery(clips=clips, rows=rows, columns=columns, higher_is_better=hib, notes=notes, sort_row=sort_row)
 
@@ -213,7 +221,7 @@ table.gallery-sort th.active{background:#dde8f6}
 .tile{width:200px;font-size:.78em}
 .tile video,.tile img{width:200px;height:auto;background:#eee;display:block}
 .tile .row{font-weight:600}
-.tile ul{list-style:none;margin:.2em 0;padding:0;color:#333}
+.tile ul{list-style:none;margin:.2em 0;padding:0;color:#333;font-size:.92em}
 .tile .missing{color:#999;font-style:italic;padding:2em 0;text-align:center;background:#f6f6f6}
 """
 
@@ -237,15 +245,15 @@ GALLERY_JS = """
     cards.sort(function(a,b){
       var x=key(a,col),y=key(b,col);
       if(x===null&&y===null){return 0;} if(x===null){return 1;} if(y===null){return -1;}
-      var d=x-y; if(hib===''){return d;}
-      var asc=(higher!==best);
+      var d=x-y;
+      var asc=(hib==='')?!best:(higher!==best);
       return asc?d:-d;
     });
     cards.forEach(function(c){list.appendChild(c);});
     root.querySelectorAll('table.gallery-sort th').forEach(function(h){h.classList.remove('active');
       h.textContent=h.getAttribute('data-col');});
     th.classList.add('active');
-    th.textContent=col+(hib===''?' (ascending)':(best?' (best first)':' (worst first)'));
+    th.textContent=col+(hib===''?(best?' (descending)':' (ascending)'):(best?' (best first)':' (worst first)'));
     state.col=col; state.best=best;
     root.setAttribute('data-sorted',col+'|'+(best?'best':'worst')+'|'+sel.value);
   }

@@ -34,7 +34,8 @@ def _runs(root: Path, gt_from_dataset: Path | None = None) -> list[Path]:
     """real (GT videos for clips A, B), kdtalker (A, B, C), static (A, B, C), each with 10-frame videos."""
     specs = {
         "real": ({"cpbd": {"cpbd": [0.40, 0.41]}}, CLIPS[:2], 200),
-        "kdtalker": ({"lse": {"lse_c": KD_LSE_C, "lse_d": [7.5, 7.0, 8.0]}, "cpbd": {"cpbd": [0.3, 0.2, 0.25]}},
+        "kdtalker": ({"lse": {"lse_c": KD_LSE_C, "lse_d": [7.5, 7.0, 8.0]}, "cpbd": {"cpbd": [0.3, 0.2, 0.25]},
+                      "diversity": {"pose_std_kdtalker_compat": [0.7, 0.8, 0.75], "pose_std_deg": [5.0, 6.0, 7.0]}},
                      CLIPS, 120),
         "static": ({"lse": {"lse_c": [1.0, 2.0, 1.5], "lse_d": [11.0, 12.0, 11.5]},
                     "cpbd": {"cpbd": [0.2, 0.2, 0.2]}}, CLIPS, 60),
@@ -111,7 +112,10 @@ def test_cards_hold_the_per_clip_values_and_the_sort_script(report):
         assert values["static"]["CPBD"] == 0.2
     assert "Real Video" not in json.loads(cards[2]["data-values"])  # no GT clip C
     heads = [(a["data-col"], a["data-hib"]) for t, a in p.tags if t == "th" and "data-col" in a]
-    assert heads == [("LSE-C", "1"), ("LSE-D", "0"), ("CPBD", "1")]
+    # Table 1 columns, then the per-clip outputs outside Table 1
+    assert heads == [("LSE-C", "1"), ("LSE-D", "0"), ("Diversity", "1"), ("CPBD", "1"),
+                     ("diversity.pose_std_deg", "1")]
+    assert json.loads(cards[1]["data-values"])["KDTalker"]["diversity.pose_std_deg"] == 6.0
     assert "function sortBy(" in page and "addEventListener('click'" in page
     assert "LSE-C: 7.000" in page  # the values are printed under each video
     assert [o for t, o in p.tags if t == "option"] == [  # sorted by the first method's values at first
