@@ -62,6 +62,8 @@ class Gallery:
     notes: list[str] = field(default_factory=list)
     sort_row: str | None = None
     """The row whose values sort the clips at first (the first method that is not the GT)."""
+    extra: set[str] = field(default_factory=set)
+    """Columns from outside Table 1 (listed under a collapsed "more" under each video)."""
 
 
 def slug(text: str) -> str:
@@ -195,7 +197,8 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True,
         clips.append(GalleryClip(cid, tiles))
     hib = {c: cell_of[c].higher_is_better(c) for c in columns}
     sort_row = next((r for r in table.rows if r not in table.gt_rows), table.rows[0])
-    return Gallery(clips=clips, rows=rows, columns=columns, higher_is_better=hib, notes=notes, sort_row=sort_row)
+    return Gallery(clips=clips, rows=rows, columns=columns, higher_is_better=hib, notes=notes, sort_row=sort_row,
+                   extra={c for c in columns if cell_of[c] is not table})
 
 
 def run_clip_ids(run: RunResult) -> list[str]:
@@ -213,7 +216,9 @@ def run_clip_ids(run: RunResult) -> list[str]:
 GALLERY_CSS = """
 .gallery-controls{margin:.5em 0;font-size:.9em}
 table.gallery-sort{border-collapse:collapse;font-size:.85em;margin:.4em 0}
-table.gallery-sort th{cursor:pointer;padding:.25em .6em;border:1px solid #ccc;background:#f7f7f7;user-select:none}
+table.gallery-sort tr{display:flex;flex-wrap:wrap;gap:.3em}
+table.gallery-sort th{cursor:pointer;padding:.25em .6em;border:1px solid #ccc;background:#f7f7f7;user-select:none;
+  white-space:nowrap;font-weight:500}
 table.gallery-sort th.active{background:#dde8f6}
 .clip{border-top:1px solid #ddd;padding:.5em 0}
 .clip h3{font-size:.95em;margin:.2em 0}
@@ -221,7 +226,8 @@ table.gallery-sort th.active{background:#dde8f6}
 .tile{width:200px;font-size:.78em}
 .tile video,.tile img{width:200px;height:auto;background:#eee;display:block}
 .tile .row{font-weight:600}
-.tile ul{list-style:none;margin:.2em 0;padding:0;color:#333;font-size:.92em}
+.tile ul{list-style:none;margin:.2em 0;padding:0;color:#333;font-size:.92em;overflow-wrap:anywhere}
+.tile details summary{cursor:pointer;color:#555}
 .tile .missing{color:#999;font-style:italic;padding:2em 0;text-align:center;background:#f6f6f6}
 """
 
@@ -307,9 +313,12 @@ def gallery_html(g: Gallery, precision: int = 3) -> str:
                 media = f'<img src="{esc(t.sheet)}" alt="{esc(label)}">'
             else:
                 media = '<div class="missing">no video</div>'
-            vals = "".join(f"<li>{esc(c)}: {_fmt(v, precision)}</li>" for c, v in t.values.items())
+            main = "".join(f"<li>{esc(c)}: {_fmt(v, precision)}</li>" for c, v in t.values.items()
+                           if c not in g.extra)
+            more = "".join(f"<li>{esc(c)}: {_fmt(v, precision)}</li>" for c, v in t.values.items() if c in g.extra)
+            more = f"<details><summary>more</summary><ul>{more}</ul></details>" if more else ""
             tiles.append(f'<div class="tile" data-row="{esc(t.row)}">{media}<div class="row">{esc(t.row)}</div>'
-                         f"<ul>{vals}</ul></div>")
+                         f"<ul>{main}</ul>{more}</div>")
         cards.append(f'<div class="clip" data-clip="{esc(clip.clip_id)}" data-values="{esc(json.dumps(values))}">'
                      f'<h3>{esc(clip.clip_id)}</h3><div class="tiles">{"".join(tiles)}</div></div>')
     controls = (f'<div class="gallery-controls">Sort clips by the values of <select id="gallery-row">{options}'

@@ -47,7 +47,7 @@ class Page:
         exe = find_chromium()
         if exe is None:
             raise RuntimeError("chromium not found (Debian: apt-get install chromium)")
-        self._profile = tempfile.TemporaryDirectory(prefix="kdbench-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="kdbench-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen(
             [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--mute-audio",
              "--remote-debugging-port=0", f"--user-data-dir={self._profile.name}",
@@ -90,7 +90,11 @@ class Page:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        self._profile.cleanup()
+        for _ in range(20):  # child processes may still be writing the profile for a moment
+            self._profile.cleanup()
+            if not Path(self._profile.name).exists():
+                break
+            time.sleep(0.1)
 
     # -- protocol ------------------------------------------------------------------------------
     def send(self, method: str, **params: Any) -> dict[str, Any]:
