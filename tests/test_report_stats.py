@@ -265,3 +265,19 @@ def test_one_shared_clip_gives_a_difference_but_no_interval_or_verdict():
     assert math.isnan(row["ci_lo"]) and math.isnan(row["p"]) and row["better"] == ""
     assert row["test"] == "1 shared clip: no CI, no test"
     assert pair_display(compare_pair(RunResult(a), RunResult(b), 100)).loc[0, "A − B [95% CI]"] == "+0.200"
+
+
+def test_ci_option_parsing():
+    import argparse
+
+    from reports.cli import add_report_parser
+
+    sub = argparse.ArgumentParser(prog="kdbench").add_subparsers()
+    p = add_report_parser(sub)
+    assert p.parse_args(["r"]).ci == stats.DEFAULT_RESAMPLES == 10_000
+    assert p.parse_args(["r", "--ci", "none"]).ci is None and p.parse_args(["r", "--ci", "2500"]).ci == 2500
+    for bad in ("50", "many"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["r", "--ci", bad])
+    args = p.parse_args(["--compare", "a", "b"])
+    assert args.compare == ["a", "b"] and args.run_dirs == []
