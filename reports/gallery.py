@@ -120,6 +120,8 @@ def contact_sheet(video: Path, out: Path, frames: int = SHEET_FRAMES, height: in
 
     from kdbench.video import iter_frames, probe_video
 
+    if out.is_file() and out.stat().st_mtime >= video.stat().st_mtime:
+        return out  # made by an earlier report from the same video
     n = max(1, probe_video(video).n_frames or 1)
     want = set(np.linspace(0, n - 1, frames).round().astype(int).tolist())
     picked = []
@@ -290,9 +292,15 @@ def _fmt(v: float, precision: int) -> str:
     return f"{v:.{precision}f}"
 
 
+PRELOAD_MAX = 60
+"""Up to this many videos, the page preloads their metadata; beyond, nothing until hovered (posters show)."""
+
+
 def gallery_html(g: Gallery, precision: int = 3) -> str:
     """The gallery section (controls, clip cards, inline sort script) as an HTML fragment."""
     esc = html.escape
+    n_videos = sum(1 for c in g.clips for t in c.tiles if t.video)
+    preload = "metadata" if n_videos <= PRELOAD_MAX else "none"
     hib = {c: "" if g.higher_is_better.get(c) is None else str(int(bool(g.higher_is_better[c]))) for c in g.columns}
     heads = "".join(f'<th data-col="{esc(c)}" data-hib="{hib[c]}" title="click: worst clips first; again: best '
                     f'first">{esc(c)}</th>' for c in g.columns)
@@ -307,7 +315,7 @@ def gallery_html(g: Gallery, precision: int = 3) -> str:
             label = f"{t.row} — {clip.clip_id}"
             if t.video:
                 poster = f' poster="{esc(t.sheet)}"' if t.sheet else ""
-                media = (f'<video src="{esc(t.video)}"{poster} muted loop playsinline preload="metadata" '
+                media = (f'<video src="{esc(t.video)}"{poster} muted loop playsinline preload="{preload}" '
                          f'aria-label="{esc(label)}"></video>')
             elif t.sheet:
                 media = f'<img src="{esc(t.sheet)}" alt="{esc(label)}">'
