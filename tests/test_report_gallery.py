@@ -198,3 +198,14 @@ def test_gallery_in_headless_chromium(report, tmp_path):
         shot = page.screenshot(tmp_path / "gallery.png")
         with Image.open(shot) as im:
             assert im.size == (1200, 900)
+
+
+def test_large_galleries_preload_no_video(report, monkeypatch):
+    import reports.gallery as gallery
+
+    runs = [load_run(report.parent / "runs" / n) for n in ("real", "kdtalker", "static")]
+    g = build_gallery(build_table(runs), report.parent / "again")
+    assert gallery.gallery_html(g).count('preload="metadata"') == 8
+    monkeypatch.setattr(gallery, "PRELOAD_MAX", 7)
+    page = gallery.gallery_html(g)
+    assert page.count('preload="none"') == 8 and page.count("poster=") == 8
