@@ -23,7 +23,6 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -341,7 +340,3 @@ def gallery_caption(g: Gallery) -> str:
             f"of {SHEET_FRAMES} frames, shown where the video cannot play), with the clip's metric values under "
             "each video. Videos are copies under gallery/ (relative links: the folder opens without a server).")
 
-
-def summary(g: Gallery) -> dict[str, Any]:
-    """Counts for tests and logs."""
-    return {"clips": len(g.clips), "rows": g.rows, "videos": sum(1 for c in g.clips for t in c.tiles if t.video)}
