@@ -35,8 +35,8 @@ DASH = "—"
 PRIMARY_METRICS = ("lse", "diversity", "fid", "cpbd", "csim", "fps")
 """Metrics that own a Table 1 column when several metrics of one run map to the same column."""
 STATS = ("mean", "std", "n", "failed", "ci_lo", "ci_hi")
-COPY_REASON = ("copies its input (nothing is generated): an FPS would time a file copy, not a generator, "
-               "so none is shown")
+COPY_REASON = ("copies its input instead of generating (repeats the reference image or replays the GT video): "
+               "its FPS would time a copy, not a generator, so none is shown")
 
 
 @dataclass
