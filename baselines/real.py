@@ -17,6 +17,7 @@ class RealVideo(Method):
         description="The ground-truth clip (Table 1's 'Real Video' row). Needs a GT video per clip.",
         paper_row="Real Video",
         generates=False,
+        copies_input=True,
     )
 
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:

@@ -17,6 +17,7 @@ class StaticImage(Method):
         name="static",
         description="The reference image repeated for the audio's duration (no motion at all): the lower bound.",
         paper_row="Static image",
+        copies_input=True,
     )
 
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:

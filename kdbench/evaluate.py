@@ -77,6 +77,16 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     return metric, None
 
 
+def _copies_input(config: dict[str, Any]) -> bool:
+    """The method's ``MethodInfo.copies_input`` (False for external videos and unknown methods)."""
+    from .registry import METHODS
+
+    try:
+        return bool(METHODS.get(config["method"]).info.copies_input)
+    except (KdbenchError, ImportError):
+        return False
+
+
 def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: Path, *,
               clip: EvalClip | None = None, seconds: dict[str, float] | None = None,
               side=None) -> dict[str, tuple[str, Any]]:
@@ -297,6 +307,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                    "note": "seconds per metric summed over clips (wall time of its calls, aggregation included); "
                            "decoding runs on a background thread and overlaps scoring"},
         "run": {"run_dir": str(store.root), "method": config["method"], "paper_row": config.get("paper_row"),
+                "copies_input": _copies_input(config),
                 "config": config, "config_hash": config["config_hash"], "generation_env": store.env()},
         "dataset": {**ds.describe(), "n_clips": len(clip_ids)},
         "normalizer": normalizer_summary({c: events[c] for c in clip_ids}, config),

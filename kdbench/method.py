@@ -30,7 +30,11 @@ class MethodInfo:
     paper_row: str | None = None
     """The row of the paper's Table 1 this method reproduces (e.g. "KDTalker", "Real Video")."""
     generates: bool = True
-    """False for reference rows (``real``, ``static``) that copy inputs: no warm-up, and no FPS is reported."""
+    """False for rows that replay a file instead of running code (``real``): no warm-up, no FPS measured."""
+    copies_input: bool = False
+    """True for reference rows whose output is a copy of an input (``real``: the GT video, ``static``: the
+    reference image): reports show no FPS for them (it would time a copy, not a generator). Recorded by
+    ``kdbench eval`` as ``metrics.json["run"]["copies_input"]``."""
 
 
 @dataclass

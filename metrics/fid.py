@@ -199,6 +199,7 @@ class FIDMetric(Metric):
         "max_frames": None,  # None: all frames of each clip
         "cache": True,  # cache GT features on disk
         "cache_dir": None,  # None: $KDBENCH_HOME/features/fid
+        "save_activations": False,  # write <run>/fid_activations.npz: the report's FID CI resamples clips from it
     }
 
     def __init__(self, **kwargs: Any):
@@ -363,6 +364,7 @@ class FIDMetric(Metric):
                                    "them): run `kdbench eval` again")
             return (ids, *statistics_from_sufficient(*m["gen"]), m["gen"][0],
                     *statistics_from_sufficient(*m["gt"]), m["gt"][0], False)
+
         ids = sorted(cid for cid in records if cid in self._gen)
         if not ids:
             return ids, None, None, 0, None, None, 0, False
@@ -370,6 +372,14 @@ class FIDMetric(Metric):
         mu_g, sigma_g = activation_statistics(gen)
         mu_r, sigma_r, n_gt, gt_from_cache = self._gt_statistics(ids)
         return ids, mu_g, sigma_g, len(gen), mu_r, sigma_r, n_gt, gt_from_cache
+
+    def _save_activations(self, path: Path, ids: list[str]) -> None:
+        """Per-clip activations for ``reports.fid_ci`` (layout in its docstring): float32, both sides."""
+        gen = [self._gen[cid] for cid in ids]
+        gt = [self._gt_activations(cid) for cid in ids]
+        _atomic_savez(path, clip_ids=np.array(ids), gen=np.concatenate(gen).astype(np.float32),
+                      gen_offsets=np.cumsum([0] + [len(a) for a in gen]),
+                      gt=np.concatenate(gt).astype(np.float32), gt_offsets=np.cumsum([0] + [len(a) for a in gt]))
 
     def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         ids, mu_g, sigma_g, n_gen, mu_r, sigma_r, n_gt, gt_from_cache = self._pooled_statistics(records)
@@ -385,6 +395,10 @@ class FIDMetric(Metric):
         out: dict[str, Any] = {"mean": None, "std": None, "n": len(ids), "n_frames_gen": int(n_gen),
                                "n_frames_gt": int(n_gt), "gt_stats_cached": gt_from_cache, "flags": flags,
                                "protocol": self.protocol}
+        if self.options.get("save_activations") and self._merged is not None:
+            flags.append("save_activations: not saved (clips scored on Ray workers keep only sufficient statistics)")
+        elif self.options.get("save_activations") and getattr(self, "context", {}).get("run_dir"):
+            self._save_activations(Path(self.context["run_dir"]) / "fid_activations.npz", ids)
         try:
             out["mean"] = frechet_distance(mu_g, sigma_g, mu_r, sigma_r)
         except ValueError as e:  # pytorch-fid: large imaginary component in sqrtm

@@ -7,6 +7,8 @@ only when a figure is drawn) nor pandas (imported when a table is built). Main e
 * :func:`reports.table.build_table` — the methods x metrics table in Table 1's layout, with
   Markdown/LaTeX/CSV/HTML output; :func:`reports.table.paper_comparison`; :func:`reports.table.sweep_table`;
 * :func:`reports.cli.write_report` — everything ``kdbench report`` writes;
+* :func:`reports.stats.bootstrap_ci` — the 95% CIs over clips; :func:`reports.compare.compare_pair` — paired
+  A − B with CI and Wilcoxon / paired-bootstrap tests; :func:`reports.gallery.build_gallery` — the video gallery;
 * :func:`reports.check.check` — ``kdbench check`` (exit 0 ok / 1 drift / 2 incomparable);
   import it from :mod:`reports.check` (the name is also the module's).
 """
@@ -25,6 +27,9 @@ _LAZY = {
     "sweep_table": "reports.table",
     "sweep_comparison": "reports.table",
     "write_report": "reports.cli",
+    "compare_pair": "reports.compare",
+    "bootstrap_ci": "reports.stats",
+    "build_gallery": "reports.gallery",
 }
 
 __all__ = sorted(_LAZY)

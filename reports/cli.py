@@ -14,6 +14,8 @@ from typing import Any
 
 from kdbench.errors import KdbenchError
 
+from .stats import DEFAULT_RESAMPLES
+
 FORMATS = ("md", "tex", "csv", "html")
 
 REPORT_EPILOG = """\
@@ -21,11 +23,19 @@ examples:
   kdbench report runs/real runs/kdtalker --out report/
   kdbench report runs/* --format md,html --compare-paper
   kdbench report runs/kdtalker --format csv --no-figures
+  kdbench report --compare runs/kdtalker runs/sadtalker --out cmp/
+  kdbench report runs/* --baseline sadtalker --ci 2000 --seed 1
+  kdbench report runs/* --ci none --no-gallery
 
 writes, under --out (default: RUN_DIR/report for one run, ./kdbench-report for several):
   table.md, table.tex, table.csv   Table 1 layout: GT row first, best per column in bold,
-                                   mean ± std (n), failures counted, skipped metrics footnoted
-  report.html                      self-contained page with the table and embedded figures
+                                   value [95% CI over clips] (--ci none: mean ± std), n, failures
+                                   counted, skipped metrics footnoted; rows that copy their input
+                                   (real, static) show no FPS
+  report.html                      page with the table, embedded figures and the video gallery
+                                   (gallery/: videos + contact sheets, relative links, no server)
+  comparison.csv                   with --compare/--baseline: A - B, CI, Wilcoxon p, clips used
+  timing.csv                       when metrics.json records per-metric seconds
   per_clip.parquet                 every per-clip value (long format)
   paper_comparison.csv             with --compare-paper: paper, measured and delta per cell
   figures/*.png + *.npz            per-clip distributions, FPS per method, motion heatmaps
@@ -73,18 +83,67 @@ def _precision(text: str) -> int:
     return v
 
 
+def _pairs(table: Any, compare: Sequence[str] | None, baseline: str | None) -> list[tuple[str, str]]:
+    """(A label, B label) pairs to compare: ``compare = (A, B)`` and/or every row against ``baseline``."""
+    from .compare import find_run
+
+    runs, labels = [table.runs[r] for r in table.rows], table.rows
+    label_of = {id(r): lab for lab, r in zip(labels, runs, strict=True)}
+    pairs = []
+    if compare:
+        a, b = (find_run(runs, k, labels) for k in compare)
+        pairs.append((label_of[id(a)], label_of[id(b)]))
+    if baseline:
+        base = find_run(runs, baseline, labels)
+        pairs += [(lab, label_of[id(base)]) for lab, r in zip(labels, runs, strict=True) if r is not base]
+    return list(dict.fromkeys(pairs))
+
+
+def _resamples(text: str) -> int | None:
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ci takes a number of resamples or 'none', not {text!r}") from None
+    if n < 100:
+        raise argparse.ArgumentTypeError(f"--ci {n}: use at least 100 resamples (or 'none')")
+    return n
+
+
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Sequence[str] = FORMATS,
                  compare_paper: bool = False, figures: bool = True, precision: int = 3,
-                 heatmap_options: dict[str, Any] | None = None, title: str = "kdbench report") -> list[Path]:
-    """Write the report files for ``run_dirs`` into ``out``; returns the paths written."""
+                 heatmap_options: dict[str, Any] | None = None, title: str = "kdbench report",
+                 ci: int | None = DEFAULT_RESAMPLES, seed: int = 0, compare: Sequence[str] | None = None,
+                 baseline: str | None = None, gallery: bool = True) -> list[Path]:
+    """Write the report files for ``run_dirs`` into ``out``; returns the paths written.
+
+    ``ci``: bootstrap resamples for the 95% CIs over clips (None/0: none); ``seed`` seeds them.
+    ``compare = (A, B)`` and/or ``baseline``: paired comparisons (runs named by row label, folder or
+    method; refused with the reason when their clip sets differ). ``gallery``: copy the videos into
+    ``out/gallery`` and show them in report.html."""
+    from .compare import compare_pair, pair_html, pair_latex, pair_markdown
     from .runs import load_run
-    from .table import build_table, comparison_latex, comparison_markdown, paper_comparison, per_clip_frame
+    from .table import (
+        build_table,
+        comparison_latex,
+        comparison_markdown,
+        paper_comparison,
+        per_clip_frame,
+        timing_frame,
+        timing_html,
+        timing_markdown,
+    )
 
     runs = [load_run(p) for p in run_dirs]
-    table = build_table(runs, precision=precision)
-    other = build_table(runs, precision=precision, other=True)
+    table = build_table(runs, precision=precision, ci=ci or None, seed=seed)
+    other = build_table(runs, precision=precision, other=True, ci=ci or None, seed=seed)
     if not other.columns:
         other = None
+    resamples = ci or DEFAULT_RESAMPLES
+    pairs = [(a, b, compare_pair(table.runs[a], table.runs[b], resamples, seed))
+             for a, b in _pairs(table, compare, baseline)]
+    timing = timing_frame(table)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -107,8 +166,12 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
         md = table.to_markdown()
         if compare_paper:
             md += "\n" + comparison_markdown(table)
+        for a, b, df in pairs:
+            md += "\n" + pair_markdown(df, a, b, resamples, seed, precision)
         if other is not None:
             md += "\n" + other.to_markdown()
+        if timing is not None:
+            md += "\n" + timing_markdown(timing)
         if figs:
             md += "\n" + "\n".join(f"![{f.title}]({f.png.relative_to(out).as_posix()})" for f in figs) + "\n"
         if notes:
@@ -118,6 +181,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
         tex = "% requires \\usepackage{booktabs}\n" + table.to_latex()
         if compare_paper:
             tex += "\n" + comparison_latex(table)
+        for i, (a, b, df) in enumerate(pairs, 1):
+            tex += "\n" + pair_latex(df, a, b, resamples, seed, precision, label=f"tab:kdbench-compare{i}")
         if other is not None:
             tex += "\n" + other.to_latex(label="tab:kdbench-other")
         put("table.tex", tex)
@@ -129,10 +194,30 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
             put("paper_comparison.csv", cmp.to_csv())
         if other is not None:
             put("other_outputs.csv", other.to_csv())
+        if pairs:
+            import pandas as pd
+
+            frames = [df.assign(**{"A run": a, "B run": b}) for a, b, df in pairs]
+            cols = ["A run", "B run", *frames[0].columns[:-2]]
+            put("comparison.csv", pd.concat(frames)[cols].to_csv(index=False))
+        if timing is not None:
+            put("timing.csv", timing.to_csv())
     if "html" in formats:
         from .html import write_html
 
-        written.append(write_html(out / "report.html", table, figs, compare_paper, notes, title, other=other))
+        gal = None
+        if gallery:
+            from .gallery import build_gallery
+
+            gal = build_gallery(table, out, other=other)
+            if gal is None:
+                notes.append("gallery: no run folder has videos (videos/<clip_id>.mp4)")
+            else:
+                notes += gal.notes
+                written += sorted(p for p in (out / "gallery").rglob("*") if p.is_file())
+        written.append(write_html(out / "report.html", table, figs, compare_paper, notes, title, other=other,
+                                  comparisons=[pair_html(df, a, b, resamples, seed, precision) for a, b, df in pairs],
+                                  timing=timing_html(timing) if timing is not None else "", gallery=gal))
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -149,15 +234,23 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
 def _run_report(args: argparse.Namespace) -> int:
     if args.out is not None:
         out = Path(args.out)
-    elif len(args.run_dirs) == 1:
+    elif len(args.run_dirs) == 1 and not args.compare:
         out = Path(args.run_dirs[0]) / "report"
     else:
         out = Path("kdbench-report")
     heat = {"kind": args.heatmap} if args.heatmap else None
+    run_dirs = list(args.run_dirs)
+    for key in [*(args.compare or []), *([args.baseline] if args.baseline else [])]:
+        if Path(key).exists() and not any(Path(key).resolve() == Path(d).resolve() for d in run_dirs):
+            run_dirs.append(key)  # `--compare runs/a runs/b` alone: the compared runs are the report's runs
+    if not run_dirs:
+        print("error: name at least one RUN_DIR (or two with --compare A B)", file=sys.stderr)
+        return 2
     try:
-        written = write_report(args.run_dirs, out, formats=args.format, compare_paper=args.compare_paper,
+        written = write_report(run_dirs, out, formats=args.format, compare_paper=args.compare_paper,
                                figures=not args.no_figures, precision=args.precision, heatmap_options=heat,
-                               title=args.title)
+                               title=args.title, ci=args.ci, seed=args.seed, compare=args.compare,
+                               baseline=args.baseline, gallery=not args.no_gallery)
     except KdbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -177,7 +270,7 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         description="Build the Table 1-style report (methods x LSE-C, LSE-D, Diversity, FID, CPBD, CSIM, "
                     "FPS) from one or more evaluated run folders (each holding metrics.json).",
         epilog=REPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s) or metrics.json file(s)")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="run folder(s) or metrics.json file(s)")
     p.add_argument("--out", metavar="DIR", default=None, help="output folder (see below for the default)")
     p.add_argument("--format", type=_formats, default=list(FORMATS),
                    help="comma-separated subset of md,tex,csv,html (default: all)")
@@ -189,6 +282,16 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     p.add_argument("--precision", type=_precision, default=3,
                    help="decimals in the tables (default: 3, as in the paper)")
     p.add_argument("--title", default="kdbench report", help="title of the HTML page")
+    p.add_argument("--ci", type=_resamples, default=DEFAULT_RESAMPLES, metavar="N|none",
+                   help=f"bootstrap resamples for the 95%% CIs over clips (default {DEFAULT_RESAMPLES}; "
+                        "'none': no CIs, cells show mean ± std)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                   help="paired comparison A - B over the clips both scored (row label, run folder or method)")
+    p.add_argument("--baseline", metavar="RUN", default=None,
+                   help="paired comparison of every other run against this one")
+    p.add_argument("--no-gallery", action="store_true",
+                   help="do not copy the videos into OUT/gallery nor show the gallery in report.html")
     p.set_defaults(func=_run_report)
     return p
 

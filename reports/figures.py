@@ -52,7 +52,7 @@ def distribution_data(runs: Sequence[RunResult | dict | str | Path],
     Returns ``{"row": str[N], "column": str[N], "clip_id": str[N], "value": float64[N]}``: one entry
     per (method row, Table 1 column, clip) with a finite per-clip value, in row order, then column
     order (Table 1's), then the run's clip order. Set-level metrics without per-clip values (FID)
-    contribute nothing.
+    contribute nothing, nor does the FPS of a row that copies its input.
     """
     loaded, labels = _loaded(runs)
     cols_by_row = {lab: run_columns(r) for lab, r in zip(labels, loaded, strict=True)}
@@ -66,8 +66,8 @@ def distribution_data(runs: Sequence[RunResult | dict | str | Path],
                 continue
             metric, output = cols_by_row[lab][col]
             entry = run.metrics.get(metric) or {}
-            if entry.get("status", "ok") != "ok":
-                continue
+            if entry.get("status", "ok") != "ok" or (metric == "fps" and run.copies_input):
+                continue  # a row that copies its input has no FPS (it would time a copy)
             for clip_id, record in (entry.get("per_clip") or {}).items():
                 v = finite((record or {}).get(output))
                 if v is None:
@@ -85,12 +85,13 @@ def fps_data(runs: Sequence[RunResult | dict | str | Path],
     """FPS per method: ``row`` str[M], ``mean``/``std`` float64[M] (NaN std when absent), ``n`` int[M],
     ``paper`` float64[M] (Table 1's FPS of the row, NaN if none) and the per-clip values as
     ``clip_row`` str[K], ``clip_value`` float64[K]. The GT row is left out unless ``include_gt`` (its
-    "FPS" is the video's frame rate, not a generation speed)."""
+    "FPS" is the video's frame rate, not a generation speed); rows that copy their input
+    (:attr:`RunResult.copies_input`, e.g. ``static``) are always left out: they time a copy."""
     loaded, labels = _loaded(runs)
     t1 = paper.paper_table1()
     rows, means, stds, ns, pap, crow, cval = [], [], [], [], [], [], []
     for lab, run in zip(labels, loaded, strict=True):
-        if run.is_gt and not include_gt:
+        if (run.is_gt and not include_gt) or run.copies_input:
             continue
         cols = run_columns(run)
         if "FPS" not in cols:
@@ -182,23 +183,24 @@ def plot_distributions(runs: Sequence[RunResult | dict | str | Path], out_dir: s
                        linewidth=0.4)
         for i, g in enumerate(groups):
             if not g.size:
-                ax.text(0.5, i, "no per-clip values (not evaluated, skipped or set-level)",
+                ax.text(0.5, i, "no per-clip values",
                         transform=ax.get_yaxis_transform(), ha="center", va="center", fontsize=8,
                         color="gray", style="italic")
-        ax.set_yticks(range(len(rows)), rows)
+        ax.set_yticks(range(len(rows)), [f"{r} (n={g.size})" for r, g in zip(rows, groups, strict=True)])
         ax.set_ylim(len(rows) - 0.5, -0.5)
         arrow = {True: " ↑ (higher is better)", False: " ↓ (lower is better)"}.get(hib.get(col), "")
         ax.set_title(col + arrow, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
     for k in range(len(columns), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
-    n_clips = len(set(data["clip_id"].tolist()))
-    fig.suptitle(f"Per-clip values ({n_clips} clip(s); box = quartiles, dots = clips)", fontsize=11)
+    fig.suptitle("Per-clip values (n = clips with a value, per method and metric; box = quartiles, "
+                 "dots = clips)", fontsize=11)
     png, npz = out_dir / f"{name}.png", out_dir / f"{name}.npz"
     fig.savefig(png)
     np.savez(npz, **data)
     return FigureFile(name, "Per-clip distributions", png, npz,
-                      "Per-clip values of each metric per method (box: quartiles and median; dots: clips). "
+                      "Per-clip values of each metric per method (box: quartiles and median; dots: clips; "
+                      "n after each method = its clips with a value in that panel). "
                       "Set-level metrics (FID) have no per-clip values.")
 
 
@@ -251,6 +253,9 @@ def plot_fps(runs: Sequence[RunResult | dict | str | Path], out_dir: str | Path,
 
 POSE_METRICS = ("diversity", "pose_offline")
 """Metrics whose per-clip records carry per-frame ``yaw_deg``/``pitch_deg``/``roll_deg``."""
+POSE_ESTIMATORS = {"diversity": "Hopenet (diversity metric)",
+                   "pose_offline": "dlib 68 landmarks + solvePnP (pose_offline metric)"}
+"""The head-pose estimator behind each pose metric, named in the heatmap's title and caption."""
 
 
 def _pose_heatmap(mod: Any, runs: Sequence[RunResult], out_dir: Path, options: dict[str, Any]) -> tuple[
@@ -281,6 +286,7 @@ def _pose_heatmap(mod: Any, runs: Sequence[RunResult], out_dir: Path, options: d
         return [], ""
     png = out_dir / "motion_heatmap.png"
     gt = next((lab for lab, r in zip(labels, loaded, strict=True) if r.is_gt and lab in best_angles), None)
+    options.setdefault("title", f"Head motion; pose estimator: {POSE_ESTIMATORS.get(best, best)}")
     mod.write_pose_heatmaps(best_angles, png, gt=gt, **options)
     return [png], best
 
@@ -315,7 +321,8 @@ def heatmap_figures(runs: Sequence[RunResult], out_dir: str | Path, **options: A
         paths = [paths]
     caption = ("Head-motion heatmaps: yaw x pitch of every frame relative to the clip's first frame, "
                "fraction of frames per bin, shared log colour scale"
-               + (f"; head pose from the {source} metric." if source else "."))
+               + (f"; head pose from {POSE_ESTIMATORS.get(source, source + ' metric')}" if source else "")
+               + "; each panel's title gives its clip and frame counts.")
     figs = []
     for p in paths or []:
         p = Path(p)

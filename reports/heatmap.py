@@ -68,7 +68,8 @@ def pose_histograms(angles_by_method: Mapping[str, Sequence[np.ndarray]], *, ran
     Returns ``{"methods": str[M], "counts": int64[M,B,B]`` (axis 1 = yaw, axis 2 = pitch),
     ``"density": float64[M,B,B]`` (counts / frames of that method), ``"yaw_edges"``,
     ``"pitch_edges"``: ``float64[B+1]``, ``"n_frames": int64[M]`` (all frames),
-    ``"n_outside": int64[M]`` (frames outside the range), ``"relative": bool}``.
+    ``"n_outside": int64[M]`` (frames outside the range), ``"n_clips": int64[M]`` (clips with frames),
+    ``"relative": bool}``.
     """
     edges = bin_edges(range_deg, bin_deg)
     bins = len(edges) - 1
@@ -76,11 +77,13 @@ def pose_histograms(angles_by_method: Mapping[str, Sequence[np.ndarray]], *, ran
     counts = np.zeros((len(methods), bins, bins), np.int64)
     n_frames = np.zeros(len(methods), np.int64)
     n_out = np.zeros(len(methods), np.int64)
+    n_clips = np.zeros(len(methods), np.int64)
     for i, m in enumerate(methods):
         for clip in angles_by_method[m]:
             a = np.asarray(clip, dtype=np.float64).reshape(-1, 3)
             if len(a) == 0:
                 continue
+            n_clips[i] += 1
             if relative:
                 a = a - a[0]
             h, _, _ = np.histogram2d(a[:, 0], a[:, 1], bins=[edges, edges])
@@ -89,7 +92,8 @@ def pose_histograms(angles_by_method: Mapping[str, Sequence[np.ndarray]], *, ran
         n_out[i] = n_frames[i] - counts[i].sum()
     density = counts / np.maximum(n_frames, 1)[:, None, None]
     return {"methods": np.array(methods), "counts": counts, "density": density, "yaw_edges": edges,
-            "pitch_edges": edges.copy(), "n_frames": n_frames, "n_outside": n_out, "relative": relative}
+            "pitch_edges": edges.copy(), "n_frames": n_frames, "n_outside": n_out, "n_clips": n_clips,
+            "relative": relative}
 
 
 def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], out_png: str | os.PathLike, *,
@@ -127,7 +131,9 @@ def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], ou
         im = ax.imshow(shown, origin="lower", extent=(lo, hi, lo, hi),
                        cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax), interpolation="nearest", aspect="equal")
         name = str(hist["methods"][i])
-        ax.set_title(f"{name}\n{hist['n_frames'][i]} frames, {hist['n_outside'][i]} outside", fontsize=9)
+        nc = int(hist["n_clips"][i])
+        ax.set_title(f"{name}\n{nc} clip{'s' if nc != 1 else ''}, {hist['n_frames'][i]} frames, "
+                     f"{hist['n_outside'][i]} outside", fontsize=9)
         ax.set_xlabel("yaw - yaw$_0$ (deg)" if relative else "yaw (deg)")
         if i == 0:
             ax.set_ylabel("pitch - pitch$_0$ (deg)" if relative else "pitch (deg)")

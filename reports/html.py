@@ -1,5 +1,7 @@
-"""A self-contained HTML report page: the table, the paper comparison, the figures embedded as
-base64 PNG ``data:`` URIs, and each run's provenance. No external stylesheet, script or image."""
+"""The HTML report page: the table, the paper comparison, paired comparisons, evaluation timings, the
+figures embedded as base64 PNG ``data:`` URIs, the video gallery (:mod:`reports.gallery`, relative links
+into the report folder's ``gallery/``) and each run's provenance. No external stylesheet, script or
+image: the folder opens from disk without a server."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .figures import FigureFile
+from .gallery import GALLERY_CSS, Gallery, gallery_caption, gallery_html
 from .table import ReportTable, comparison_html
 
 CSS = """
@@ -60,18 +63,24 @@ def _provenance(table: ReportTable) -> str:
 
 def render_html(table: ReportTable, figures: Sequence[FigureFile] = (), compare_paper: bool = False,
                 notes: Sequence[str] = (), title: str = "kdbench report",
-                other: ReportTable | None = None) -> str:
-    """The full page as a string (figures embedded)."""
+                other: ReportTable | None = None, comparisons: Sequence[str] = (), timing: str = "",
+                gallery: Gallery | None = None) -> str:
+    """The full page as a string (figures embedded). ``comparisons``/``timing``: ready HTML fragments."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-             f"<style>{CSS}</style></head><body>", f"<h1>{esc(title)}</h1>",
+             f"<style>{CSS}{GALLERY_CSS if gallery is not None else ''}</style></head><body>",
+             f"<h1>{esc(title)}</h1>",
              "<h2>Results</h2>", table.to_html(),
              "<p class=\"note\">Best value per column in bold (the Real Video row excluded, as in the "
              "paper); ↑ higher is better, ↓ lower is better.</p>"]
     if compare_paper:
         parts += ["<h2>Comparison with the paper (Table 1)</h2>", comparison_html(table)]
+    if comparisons:
+        parts += ["<h2>Paired comparisons</h2>", *comparisons]
     if other is not None and other.columns:
         parts += ["<h2>Other outputs</h2>", other.to_html()]
+    if timing:
+        parts += ["<h2>Where the evaluation time went</h2>", timing]
     if figures:
         parts.append("<h2>Figures</h2>")
         for fig in figures:
@@ -79,6 +88,9 @@ def render_html(table: ReportTable, figures: Sequence[FigureFile] = (), compare_
                          f"<figcaption><b>{esc(fig.title)}.</b> {esc(fig.caption)}"
                          + (f" Arrays: <code>{esc(fig.npz.name)}</code>." if fig.npz else "")
                          + "</figcaption></figure>")
+    if gallery is not None:
+        parts += ["<h2>Gallery</h2>", f'<p class="note">{esc(gallery_caption(gallery))}</p>',
+                  gallery_html(gallery, table.precision)]
     if notes:
         parts.append('<h2>Notes</h2><ul class="notes">' + "".join(f"<li>{esc(n)}</li>" for n in notes)
                      + "</ul>")
@@ -88,7 +100,9 @@ def render_html(table: ReportTable, figures: Sequence[FigureFile] = (), compare_
 
 def write_html(path: str | Path, table: ReportTable, figures: Sequence[FigureFile] = (),
                compare_paper: bool = False, notes: Sequence[str] = (), title: str = "kdbench report",
-               other: ReportTable | None = None) -> Path:
+               other: ReportTable | None = None, comparisons: Sequence[str] = (), timing: str = "",
+               gallery: Gallery | None = None) -> Path:
     path = Path(path)
-    path.write_text(render_html(table, figures, compare_paper, notes, title, other), encoding="utf-8")
+    path.write_text(render_html(table, figures, compare_paper, notes, title, other, comparisons, timing, gallery),
+                    encoding="utf-8")
     return path

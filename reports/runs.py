@@ -123,6 +123,54 @@ class RunResult:
             return f"{device} ({gpu})"
         return str(device or gpu or "unknown")
 
+    @property
+    def copies_input(self) -> bool:
+        """True for rows that replay their inputs (``real``: the GT video, ``static``: the reference image),
+        whose "FPS" would time a copy, not a generator.
+
+        Read from ``metrics.json["run"]["copies_input"]`` (recorded by ``kdbench eval`` from
+        :attr:`kdbench.method.MethodInfo.copies_input`), else ``run.config.copies_input``, else the method's
+        registered metadata (runs evaluated before the flag existed), else False."""
+        for src in (self.run, self.run.get("config") or {}, self.config):
+            if isinstance(src.get("copies_input"), bool):
+                return src["copies_input"]
+        try:
+            from kdbench.registry import METHODS
+
+            return bool(getattr(METHODS.get(self.method).info, "copies_input", False))
+        except Exception:  # noqa: BLE001 - unknown/external method or an import failure: not a copy
+            return False
+
+    @property
+    def timing(self) -> dict[str, float]:
+        """Seconds spent per stage of the evaluation, ``{"decode": s, "<metric>": s, "total": s}``.
+
+        Reads, whichever exist: ``metrics.json["timing"] = {"decode_s": s, "metrics": {name: s}}``,
+        a per-metric ``metrics[name]["seconds"]`` (or ``["timing"]["seconds"]``), and
+        ``metrics.json["eval_seconds"]`` as the total. Missing or non-numeric values are left out."""
+        out: dict[str, float] = {}
+        timing = self.doc.get("timing") if isinstance(self.doc.get("timing"), dict) else {}
+        if finite(timing.get("decode_s")) is not None:
+            out["decode"] = finite(timing["decode_s"])
+        for name, sec in (timing.get("metrics") or {}).items():
+            if isinstance(sec, dict):
+                sec = sec.get("seconds", sec.get("total_s"))
+            if finite(sec) is not None:
+                out[str(name)] = finite(sec)
+        for name, entry in self.metrics.items():
+            if name in out or not isinstance(entry, dict):
+                continue
+            sec = entry.get("seconds")
+            if sec is None and isinstance(entry.get("timing"), dict):
+                sec = entry["timing"].get("seconds")
+            if finite(sec) is not None:
+                out[name] = finite(sec)
+        total = finite(timing.get("total_s")) if timing.get("total_s") is not None else finite(
+            self.doc.get("eval_seconds"))
+        if out and total is not None:
+            out["total"] = total
+        return out
+
 
 def load_run(path: str | Path) -> RunResult:
     """Load a run folder (or a ``metrics.json`` file directly). Raises :class:`KdbenchError`."""

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from kdbench.errors import generic_reason
 
 from . import paper
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 DASH = "—"
 PRIMARY_METRICS = ("lse", "diversity", "fid", "cpbd", "csim", "fps")
 """Metrics that own a Table 1 column when several metrics of one run map to the same column."""
-STATS = ("mean", "std", "n", "failed")
+STATS = ("mean", "std", "n", "failed", "ci_lo", "ci_hi")
+COPY_REASON = ("copies its input instead of generating (repeats the reference image or replays the GT video): "
+               "its FPS would time a copy, not a generator, so none is shown")
 
 
 @dataclass
@@ -57,6 +61,9 @@ class Cell:
     reason: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
     not_applicable: dict[str, str] = field(default_factory=dict)
+    ci_lo: float | None = None
+    ci_hi: float | None = None
+    """95% bootstrap CI over clips of :attr:`mean` (None when not computed or not computable)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +143,9 @@ def _cell(run: RunResult, row: str, column: str, metric: str, output: str) -> Ce
     if status != "ok":
         cell.reason = entry.get("skip_reason") or entry.get("error") or status
         return cell
+    if metric == "fps" and output == "fps" and run.copies_input:
+        cell.status, cell.reason = "skipped", COPY_REASON
+        return cell
     cell.mean, cell.std = finite(agg.get("mean")), finite(agg.get("std"))
     n = agg.get("n")
     cell.n = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
@@ -164,6 +174,61 @@ def order_runs(runs: Sequence[RunResult]) -> list[RunResult]:
     return [r for r in runs if r.is_gt] + [r for r in runs if not r.is_gt]
 
 
+def clip_values(run: RunResult, metric: str, output: str) -> dict[str, float]:
+    """``{clip_id: value}`` of one output's finite per-clip values, in the run's clip order."""
+    entry = run.metrics.get(metric) or {}
+    out = {}
+    for cid, rec in (entry.get("per_clip") or {}).items():
+        v = finite((rec or {}).get(output)) if isinstance(rec, dict) else None
+        if v is not None:
+            out[str(cid)] = v
+    return out
+
+
+def fps_clip_parts(run: RunResult, metric: str = "fps") -> dict[str, tuple[float, float]]:
+    """``{clip_id: (frames, seconds)}`` of the FPS metric's per-clip records (pooled FPS = ratio of sums)."""
+    entry = run.metrics.get(metric) or {}
+    out = {}
+    for cid, rec in (entry.get("per_clip") or {}).items():
+        f, sec = finite((rec or {}).get("frames")), finite((rec or {}).get("seconds"))
+        if f is not None and sec is not None and sec > 0:
+            out[str(cid)] = (f, sec)
+    return out
+
+
+def cell_interval(run: RunResult, cell: Cell, resamples: int, seed: int) -> tuple[Any, str | None]:
+    """(:class:`reports.stats.Interval` or None, reason when None) for one ``ok`` cell.
+
+    The statistic is the one behind the aggregate: the mean of the per-clip values; FPS: pooled frames /
+    seconds; FID (set-level): the pooled Fréchet distance, when the run folder holds the per-clip
+    activations (:mod:`reports.fid_ci`). The CI is given only when this statistic reproduces the
+    recorded aggregate (else the aggregate is something else and a CI of the clip mean would mislead)."""
+    from . import stats
+
+    if cell.metric == "fid":
+        from .fid_ci import fid_interval
+
+        return fid_interval(run, resamples=resamples, seed=seed, expected=cell.mean)
+    if cell.metric == "fps" and cell.output == "fps":
+        parts = fps_clip_parts(run, cell.metric)
+        if len(parts) >= 2:
+            f, sec = (np.array(v) for v in zip(*parts.values(), strict=True))
+            iv = stats.bootstrap_ratio_ci(f, sec, resamples, seed)
+            if _close(iv.estimate, cell.mean):
+                return iv, None
+    vals = clip_values(run, cell.metric, cell.output)
+    if len(vals) < 2:
+        return None, "fewer than 2 clips"
+    iv = stats.bootstrap_ci(np.fromiter(vals.values(), float), resamples, seed)
+    if not _close(iv.estimate, cell.mean):
+        return None, "the aggregate is not the mean of the per-clip values"
+    return iv, None
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
 # ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +246,9 @@ class ReportTable:
     always_n: bool = False
     transpose: bool = False
     """Display (md/tex/html) with methods as columns: for tables with many columns."""
+    ci_resamples: int | None = None
+    """Bootstrap resamples behind the cells' CIs (None: no CIs)."""
+    ci_seed: int = 0
     _notes: tuple[dict[tuple[str, str], int], list[str]] | None = field(
         default=None, repr=False, compare=False)
 
@@ -283,7 +351,10 @@ class ReportTable:
             text = dash
         else:
             text = f"{c.mean:.{p}f}"
-            if c.std is not None and (c.n or 0) > 1:
+            if c.ci_lo is not None and c.ci_hi is not None:
+                ci = f"[{c.ci_lo:.{p}f}, {c.ci_hi:.{p}f}]"
+                text += f" {{\\scriptsize {ci}}}" if fmt == "tex" else f" {ci}"
+            elif c.std is not None and (c.n or 0) > 1:
                 text += f"{pm}{c.std:.{p}f}"
             extra = []
             if self.show_n and c.n is not None:
@@ -331,7 +402,8 @@ class ReportTable:
 
     @property
     def caption(self) -> str:
-        cap = table_caption(list(self.runs.values()), n_label=not self.show_n, cells=self.cells.values())
+        cap = table_caption(list(self.runs.values()), n_label=not self.show_n, cells=self.cells.values(),
+                            ci=self.ci_text)
         return f"{self.title}. {cap}" if self.title else cap
 
     def row_notes(self) -> list[str]:
@@ -347,6 +419,14 @@ class ReportTable:
             if boxed:
                 lines.append(f"{row}: {len(boxed)} clip(s) letterboxed to the frame size: {', '.join(boxed)}.")
         return lines
+
+    @property
+    def ci_text(self) -> str:
+        """How the CIs were made (empty when no cell has one)."""
+        if not self.ci_resamples or not any(c.ci_lo is not None for c in self.cells.values()):
+            return ""
+        return (f"value [95% CI: percentile bootstrap over clips, {self.ci_resamples:,} resamples, "
+                f"seed {self.ci_seed}]")
 
     # -- formats --------------------------------------------------------------------------------
     def to_markdown(self) -> str:
@@ -446,7 +526,8 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return out
 
 
-def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterable[Cell] = ()) -> str:
+def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterable[Cell] = (),
+                  ci: str = "") -> str:
     """``"hdtf-mini, N=3 clips, manifest_id 1a2b3c4d5e6f, device: cuda (NVIDIA H100)."`` — differences
     between runs are spelled out instead of hidden."""
     datasets = _distinct(r.dataset.get("name") or "unknown dataset" for r in runs)
@@ -468,19 +549,27 @@ def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterab
     else:
         parts.append("device: " + "; ".join(f"{r.label}: {r.device}" for r in runs))
     text = ", ".join(parts)
+    cells = list(cells)
     ns = _distinct(c.n for c in cells if c.status == "ok" and c.n is not None)
-    if n_label and len(ns) == 1:
+    if ci:
+        text += f"; {ci}, else mean ± std"
+        if n_label and len(ns) == 1:
+            text += f"; n={ns[0]} clips per cell"
+    elif n_label and len(ns) == 1:
         text += f"; every cell is mean ± std over n={ns[0]} clips"
     return text + "."
 
 
 def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 3,
-                columns: Sequence[str] | None = None, other: bool = False) -> ReportTable:
+                columns: Sequence[str] | None = None, other: bool = False, ci: int | None = None,
+                seed: int = 0) -> ReportTable:
     """Build the methods x metrics table.
 
     ``columns``: the columns to show (default: Table 1's columns that any run evaluated, in the
     paper's order, followed by extra columns from duplicate metrics). ``other=True`` builds instead
     the table of the outputs that are not in Table 1 (:func:`other_columns`), in metric order.
+    ``ci``: bootstrap resamples for a 95% CI over clips of every cell that has per-clip values (see
+    :func:`cell_interval`); None or 0: no CIs. ``seed`` seeds every cell's resampling.
     """
     loaded = order_runs([as_run(r) for r in runs])
     if not loaded:
@@ -504,11 +593,16 @@ def build_table(runs: Sequence[RunResult | dict | str | Path], precision: int = 
                 cells[(label, col)] = _cell(run, label, col, metric, output)
             else:
                 cells[(label, col)] = Cell(row=label, column=col)
+            c = cells[(label, col)]
+            if ci and c.status == "ok" and c.metric:
+                iv, _ = cell_interval(run, c, ci, seed)
+                if iv is not None and math.isfinite(iv.lo) and math.isfinite(iv.hi):
+                    c.ci_lo, c.ci_hi = iv.lo, iv.hi
     by_label = dict(zip(labels, loaded, strict=True))
     return ReportTable(rows=labels, columns=list(columns), cells=cells, runs=by_label,
                        gt_rows={lab for lab, r in by_label.items() if r.is_gt}, precision=precision,
                        title="Outputs not in the paper's Table 1" if other else "", always_n=other,
-                       transpose=other)
+                       transpose=other, ci_resamples=ci or None, ci_seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -785,3 +879,41 @@ def sweep_markdown(sweep: pd.DataFrame, precision: int = 3, compare_paper: bool 
             text += (f"\n**Comparison with the paper.** {paper.TABLE6_CAPTION} Δ = measured − paper.\n\n"
                      + pd.DataFrame(flat, index=cmp.index).to_markdown(disable_numparse=True) + "\n")
     return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the evaluation time went
+# ---------------------------------------------------------------------------------------------
+def timing_frame(table: ReportTable) -> pd.DataFrame | None:
+    """Seconds per evaluation stage (rows = the table's rows; columns = ``decode``, each metric, ``total``)
+    from :attr:`RunResult.timing`; None when no run records per-metric seconds."""
+    import pandas as pd
+
+    times = {row: table.runs[row].timing for row in table.rows}
+    if not any(times.values()):
+        return None
+    cols = list(dict.fromkeys(k for t in times.values() for k in t if k not in ("decode", "total")))
+    cols = (["decode"] if any("decode" in t for t in times.values()) else []) + cols
+    cols += ["total"] if any("total" in t for t in times.values()) else []
+    df = pd.DataFrame([[times[r].get(c, math.nan) for c in cols] for r in table.rows],
+                      index=pd.Index(table.rows, name="Method"), columns=cols)
+    return df
+
+
+TIMING_CAPTION = ("Evaluation time in seconds per stage (video decoding, each metric; total = the whole "
+                  "`kdbench eval`), as recorded in each run's metrics.json.")
+
+
+def timing_markdown(df: pd.DataFrame) -> str:
+    disp = df.map(lambda v: DASH if not math.isfinite(v) else f"{v:.1f}")
+    return f"**{TIMING_CAPTION}**\n\n{disp.to_markdown(disable_numparse=True)}\n"
+
+
+def timing_html(df: pd.DataFrame) -> str:
+    esc = _html.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in df.columns)
+    body = "".join(f"<tr><th>{esc(str(r))}</th>" + "".join(
+        f"<td>{DASH if not math.isfinite(v) else f'{v:.1f}'}</td>" for v in row) + "</tr>"
+        for r, row in zip(df.index, df.to_numpy(), strict=True))
+    return (f'<table class="results timing"><caption>{esc(TIMING_CAPTION)}</caption><thead><tr><th>Method</th>'
+            f"{head}</tr></thead><tbody>{body}</tbody></table>")

@@ -82,7 +82,10 @@ def test_fps_arrays_are_the_aggregates_and_clips(run_dirs, tmp_path):
     assert data["n"].tolist() == [3, 3]
     np.testing.assert_allclose(data["paper"], [21.678, 21.277])
     assert data["clip_value"][data["clip_row"] == "SadTalker"].tolist() == [20.0, 21.0, 22.0]
-    assert fps_data(runs, include_gt=True)["row"].tolist()[0] == "Real Video"
+    assert "Real Video" not in fps_data(runs, include_gt=True)["row"].tolist()  # `real` copies its input
+    gt = load_run(run_dirs[0])
+    gt.doc["run"]["copies_input"] = False  # a GT row that does not copy its input (as recorded) is kept
+    assert fps_data([gt, *runs[1:]], include_gt=True)["row"].tolist()[0] == "Real Video"
     fig = plot_fps(runs, tmp_path / "figs", compare_paper=True)
     saved = np.load(fig.npz)
     np.testing.assert_array_equal(saved["mean"], data["mean"])
@@ -123,7 +126,14 @@ def test_html_is_self_contained_and_embeds_the_figures(full_report):
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert len(srcs) == 2  # distributions + FPS (no heatmap module here)
-    assert "<strong>7.500 ± 0.100 (n=3)</strong>" in page
+    # the CLI's default: value [95% bootstrap CI over clips, 10,000 resamples, seed 0]
+    from reports.stats import bootstrap_ci
+
+    iv = bootstrap_ci([7.4, 7.5, 7.6], 10_000, 0)
+    assert 7.4 <= iv.lo < 7.5 < iv.hi <= 7.6
+    assert f"<strong>7.500 [{iv.lo:.3f}, {iv.hi:.3f}] (n=3)</strong>" in page
+    assert "95% CI: percentile bootstrap over clips, 10,000 resamples, seed 0" in page
+    assert "gallery: no run folder has videos" in page  # no videos in these runs: said, not hidden
     assert "KDTalker: Δ" in page and "manifest_id 3f2a9c0d1e4b5a6c" in page
     assert "motion heatmaps" in page  # the missing heatmap is said, not hidden
 
@@ -234,7 +244,8 @@ def test_heatmap_pose_api_gets_the_per_frame_angles_of_each_run(tmp_path, monkey
     figs, notes = heatmap_figures([load_run(d) for d in dirs], tmp_path / "figs", kind="pose")
     assert notes == [] and [f.name for f in figs] == ["motion_heatmap"]
     assert list(calls["angles"]) == ["Real Video", "KDTalker"] and calls["gt"] == "Real Video"
-    assert calls["kw"] == {}
+    assert calls["kw"] == {"title": "Head motion; pose estimator: dlib 68 landmarks + solvePnP (pose_offline "
+                                     "metric)"}
     for row, arr in inputs.items():
         got = np.stack(calls["angles"][row])[..., :2]
         np.testing.assert_array_equal(got, arr)
@@ -243,3 +254,40 @@ def test_heatmap_pose_api_gets_the_per_frame_angles_of_each_run(tmp_path, monkey
     assert figs == [] and "pose heatmaps only" in notes[0]
     figs, notes = heatmap_figures([load_run(dirs[2])], tmp_path / "figs2")
     assert figs == [] and "no run has per-frame head poses" in notes[0]
+
+
+def test_figures_leave_out_the_fps_of_rows_that_copy_their_input(tmp_path):
+    from report_fixtures import make_doc
+
+    static = make_doc("static", {"fps": {"fps": [3.1e6, 2.8e6, 3.3e6]}, "cpbd": {"cpbd": [0.2, 0.3, 0.25]}})
+    kd = standard_runs()["kdtalker"]
+    data = distribution_data([static, kd])
+    assert not ((data["row"] == "static") & (data["column"] == "FPS")).any()
+    assert data["value"][(data["row"] == "static") & (data["column"] == "CPBD")].tolist() == [0.2, 0.3, 0.25]
+    assert data["value"].max() < 100
+    fig = plot_fps([static, kd], tmp_path)
+    saved = np.load(fig.npz)
+    assert saved["row"].tolist() == ["KDTalker"] and saved["clip_value"].max() < 30  # the 25 FPS line is in view
+    assert plot_fps([static], tmp_path / "none") is None
+
+
+def test_heatmap_panels_count_clips_and_name_the_pose_estimator(tmp_path):
+    from report_fixtures import make_doc, metric_entry
+
+    from reports import heatmap
+
+    hist = heatmap.pose_histograms({"real": [np.zeros((5, 3))], "static": [np.zeros((4, 3))] * 3 + [np.zeros((0, 3))]})
+    assert hist["n_clips"].tolist() == [1, 3] and hist["n_frames"].tolist() == [5, 12]
+    dirs = []
+    for method, n in (("real", 1), ("kdtalker", 3)):
+        clips = [f"c{i}" for i in range(n)]
+        pc = {c: {"pose_std_deg": 1.0, "yaw_deg": [0.0, 1.0, 2.0], "pitch_deg": [0.0] * 3, "roll_deg": [0.0] * 3,
+                  "frame_index": [0, 1, 2]} for c in clips}
+        doc = make_doc(method, {"cpbd": {"cpbd": [0.3] * n}}, clips=clips)
+        doc["metrics"]["diversity"] = metric_entry("diversity", pc)
+        dirs.append(write_run(tmp_path / method, doc))
+    figs, notes = heatmap_figures([load_run(d) for d in dirs], tmp_path / "figs")
+    assert notes == [] and "Hopenet" in figs[0].caption
+    saved = np.load(figs[0].npz)
+    assert saved["methods"].tolist() == ["Real Video", "KDTalker"]
+    assert saved["n_clips"].tolist() == [1, 3] and saved["n_frames"].tolist() == [3, 9]

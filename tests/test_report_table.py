@@ -78,7 +78,11 @@ def test_cells_hold_mean_std_n_and_failures_of_the_inputs():
     assert f.loc["KDTalker", ("LSE-C", "failed")] == 1
     assert f.loc["SadTalker", ("CPBD", "mean")] == pytest.approx(0.29)
     assert math.isnan(f.loc["SadTalker", ("Diversity", "mean")])
-    assert t.cell_text("KDTalker", "LSE-D") == "7.600 ± 0.141 (n=2, 1 failed) [1]"
+    # [1] is Real Video's FPS: `real` copies its input (the GT video), so no FPS is shown
+    assert t.cell_text("Real Video", "FPS") == "— [1]"
+    assert t.footnotes()[1][0].startswith("Real Video, fps: skipped: copies its input")
+    assert math.isnan(f.loc["Real Video", ("FPS", "mean")])
+    assert t.cell_text("KDTalker", "LSE-D") == "7.600 ± 0.141 (n=2, 1 failed) [2]"
     assert t.cell_text("Real Video", "LSE-C") == "8.200 ± 0.100 (n=3)"
 
 
@@ -184,7 +188,7 @@ def test_latex_uses_booktabs_bold_caption_and_footnotes():
     assert "\\bfseries 7.500 $\\pm$ 0.100 (n=3)" in tex  # LSE-D best
     assert "\\bfseries 8.200" not in tex
     assert "LSE-D $\\downarrow$" in tex and "LSE-C $\\uparrow$" in tex
-    assert "---$^{2}$" in tex and "\\textsuperscript{2}SadTalker, diversity: skipped" in tex
+    assert "---$^{3}$" in tex and "\\textsuperscript{3}SadTalker, diversity: skipped" in tex
     # rows in order
     assert tex.index("Real Video &") < tex.index("KDTalker &") < tex.index("SadTalker &")
 
