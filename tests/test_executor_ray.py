@@ -78,7 +78,7 @@ def test_run_and_eval_on_ray_equal_local(ray_local, hdtf_mini, tmp_path):
         assert docs[method, "ray"]["env"]["executor"]["name"] == "ray"
         assert docs[method, "ray"]["env"]["executor"]["workers"] == 2
     assert len(docs["static", "local"]["metrics"]["cpbd"]["per_clip"]) == 2
-    assert len(docs["real", "ray"]["metrics"]["cpbd"]["failures"]) == 3  # no GT video: generation failed
+    assert len(docs["real", "ray"]["metrics"]["cpbd"]["not_applicable"]) == 3  # no GT video: not applicable
     env = json.loads((tmp_path / "static-ray" / "env.json").read_text())
     assert env["executor"]["name"] == "ray" and len(env["executor"]["actors"]) == 2
     workers = {e["worker"]["pid"] for e in RunStore(tmp_path / "static-ray").clip_events().values()}
