@@ -1,0 +1,180 @@
+"""`make demo` (kdbench/demo.py): the offline path, and the online path against a loopback weights mirror.
+
+Online, the real weights would come from the internet; here :mod:`tests.weights_mirror` serves random weights
+in the official formats from 127.0.0.1 (``KDBENCH_WEIGHTS_MIRROR``) with a manifest pinning their sha256
+(``KDBENCH_WEIGHTS_MANIFEST``), so fetch -> checksum verification -> scoring runs as it would for a user. The
+scores are those of random networks: they prove the chain, not any value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdbench import demo
+from kdbench.errors import WeightsChecksumError
+from kdbench.weights import WeightsManager
+from tests import weights_mirror
+
+NETWORK_METRICS = ("lse", "diversity", "fid", "csim")
+FETCH_ALL = "kdbench weights fetch syncnet_v2 sfd_face hopenet_robust_alpha1 pt_inception buffalo_l"
+
+
+def _metrics(out: Path, method: str) -> dict:
+    return json.loads((out / "runs" / method / "metrics.json").read_text())["metrics"]
+
+
+def test_offline_demo_scores_what_needs_no_download_and_says_how_to_get_the_rest(tiny_dataset, tmp_path,
+                                                                                   monkeypatch, capsys):
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KDBENCH_OFFLINE", "1")
+    monkeypatch.delenv("KDBENCH_WEIGHTS_MIRROR", raising=False)
+    out = tmp_path / "demo_out"
+    assert demo.main(["--out", str(out), "--dataset", str(tiny_dataset), "--kdtalker", "yes", "-q"]) == 0
+    text = capsys.readouterr().out
+    for method in ("real", "static"):
+        m = _metrics(out, method)
+        for name in NETWORK_METRICS:
+            assert m[name]["status"] == "skipped" and "kdbench weights fetch" in m[name]["skip_reason"], name
+        assert m["cpbd"]["status"] == "ok" and m["cpbd"]["aggregate"]["cpbd"]["n"] == 2 + (method == "static")
+    assert _metrics(out, "static")["fps"]["status"] == "ok"
+    # the demo options were used, are printed with the table and saved next to it
+    assert _metrics(out, "static")["diversity"]["options"]["max_frames"] == 8
+    saved = (out / "report" / "demo_options.md").read_text()
+    assert "`--set diversity.max_frames=8` (protocol: max_frames=200)" in saved and saved in text
+    assert "| Static image" in text and (out / "report" / "table.md").read_text().strip() in text
+    assert "weights for the network metrics: 5 of 5 missing, not downloading (KDBENCH_OFFLINE=1)" in text
+    assert "KDTalker not run: weights kdtalker, kdtalker_norm, wav2lip" in text
+    assert "kdbench run --method kdtalker --dataset" in text
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("Not the full table: CSIM, Diversity, FID, LSE-C/D skipped (KDBENCH_OFFLINE=1)")
+    assert "unset KDBENCH_OFFLINE" in last and last.endswith(FETCH_ALL + "`.")
+    assert not (tmp_path / "home" / "weights").exists()  # nothing downloaded
+
+
+# --- online: a loopback mirror ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("mirror")
+    manifest, pins = weights_mirror.build_mirror(root)
+    return root, manifest, pins
+
+
+@pytest.fixture
+def served(mirror, monkeypatch):
+    root, manifest, pins = mirror
+    with weights_mirror.serve(root, max_seconds=240) as url:
+        monkeypatch.setenv("KDBENCH_WEIGHTS_MIRROR", url)
+        monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(manifest))
+        monkeypatch.delenv("KDBENCH_OFFLINE", raising=False)
+        monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
+        yield root, pins
+
+
+@pytest.fixture(scope="module")
+def face_dataset(tmp_path_factory) -> Path:
+    """One GT clip: the first 40 frames (1.6 s, 512x512) of the real HDTF clip with its audio."""
+    from kdbench.audio import read_audio
+    from kdbench.video import read_video, write_video
+    from tests.lse_fixtures import hdtf_clip_path
+
+    root = tmp_path_factory.mktemp("faces")
+    frames, _ = read_video(hdtf_clip_path(), max_frames=40)
+    audio = read_audio(hdtf_clip_path())[: 40 * 640]
+    write_video(root / "gt" / "WDA_KatieHill_000.mp4", frames, 25, audio=audio)
+    return root
+
+
+def test_online_demo_fetches_verifies_and_scores_every_metric(served, face_dataset, tmp_path, monkeypatch, capsys):
+    root, pins = served
+    home = tmp_path / "home"
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    out = tmp_path / "demo_out"
+    # 40 frames: tracks of more than 12 detections count for LSE (protocol: 100); 2 frames for diversity
+    extra = ["--set", "lse.min_track=12", "--set", "diversity.max_frames=2"]
+    assert demo.main(["--out", str(out), "--dataset", str(face_dataset), "-q", *extra]) == 0
+    text = capsys.readouterr().out
+    total = sum((root / n / WeightsManager().entry(n).file).stat().st_size for n in pins)
+    assert f"downloading 5 files, {demo.human_size(total)}, into {home / 'weights'}" in text
+    wm = WeightsManager()
+    for name, sha in pins.items():  # each download landed in the cache and matches its pin
+        assert hashlib.sha256(wm.cache_path(name).read_bytes()).hexdigest() == sha
+    for method in ("real", "static"):
+        doc = json.loads((out / "runs" / method / "metrics.json").read_text())
+        m = doc["metrics"]
+        for name in NETWORK_METRICS:
+            assert m[name]["status"] == "ok" and m[name]["failures"] == {}, (method, name, m[name])
+            assert m[name]["per_clip"], (method, name)
+        for key in ("lse_c", "lse_d", "diversity", "fid", "csim"):
+            agg = next(a for r in m.values() for k, a in r["aggregate"].items() if k == key)
+            assert math.isfinite(agg["mean"]), (method, key)
+        assert m["diversity"]["options"]["max_frames"] == 2  # the explicit --set wins over the demo's 8
+        assert m["fid"]["options"]["stride"] == 5 and m["csim"]["options"]["frame_stride"] == 5
+    assert _metrics(out, "real")["fid"]["aggregate"]["fid"]["mean"] < 1e-3  # the GT scored against itself
+    weights = json.dumps(doc)
+    for name in ("syncnet_v2", "sfd_face", "hopenet_robust_alpha1", "pt_inception", "buffalo_l"):
+        assert pins[name] in weights, name  # results record the verified checksums
+    saved = (out / "report" / "demo_options.md").read_text()
+    assert "`--set fid.stride=5` (protocol: stride=1)" in saved and "`--set lse.min_track=12`" in saved
+    assert "diversity.max_frames=8" not in saved and saved in text
+    assert "Not the full table" not in text
+    assert "KDTalker not run: no CUDA GPU here" in text and "--device cuda" in text
+
+
+def test_a_corrupted_file_on_the_mirror_is_refused_and_not_kept(mirror, tmp_path, monkeypatch, capsys):
+    root, manifest, pins = mirror
+    bad = tmp_path / "bad_mirror"
+    (bad / "syncnet_v2").mkdir(parents=True)
+    good = (root / "syncnet_v2" / "syncnet_v2.model").read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF  # one byte changed on the server
+    (bad / "syncnet_v2" / "syncnet_v2.model").write_bytes(bytes(flipped))
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(manifest))
+    monkeypatch.delenv("KDBENCH_OFFLINE", raising=False)
+    monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
+    with weights_mirror.serve(bad, max_seconds=60) as url:
+        monkeypatch.setenv("KDBENCH_WEIGHTS_MIRROR", url)
+        wm = WeightsManager()
+        with pytest.raises(WeightsChecksumError, match=f"!= pinned {pins['syncnet_v2']}.*was deleted"):
+            wm.fetch("syncnet_v2", progress=False)
+        assert not wm.cache_path("syncnet_v2").exists() and not wm.available("syncnet_v2")
+        have, why = demo.fetch_missing(wm, ["syncnet_v2"], "LSE", progress=False)
+    assert have == [] and why is None
+    assert "syncnet_v2: not fetched: " in capsys.readouterr().out
+
+
+def test_no_reachable_source_is_offline(tmp_path, monkeypatch, capsys):
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MIRROR", f"http://127.0.0.1:{port}/")
+    monkeypatch.delenv("KDBENCH_OFFLINE", raising=False)
+    monkeypatch.delenv("KDBENCH_WEIGHTS_MANIFEST", raising=False)
+    have, why = demo.fetch_missing(WeightsManager(), list(demo.METRIC_WEIGHTS), "the metrics", progress=False)
+    assert have == [] and why.startswith(f"no weights source reachable (http://127.0.0.1:{port}/syncnet_v2/")
+    assert "not downloading" in capsys.readouterr().out
+    assert not (tmp_path / "home" / "weights").exists()
+
+
+def test_size_note_and_probe_urls(monkeypatch):
+    monkeypatch.delenv("KDBENCH_WEIGHTS_MIRROR", raising=False)
+    wm = WeightsManager()
+    assert demo.download_url_of(wm.entry("kdtalker")) == \
+        "https://huggingface.co/ChaolongYang/KDTalker/resolve/main/ckpts/KDTalker.pth"
+    assert demo.download_url_of(wm.entry("syncnet_v2")) == wm.entry("syncnet_v2").url
+    assert demo.download_url_of(wm.entry("shape_predictor_68")) is None  # packaged: pip, not a download
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MIRROR", "http://127.0.0.1:9/base")
+    assert demo.download_url_of(wm.entry("hopenet_robust_alpha1")) == \
+        "http://127.0.0.1:9/base/hopenet_robust_alpha1/hopenet_robust_alpha1.pkl"
+    probes = [demo.Probe("a", "u", True, 54_600_000), demo.Probe("b", "u", True, None),
+              demo.Probe("c", "u", True, 289_000_000)]
+    assert demo.size_note(probes) == "343.6 MB + b (size not announced by the server)"
+    assert demo.human_size(np.int64(999)) == "999 B" and demo.human_size(1_234_567_890) == "1.2 GB"
