@@ -180,7 +180,7 @@ def fetch_missing(wm: WeightsManager, names: list[str], what: str, progress: boo
         probes = probe_sources([wm.entry(n) for n in missing])
         if not any(p.reachable for p in probes):
             first = probes[0]
-            why = f"no weights source reachable ({first.url}: {first.error})"
+            why = f"no weights source answered; {first.url}: {first.error}"
     if why:
         print(f"weights for {what}: {len(missing)} of {len(names)} missing, not downloading ({why})")
         return [n for n in names if n not in missing], why

@@ -162,7 +162,7 @@ def test_no_reachable_source_is_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KDBENCH_OFFLINE", raising=False)
     monkeypatch.delenv("KDBENCH_WEIGHTS_MANIFEST", raising=False)
     have, why = demo.fetch_missing(WeightsManager(), list(demo.METRIC_WEIGHTS), "the metrics", progress=False)
-    assert have == [] and why.startswith(f"no weights source reachable (http://127.0.0.1:{port}/syncnet_v2/")
+    assert have == [] and why.startswith(f"no weights source answered; http://127.0.0.1:{port}/syncnet_v2/")
     assert "not downloading" in capsys.readouterr().out
     assert not (tmp_path / "home" / "weights").exists()
 
