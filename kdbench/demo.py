@@ -292,9 +292,12 @@ def run_demo(out: Path, dataset: str = "hdtf-mini", device: str = "auto", kdtalk
     lacking = [n for n in METRIC_WEIGHTS if n not in have]
     if lacking:
         metrics = sorted({METRIC_WEIGHTS[n] for n in lacking})
-        how = {"KDBENCH_OFFLINE=1": "unset KDBENCH_OFFLINE and re-run `make demo`",
-               "--offline": "re-run without --offline"}.get(str(offline_why), "re-run `make demo` with a network")
-        print(f"Not the full table: {', '.join(metrics)} skipped ({offline_why or 'weights not fetched'}). "
+        if offline_why is None:  # online, but a download failed (its error is printed above)
+            how = "fix the download error printed above and re-run `make demo`"
+        else:
+            how = {"KDBENCH_OFFLINE=1": "unset KDBENCH_OFFLINE and re-run `make demo`",
+                   "--offline": "re-run without --offline"}.get(offline_why, "re-run `make demo` with a network")
+        print(f"Not the full table: {', '.join(metrics)} skipped ({offline_why or 'download failed'}). "
               f"For the full table, {how}, or first `kdbench weights fetch {' '.join(lacking)}`.")
     return 0
 
