@@ -235,7 +235,26 @@ class WeightsManager:
 
     # -- download ----------------------------------------------------------------------------------
     def fetch(self, name: str, progress: bool = True) -> Path:
-        """Download ``name`` into the cache (no-op when present and verified); return its path."""
+        """Download ``name`` into the cache (no-op when present and verified); return its path.
+
+        A download that fails verification is deleted (the next fetch starts afresh) and refused; a file that
+        was already there is left alone (it may be one you put there).
+        """
+        if self.available(name):
+            return self.path(name)
+        try:
+            return self._download(name, progress)
+        except WeightsChecksumError as ex:
+            self.cache_path(name).unlink(missing_ok=True)
+            why = str(ex).split(". Delete the file")[0]
+            e = self.entry(name)
+            raise WeightsChecksumError(
+                f"{why}. The file downloaded from {mirror_url(e) or e.source} was deleted: it changed at the "
+                f"source or was corrupted on the way. Retry `kdbench weights fetch {name}`; if it fails again, "
+                "do not use that source.") from ex
+
+    def _download(self, name: str, progress: bool = True) -> Path:
+        """:meth:`fetch` without the clean-up of a download that fails verification."""
         e = self.entry(name)
         if self.available(name):
             return self.path(name)
@@ -269,15 +288,7 @@ class WeightsManager:
         os.replace(tmp, dest)
         if not (e.sha256 or e.git_sha1 or e.sha256_prefix):
             (dest.parent / ".pinned_sha256").write_text(sha256_file(dest))
-        try:
-            return self.path(name)
-        except WeightsChecksumError as ex:  # a bad download is not kept: the next fetch starts afresh
-            dest.unlink(missing_ok=True)
-            why = str(ex).split(". Delete the file")[0]
-            raise WeightsChecksumError(
-                f"{why}. The file downloaded from {mirror_url(e) or e.source} was deleted: it changed at the "
-                f"source or was corrupted on the way. Retry `kdbench weights fetch {e.name}`; if it fails again, "
-                "do not use that source.") from ex
+        return self.path(name)
 
     def status(self) -> list[dict[str, Any]]:
         """One row per entry for ``kdbench weights ls``."""
