@@ -191,3 +191,22 @@ def test_main_table_stops_before_the_paper_comparison(tmp_path):
     p.write_text("| Method |\n")  # no comparison part: everything
     assert demo.main_table(p).startswith("| Method |\n\n(full tables:")
     assert demo.main_table(tmp_path / "none.md") == "(no none.md written)"
+
+
+def test_fetch_deletes_a_bad_download_but_not_a_file_that_was_already_there(tmp_path, monkeypatch):
+    from kdbench.weights import WeightEntry
+
+    monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
+    monkeypatch.delenv("KDBENCH_WEIGHTS_MIRROR", raising=False)
+    monkeypatch.delenv("KDBENCH_OFFLINE", raising=False)
+    src = tmp_path / "upstream.bin"
+    src.write_bytes(b"changed upstream")
+    entry = WeightEntry(name="toy", file="toy.bin", url=src.as_uri(), sha256=hashlib.sha256(b"good").hexdigest())
+    wm = WeightsManager(home=tmp_path / "home", manifest={"toy": entry})
+    with pytest.raises(WeightsChecksumError, match="was deleted"):
+        wm.fetch("toy", progress=False)
+    assert not wm.cache_path("toy").exists()
+    wm.cache_path("toy").write_bytes(b"placed by hand")  # present but wrong: refused, and left for the user
+    with pytest.raises(WeightsChecksumError, match="Delete the file"):
+        WeightsManager(home=tmp_path / "home", manifest={"toy": entry}).fetch("toy", progress=False)
+    assert wm.cache_path("toy").read_bytes() == b"placed by hand"
