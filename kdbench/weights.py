@@ -9,6 +9,13 @@ A file whose checksum differs from the manifest is refused unless ``KDBENCH_ALLO
 then it is used and :meth:`WeightsManager.record` reports ``verified: false`` for every result.
 ``KDBENCH_OFFLINE=1`` forbids downloads. ``KDBENCH_WEIGHT_<NAME>=/path`` points one entry at a
 local file (e.g. a checkpoint you already have); its checksum is still checked.
+
+Mirrors (a lab server, an air-gapped copy, the tests' loopback server):
+``KDBENCH_WEIGHTS_MIRROR=http://host:port/base/`` downloads every non-package entry from
+``<base>/<name>/<file>`` (the cache's layout) instead of its URL / Google Drive / Hugging Face source;
+the file is still checked against the manifest's checksum and deleted if it fails.
+``KDBENCH_WEIGHTS_MANIFEST=/path/weights.toml`` replaces the built-in manifest (same format), e.g. to pin
+the checksums of a mirror's own files.
 """
 
 from __future__ import annotations
@@ -87,7 +94,9 @@ class WeightEntry:
         return "none published (tofu: the sha256 seen at first use is pinned)"
 
 
-def load_manifest(path: Path = MANIFEST) -> dict[str, WeightEntry]:
+def load_manifest(path: Path | None = None) -> dict[str, WeightEntry]:
+    """The manifest at ``path``, else ``$KDBENCH_WEIGHTS_MANIFEST``, else the built-in ``weights.toml``."""
+    path = path or Path(os.environ.get("KDBENCH_WEIGHTS_MANIFEST") or MANIFEST)
     with open(path, "rb") as f:
         raw = tomllib.load(f)
     return {name: WeightEntry(name=name, **{**v, "used_by": tuple(v.get("used_by", ()))}) for name, v in raw.items()}
@@ -289,7 +298,26 @@ class WeightsManager:
 
     # -- download ----------------------------------------------------------------------------------
     def fetch(self, name: str, progress: bool = True) -> Path:
-        """Download ``name`` into the cache (no-op when present and verified); return its path."""
+        """Download ``name`` into the cache (no-op when present and verified); return its path.
+
+        A download that fails verification is deleted (the next fetch starts afresh) and refused; a file that
+        was already there is left alone (it may be one you put there).
+        """
+        if self.available(name):
+            return self.path(name)
+        try:
+            return self._download(name, progress)
+        except WeightsChecksumError as ex:
+            self.cache_path(name).unlink(missing_ok=True)
+            why = str(ex).split(". Delete the file")[0]
+            e = self.entry(name)
+            raise WeightsChecksumError(
+                f"{why}. The file downloaded from {mirror_url(e) or e.source} was deleted: it changed at the "
+                f"source or was corrupted on the way. Retry `kdbench weights fetch {name}`; if it fails again, "
+                "do not use that source.") from ex
+
+    def _download(self, name: str, progress: bool = True) -> Path:
+        """:meth:`fetch` without the clean-up of a download that fails verification."""
         e = self.entry(name)
         if self.available(name):
             return self.path(name)
@@ -301,7 +329,9 @@ class WeightsManager:
         try:
             if e.package:
                 raise WeightsMissing(self._missing_message(e))
-            if e.hf_repo:
+            if mirror_url(e):
+                download_url(str(mirror_url(e)), tmp, progress)
+            elif e.hf_repo:
                 from huggingface_hub import hf_hub_download
 
                 got = hf_hub_download(repo_id=e.hf_repo, filename=str(e.hf_file))
@@ -333,6 +363,14 @@ class WeightsManager:
                          "pin": e.pin_kind, "checksum": e.checksum, "source": e.source, "used_by": ",".join(e.used_by),
                          "license": e.license})
         return rows
+
+
+def mirror_url(e: WeightEntry) -> str | None:
+    """``$KDBENCH_WEIGHTS_MIRROR/<name>/<file>`` for a downloadable entry when a mirror is set, else None."""
+    base = os.environ.get("KDBENCH_WEIGHTS_MIRROR")
+    if not base or e.package:  # packaged files come with `pip install`, never downloaded
+        return None
+    return f"{base.rstrip('/')}/{e.name}/{e.file}"
 
 
 def download_url(url: str, dest: Path, progress: bool) -> None:
