@@ -44,6 +44,9 @@ def read_json(path: Path) -> Any:
         raise KdbenchError(f"{path} not found") from e
     except json.JSONDecodeError as e:
         raise KdbenchError(f"{path} is not valid JSON: {e}") from e
+    except UnicodeDecodeError as e:
+        raise KdbenchError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): not a file kdbench "
+                           "wrote; restore it or start the run in a new folder") from e
 
 
 class RunStore:

@@ -406,6 +406,7 @@ def test_a_run_folder_with_non_utf8_files_is_an_error_not_a_bug_report(tiny_data
     assert main(["eval", str(out), "--metrics", "_bad_mean", "-q", "--device", "cpu"]) == 2
     err = _err(capsys)
     assert "UTF-8" in err and "internal error" not in err and "Traceback" not in err
+    assert f"{out / 'config.json'} is not UTF-8 text" in err  # the file is named
 
 
 def test_unwritable_out_and_kdbench_home_are_named(tiny_dataset, tmp_path, monkeypatch, capsys):
