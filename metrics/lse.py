@@ -297,7 +297,7 @@ class LSEMetric(Metric):
         )
         if o["protocol"] == "full":
             r = self.score_windows(full_frame_input(frames), audio)
-            return {
+            rec = {
                 "lse_c": r["lse_c"],
                 "lse_d": r["lse_d"],
                 "av_offset": r["av_offset"],
@@ -305,7 +305,9 @@ class LSEMetric(Metric):
                 "n_frames_scored": r["n_windows"],
                 "protocol": "full",
             }
-        return self.score_face_tracks(clip)
+        else:
+            rec = self.score_face_tracks(clip)
+        return rec | {"audio_source": clip.audio_source}
 
     def score_face_tracks(self, clip: EvalClip) -> dict[str, Any]:
         from metrics.face_tracks import crop_track, track_faces
