@@ -115,3 +115,102 @@ def test_reencoded_output_keeps_exact_samples(tmp_path):
     rep = normalize_to_file(tmp_path / "o.mp4", audio, (32, 24), frames=level_frames(60, (40, 30)), fps=30)
     assert rep.reencoded and probe_video(tmp_path / "o.mp4").n_frames == 50
     np.testing.assert_array_equal(read_audio(tmp_path / "o.mp4"), audio)
+
+
+# ------------------------------------------------------------------------------------------- driving audio
+librosa = pytest.importorskip("librosa", reason="librosa: kdbench[kdtalker]")
+
+
+def test_librosa_loader_equals_librosa_on_stereo_16k(hdtf_mini):
+    from kdbench.audio import read_audio_librosa
+
+    wav = hdtf_mini / "audio" / "WDA_BenCardin1_000.wav"
+    got = read_audio_librosa(wav)
+    ref, sr = librosa.load(str(wav), sr=16000)
+    assert sr == 16000 and got.dtype == np.float32
+    np.testing.assert_array_equal(got, ref)
+    # the exact float average of the two channels: the int16 mixdown differs by half a sample wherever the
+    # channels sum to an odd number
+    import soundfile
+
+    both, _ = soundfile.read(str(wav), dtype="int16")
+    np.testing.assert_array_equal(got, (both.astype(np.float32) / 32768).mean(axis=1))
+    odd = (both.astype(np.int32).sum(axis=1) % 2 != 0).sum()
+    mixdown = read_audio(wav).astype(np.float32) / 32768
+    assert len(mixdown) == len(got) and odd > 5000
+    assert np.count_nonzero(mixdown != got) >= odd
+
+
+def test_librosa_loader_equals_librosa_on_44k_stereo(tmp_path):
+    import soundfile
+
+    from kdbench.audio import read_audio_librosa
+
+    rng = np.random.default_rng(1)
+    t = np.arange(44100 * 2) / 44100
+    x = np.stack([np.sin(2 * np.pi * 220 * t), np.sin(2 * np.pi * 330 * t + 1)], 1) * 9000
+    x = (x + rng.normal(0, 300, x.shape)).astype(np.int16)
+    wav = tmp_path / "s44.wav"
+    soundfile.write(str(wav), x, 44100, subtype="PCM_16")
+    got = read_audio_librosa(wav)
+    ref, _ = librosa.load(str(wav), sr=16000)
+    assert len(got) == 32000
+    np.testing.assert_array_equal(got, ref)
+    # librosa's resampler (soxr_hq), not swresample's: the canonical int16 track is a different signal
+    canonical = read_audio(wav).astype(np.float32) / 32768
+    assert np.abs(canonical[: len(got)] - got).max() > 1e-3
+
+
+def test_librosa_loader_on_a_video_decodes_as_audioread(gt_spec):
+    """mp4: librosa.load falls back to audioread, whose FFmpeg backend pipes native-rate s16le."""
+    import subprocess
+
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    from kdbench.audio import read_audio_librosa
+
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(gt_spec.gt_video), "-f", "s16le",
+                          "-"], capture_output=True, check=True).stdout
+    pcm = np.frombuffer(raw, "<i2").reshape(-1, 2)  # the GT's AAC track: 16 kHz stereo
+    ref = librosa.to_mono((pcm.astype(np.float32) / 32768).T)
+    got = read_audio_librosa(gt_spec.gt_video)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_run_hands_methods_their_driving_audio(tiny_dataset, tmp_path):
+    """`kdbench run` gives generate() what driving_audio() returns, and muxes the canonical track."""
+    from kdbench import FPS
+    from kdbench.dataset import load_dataset
+    from kdbench.method import Generated, Method, MethodInfo
+    from kdbench.registry import register_method
+    from kdbench.runner import run_method
+
+    seen = []
+
+    @register_method("_test_float_audio")
+    class FloatAudio(Method):
+        info = MethodInfo(name="_test_float_audio", description="records its audio", generates=False)
+
+        def driving_audio(self, spec, canonical):
+            return canonical.astype(np.float32) / 32768 * 0.5
+
+        def generate(self, spec, ref_image, audio):
+            seen.append(audio)
+            return Generated(fps=FPS, frames=level_frames(len(audio) * FPS // 16000, (64, 64)))
+
+    ds = load_dataset(tiny_dataset).limit(1)
+    summary = run_method("_test_float_audio", ds, tmp_path / "run", warmup=0, progress=False)
+    assert summary.ok == [ds.clips[0].clip_id]
+    canonical = ds.clips[0].load_audio()
+    (got,) = seen
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, canonical.astype(np.float32) / 32768 * 0.5)
+    np.testing.assert_array_equal(read_audio(summary.run_dir / "videos" / f"{ds.clips[0].clip_id}.mp4"), canonical)
+
+
+def test_kdtalker_is_driven_by_librosa_audio(hdtf_mini):
+    from baselines.kdtalker import KDTalker
+
+    spec = load_dataset("hdtf-mini").get("WDA_BenCardin1_000")
+    m = KDTalker.__new__(KDTalker)  # driving_audio needs no weights
+    got = m.driving_audio(spec, spec.load_audio())
+    np.testing.assert_array_equal(got, librosa.load(str(spec.audio), sr=16000)[0])
