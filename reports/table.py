@@ -52,6 +52,7 @@ class Cell:
     version: str | None = None
     reason: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
+    note: str | None = None  # the aggregate's "note" (e.g. frames resized before scoring): shown as a footnote
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ def _cell(run: RunResult, row: str, column: str, metric: str, output: str) -> Ce
         cell.reason = entry.get("skip_reason") or entry.get("error") or status
         return cell
     cell.mean, cell.std = finite(agg.get("mean")), finite(agg.get("std"))
+    cell.note = agg.get("note") or None
     n = agg.get("n")
     cell.n = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
     if cell.mean is None:
@@ -248,6 +250,10 @@ class ReportTable:
                     counts = Counter(c.failures.values())
                     reasons = "; ".join(f"{reason} ({k})" for reason, k in counts.most_common())
                     key, shared = f"{row}, {c.metric}: {c.failed} clip(s) failed: {reasons}", False
+                    if c.note:
+                        key += f"; {c.note}"
+                elif c.status == "ok" and c.note:
+                    key, shared = f"{row}, {c.metric}: {c.note}", False
                 else:
                     continue
                 if key not in rows_of:
