@@ -28,8 +28,9 @@ Protocols (option ``protocol``, recorded in every per-clip record):
   stops at the first non-matching face of a frame); they differ only with several faces in a frame.
   Not reproduced: the scene-cut split (PySceneDetect) — a clip is one shot; the reference's disk round trips
   (MPEG-4 re-encode, JPEG frames, XVID crops): frames are used as decoded. With those, LSE-D moves by a few
-  hundredths between builds of the same reference (metrics_reference.md 1.7), so bit-equality with a
-  reference run on files is not expected; on the same frames and audio the numbers agree to 1e-4.
+  hundredths between builds of the same reference (metrics_reference.md 1.7), so this protocol does not give
+  the number of a reference run on the file (protocol ``files`` does); on the same frames and audio the numbers
+  agree to 1e-4.
 - ``full`` (Wav2Lip ``calculate_scores_LRS.py``): the whole frame ``cv2.resize``-d to 224x224, whole audio.
 - ``files`` (``metrics/lse_files.py``): syncnet-python 0.2.3's ``SyncNetPipeline`` on the video file with the
   reference's own disk round trips — ffmpeg to a 25 fps MPEG-4 AVI (``-q:v 2 -async 1 -r 25``), JPEG frames,
