@@ -1,6 +1,6 @@
-"""LSE of one hdtf-mini clip: kdbench (in memory, batched) vs the syncnet-python 0.2.3 pipeline, same weights.
+"""LSE of one hdtf-mini clip: kdbench vs the syncnet-python 0.2.3 pipeline, same weights; speed AND values.
 
-    python benchmarks/lse.py [--device cpu|cuda] [--frames N] [--repeat N]
+    python benchmarks/lse.py [--protocol s3fd|files] [--device cpu|cuda] [--frames N] [--repeat N]
 
 Both sides score the real HDTF clip ``gt/WDA_KatieHill_000.mp4`` (512x512, 25 fps, 8 s) end to end: decode, S3FD on
 every frame, tracking, 224x224 crops, SyncNet, LSE-C/LSE-D. The reference is
@@ -15,8 +15,13 @@ less.
 
 Weights: the real ``syncnet_v2`` / ``sfd_face`` when the weights manager has them, else random weights in the
 official formats with a planted face output (tests/lse_fixtures.py) so that S3FD fires and tracks exist.
-With random weights the scores mean nothing; they are printed to show both sides score the same track
-(the reference's lossy AVI/JPEG/XVID round trips make them differ slightly).
+With random weights the scores mean nothing, but they still test equality.
+
+Values: both sides use syncnet-python's tracker and summary (max LSE-C, min LSE-D over tracks). With
+``--protocol files`` kdbench runs the reference's own file round trips (ffmpeg AVI re-encode, JPEG frames, XVID
+crops) and the benchmark FAILS (exit 1) unless every track's LSE-C/LSE-D agree within 1e-4 and the offsets are
+equal. With ``--protocol s3fd`` (kdbench's fast in-memory default: decoded frames, exact audio, no re-encodes)
+the two sides score different inputs; the benchmark prints the difference, it is not expected to be zero.
 """
 
 from __future__ import annotations
@@ -96,12 +101,18 @@ def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track
         t = time.perf_counter()
         rec = metric.score_clip(clip)
         _sync(device)
-        stages["track+crop+syncnet"] = time.perf_counter() - t
+        stages["track+crop+syncnet" if protocol == "s3fd" else "ffmpeg+s3fd+scenes+track+crop+syncnet"] = (
+            time.perf_counter() - t
+        )
         return rec, stages
 
     t0 = time.perf_counter()
     wm = WeightsManager(overrides=weights)
-    metric = LSEMetric(options={"protocol": protocol, "min_track": min_track}, device=device, weights=wm)
+    metric = LSEMetric(
+        options={"protocol": protocol, "min_track": min_track, "tracker": "syncnet-python", "track_rule": "best"},
+        device=device,
+        weights=wm,
+    )
     rec, stages = one_clip()  # first clip: loads the networks (and starts CUDA)
     cold = time.perf_counter() - t0
     warm = []
@@ -113,9 +124,9 @@ def run_kdbench(video: str, weights: dict, device: str, protocol: str, min_track
         "seconds": cold,
         "warm": warm,
         "stages": stages,
-        "lse_c": rec["lse_c"],
-        "lse_d": rec["lse_d"],
-        "av_offset": rec["av_offset"],
+        "lse_c": [t["lse_c"] for t in rec["tracks"]],
+        "lse_d": [t["lse_d"] for t in rec["tracks"]],
+        "av_offset": [t["av_offset"] for t in rec["tracks"]],
         "n_tracks": rec["n_tracks"],
     }
 
@@ -155,7 +166,7 @@ def run_reference(video: str, weights: dict, device: str, min_track: int, repeat
         "warm": warm,
         "lse_c": confs,
         "lse_d": dists,
-        "av_offset": offsets,
+        "av_offset": [int(o) for o in offsets],
         "n_tracks": len(confs),
     }
 
@@ -222,7 +233,8 @@ def _run_side(side: str, args, video: str, weights: dict, env: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--protocol", default="s3fd", choices=["s3fd"])
+    ap.add_argument("--protocol", default="s3fd", choices=["s3fd", "files"],
+                    help="kdbench's LSE protocol: s3fd (in memory, the default) or files (the reference's round trips)")
     ap.add_argument("--frames", type=int, default=0, help="score only the first N frames (0: the whole clip)")
     ap.add_argument("--min-track", type=int, default=50, help="min_track for both sides (syncnet-python: 50)")
     ap.add_argument("--repeat", type=int, default=0,
@@ -263,10 +275,13 @@ def main() -> None:
         print(f"weights: {kind}")
         k = _run_side("kdbench", args, video, weights, env)
         r = _run_side("reference", args, video, weights, env)
-    print(f"{'':12s}{'wall s':>10s}{'CPU s':>10s}{'peak RSS MB':>14s}  tracks  LSE-C / LSE-D / offset")
-    for name, x in (("kdbench", k), ("reference", r)):
+    print(f"{'':12s}{'wall s':>10s}{'CPU s':>10s}{'peak RSS MB':>14s}  tracks  LSE-C / LSE-D / offset per track")
+    for name, x in ((f"kdbench {args.protocol}", k), ("reference", r)):
         row = f"{name:12s}{x['seconds']:10.2f}{x['cpu_s']:10.2f}{x['peak_rss_mb']:14.0f}  {x['n_tracks']:6d}"
-        print(f"{row}  {x['lse_c']} / {x['lse_d']} / {x['av_offset']}")
+        per_track = zip(x["lse_c"], x["lse_d"], x["av_offset"], strict=True)
+        vals = ", ".join(f"{c:.6f} / {d:.6f} / {o:+d}" for c, d, o in per_track)
+        print(f"{row}  {vals}")
+    equal = compare_values(k, r)
     print("kdbench stages (s): " + ", ".join(f"{n} {v:.2f}" for n, v in k["stages"].items()))
     print(
         f"speed-up (reference / kdbench), first clip incl. loading: wall {r['seconds'] / k['seconds']:.2f}x, CPU "
@@ -278,6 +293,23 @@ def main() -> None:
             f"warm clip (median of {args.repeat}, networks loaded): kdbench {kw:.2f} s, reference {rw:.2f} s, "
             f"speed-up {rw / kw:.2f}x"
         )
+    if args.protocol == "files" and not equal:
+        sys.exit("VALUES DIFFER: protocol files must equal the reference within 1e-4 (see above)")
+
+
+def compare_values(k: dict, r: dict, tol: float = 1e-4) -> bool:
+    """Print how far kdbench's per-track values are from the reference's; True when equal within ``tol``."""
+    if k["n_tracks"] != r["n_tracks"]:
+        print(f"values: {k['n_tracks']} track(s) vs the reference's {r['n_tracks']}: NOT EQUAL")
+        return False
+    dc = max((abs(a - b) for a, b in zip(k["lse_c"], r["lse_c"], strict=True)), default=0.0)
+    dd = max((abs(a - b) for a, b in zip(k["lse_d"], r["lse_d"], strict=True)), default=0.0)
+    same_offsets = k["av_offset"] == r["av_offset"]
+    equal = dc <= tol and dd <= tol and same_offsets
+    verdict = "EQUAL (within 1e-4, same offsets)" if equal else "NOT EQUAL"
+    print(f"values: max |LSE-C diff| {dc:.3g}, max |LSE-D diff| {dd:.3g}, offsets "
+          f"{'equal' if same_offsets else 'differ'}: {verdict}")
+    return equal
 
 
 if __name__ == "__main__":

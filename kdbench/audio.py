@@ -63,6 +63,57 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     return audio[:n_true] if n_true else audio
 
 
+def read_audio_librosa(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+                       res_type: str = "soxr_hq") -> np.ndarray:
+    """``librosa.load(path, sr=sample_rate)``: ``float32[N]`` mono, what methods built on librosa read.
+
+    Differs from :func:`read_audio` (the canonical int16 track) in two ways that move a method's output:
+    channels are averaged in float (an int16 mixdown rounds away the half sample wherever two channels sum to
+    an odd number), and other rates go through librosa's resampler (``soxr_hq``), not swresample. Files that
+    libsndfile reads (wav, flac, ogg) go through ``librosa.load`` itself; others (mp4, m4a) are decoded by
+    FFmpeg to native-rate int16, as librosa's audioread fallback receives them, then mixed and resampled
+    the same way.
+    """
+    import librosa
+    import soundfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise KdbenchError(f"audio not found: {path}")
+    try:
+        soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError):
+        pass
+    else:
+        return librosa.load(str(path), sr=sample_rate, mono=True, res_type=res_type)[0]
+    y, sr = _read_native_int16(path)
+    y = librosa.to_mono((y.astype(np.float32) / np.float32(32768.0)).T)
+    if sr != sample_rate:
+        y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate, res_type=res_type)
+    return np.asarray(y, dtype=np.float32)
+
+
+def _read_native_int16(path: Path) -> tuple[np.ndarray, int]:
+    """First audio track at its own rate and channels: ``(int16[N, C], rate)`` (FFmpeg's s16 conversion)."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise KdbenchError(f"{path} has no audio track")
+            stream = container.streams.audio[0]
+            rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+            resampler = av.AudioResampler(format="s16", layout=stream.codec_context.layout, rate=rate)
+            chunks = []
+            for frame in container.decode(stream):
+                frame.pts = None
+                chunks += [o.to_ndarray().reshape(-1, channels) for o in resampler.resample(frame)]
+            chunks += [o.to_ndarray().reshape(-1, channels) for o in resampler.resample(None)]
+    except av.FFmpegError as e:
+        raise KdbenchError(f"cannot decode audio of {path}: {e}") from e
+    if not chunks:
+        raise KdbenchError(f"{path} has an empty audio track")
+    return np.concatenate(chunks).astype(np.int16, copy=False), rate
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write ``int16[N]`` mono PCM wav (atomically)."""
     path = Path(path)

@@ -32,6 +32,8 @@ class EvalClip:
     video_path: Path
     event: dict[str, Any] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    audio_source: str | None = None
+    """Where :attr:`audio` came from (set when it is first read)."""
 
     @property
     def clip_id(self) -> str:
@@ -54,10 +56,21 @@ class EvalClip:
 
     @cached_property
     def audio(self) -> np.ndarray:
-        """The scored video's own audio track, ``int16[N]`` mono 16 kHz (what SyncNet hears)."""
-        from .audio import read_audio
+        """The clip's canonical audio, ``int16[N]`` mono 16 kHz (what SyncNet hears).
 
-        return read_audio(self.video_path)
+        The normaliser stores it losslessly in the scored video, so it is read from there. A video whose
+        track is lossy (AAC: an external file, or a run written before the normaliser kept the samples)
+        carries altered samples; the dataset's own track is decoded instead. :attr:`audio_source` says which.
+        """
+        from .audio import read_audio
+        from .video import LOSSLESS_AUDIO_CODECS, audio_codec
+
+        codec = audio_codec(self.video_path)
+        if codec in LOSSLESS_AUDIO_CODECS or (self.spec.audio is None and self.spec.gt_video is None):
+            self.audio_source = f"video ({codec})"
+            return read_audio(self.video_path)
+        self.audio_source = f"dataset (the video's {codec} track is lossy)"
+        return self.spec.load_audio()
 
     @cached_property
     def gt_frames(self) -> np.ndarray | None:

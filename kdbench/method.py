@@ -86,6 +86,17 @@ class Method(abc.ABC):
 
             torch.cuda.synchronize()
 
+    def driving_audio(self, spec: ClipSpec, canonical: np.ndarray) -> np.ndarray:
+        """The driving audio handed to :meth:`generate`: what the method's official code would read.
+
+        ``canonical`` is the clip's ``int16[N]`` 16 kHz mono track (what the output video carries and the
+        metrics hear). The default hands that over. A method whose official code loads the file another way
+        (KDTalker: ``librosa.load(path, sr=16000)``, float, the exact channel average) overrides this, so
+        that it sees the samples its official implementation sees. Not timed.
+        """
+        return canonical
+
     @abc.abstractmethod
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
-        """Generate one clip from ``ref_image`` (``uint8[H,W,3]`` RGB) and ``audio`` (``int16[N]``, 16 kHz mono)."""
+        """Generate one clip from ``ref_image`` (``uint8[H,W,3]`` RGB) and ``audio`` (16 kHz mono, as returned
+        by :meth:`driving_audio`: ``int16[N]`` by default)."""

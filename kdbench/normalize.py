@@ -1,7 +1,9 @@
 """The normaliser every method's output goes through, so all methods are scored on equal terms.
 
 Output: 25 fps, exactly the audio's frame count (trimmed, or padded by repeating the last frame),
-the dataset's frame size, and the canonical 16 kHz mono audio muxed in. An optional grid hook cuts
+the dataset's frame size, and the canonical 16 kHz mono audio muxed in losslessly (FLAC; stream-copied
+when the input already carries exactly those samples), so every metric hears the dataset's samples and
+re-scoring a run does not depend on an audio encoder. An optional grid hook cuts
 one panel out of side-by-side outputs (AniPortrait writes a 3-panel grid). What was changed is
 returned and recorded in the run's events.
 
@@ -195,7 +197,7 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
     short for its audio or of another aspect ratio raises :class:`ClipFailure` (see the module docstring),
     before anything is decoded when it comes from ``video_path``.
     """
-    from .video import probe_video, read_video, remux_with_audio, write_video
+    from .video import LOSSLESS_AUDIO_CODEC, probe_video, read_video, remux_with_audio, write_video
 
     n_out = n_video_frames(len(audio))
     if n_out < 1:
@@ -208,7 +210,7 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
             check_padding(int(math.floor(info.n_frames / info.fps * FPS + 1e-6)), n_out, max_pad_frames)
             check_aspect((info.width, info.height), tuple(size), letterbox)
         if conforms:
-            remux_with_audio(video_path, out_path, audio, SAMPLE_RATE)
+            remux_with_audio(video_path, out_path, audio, SAMPLE_RATE, audio_codec=LOSSLESS_AUDIO_CODEC)
             return NormalizeReport(info.fps, info.n_frames, (info.width, info.height), n_out, tuple(size),
                                    False, False, 0, 0, None, False)
         frames, fps = read_video(video_path)
@@ -217,7 +219,7 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
     orig = (frames.shape[2], frames.shape[1])
     out, changes = normalize_frames(frames, fps, n_out, size, grid, max_pad_frames=max_pad_frames,
                                     letterbox=letterbox)
-    write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf)
+    write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf, audio_codec=LOSSLESS_AUDIO_CODEC)
     return NormalizeReport(float(fps), int(frames.shape[0]), orig, n_out, tuple(size), changes["resampled"],
                            changes["resized"], changes["trimmed"], changes["padded"],
                            None if grid is None else f"{grid.cols}x{grid.rows}:{grid.index}", True,

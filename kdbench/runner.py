@@ -164,11 +164,12 @@ class ClipGenerator:
         try:
             spec.check_files()
             ref = spec.load_ref_image()
-            audio = spec.load_audio()
+            audio = spec.load_audio()  # canonical int16: the output video's track, what the metrics hear
             try:
                 check_audio(audio)
             except KdbenchError as e:
                 raise ClipFailure(str(e)) from e
+            driving = impl.driving_audio(spec, audio)  # what the method's official code would read
             seed_everything(self.seed)
             cuda = str(device).startswith("cuda")
             if cuda:
@@ -177,7 +178,7 @@ class ClipGenerator:
                 torch.cuda.reset_peak_memory_stats()
             impl.synchronize()
             t_start = time.perf_counter()
-            gen = impl.generate(spec, ref, audio)
+            gen = impl.generate(spec, ref, driving)
             impl.synchronize()
             t_gen = time.perf_counter() - t_start
             peak_gpu_mb = None
@@ -350,7 +351,7 @@ def _warm_up(impl, spec, n: int) -> None:
     """Run the method on (a 2 s slice of) the first clip ``n`` times, untimed, so FPS excludes warm-up."""
     try:
         ref = spec.load_ref_image()
-        audio = spec.load_audio()[: 2 * 16000]
+        audio = impl.driving_audio(spec, spec.load_audio())[: 2 * 16000]
         for _ in range(n):
             impl.generate(spec, ref, audio)
         impl.synchronize()

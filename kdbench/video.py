@@ -16,6 +16,21 @@ import numpy as np
 from .errors import KdbenchError
 from .files import atomic_path
 
+#: Codec of the canonical audio track in every normalised video: lossless, so decoding it gives back the exact
+#: int16 samples (AAC would change them, and by an amount that depends on the encoder's version). FLAC in MP4
+#: plays in browsers and in every FFmpeg-based tool.
+LOSSLESS_AUDIO_CODEC = "flac"
+LOSSLESS_AUDIO_CODECS = frozenset({"flac", "alac", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s32le", "wavpack"})
+
+
+def audio_codec(path: str | os.PathLike) -> str | None:
+    """Name of the codec of the first audio track of ``path`` (``"aac"``, ``"flac"``...), None without audio."""
+    try:
+        with av.open(str(path)) as container:
+            return container.streams.audio[0].codec_context.name if container.streams.audio else None
+    except av.FFmpegError as e:
+        raise KdbenchError(f"cannot read {path}: {e}") from e
+
 
 def media_error(path: str | os.PathLike, e: Exception, what: str = "video") -> KdbenchError:
     """A user-facing error for an FFmpeg/OS failure on ``path``, without FFmpeg's errno noise.
@@ -128,8 +143,9 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
 
 
 def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndarray | None = None,
-                sample_rate: int = 16000, crf: int = 15, codec: str = "libx264") -> Path:
-    """Encode frames (iterable of ``uint8[H,W,3]`` RGB) to H.264/yuv420p mp4, with optional mono int16 audio (AAC).
+                sample_rate: int = 16000, crf: int = 15, codec: str = "libx264", audio_codec: str = "aac") -> Path:
+    """Encode frames (iterable of ``uint8[H,W,3]`` RGB) to H.264/yuv420p mp4, with optional mono int16 audio
+    (``audio_codec``: AAC by default, :data:`LOSSLESS_AUDIO_CODEC` to keep the samples exact).
 
     The file is written to a temporary name and renamed, so a crash never leaves a half-written video.
     ``crf`` 15 keeps re-encoding losses well below what the metrics resolve.
@@ -141,7 +157,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndar
             vs = None
             astream = None
             if audio is not None:
-                astream = out.add_stream("aac", rate=sample_rate)
+                astream = out.add_stream(audio_codec, rate=sample_rate)
                 astream.layout = "mono"
             n = 0
             for frame in frames:
@@ -165,10 +181,30 @@ def write_video(path: str | os.PathLike, frames, fps: float = 25, audio: np.ndar
     return path
 
 
+def has_exact_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = 16000) -> bool:
+    """True when the first audio track of ``path`` is lossless, mono, at ``sample_rate`` and decodes to exactly
+    ``audio`` (``int16[N]``): such a track can be stream-copied instead of re-encoded."""
+    from .audio import read_audio
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return False
+        cc = container.streams.audio[0].codec_context
+        if cc.name not in LOSSLESS_AUDIO_CODECS or cc.sample_rate != sample_rate or cc.channels != 1:
+            return False
+    got = read_audio(path, sample_rate)
+    return len(got) == len(audio) and bool(np.array_equal(got, audio))
+
+
 def remux_with_audio(src: str | os.PathLike, dst: str | os.PathLike, audio: np.ndarray,
-                     sample_rate: int = 16000) -> Path:
-    """Copy the video stream of ``src`` without re-encoding and add ``audio`` (mono int16) as AAC."""
+                     sample_rate: int = 16000, audio_codec: str = "aac") -> Path:
+    """Copy the video stream of ``src`` without re-encoding and add ``audio`` (mono int16) as ``audio_codec``.
+
+    When ``audio_codec`` is lossless and ``src``'s own track already decodes to exactly ``audio``
+    (:func:`has_exact_audio`), that track is stream-copied too.
+    """
     dst = Path(dst)
+    copy_audio = audio_codec in LOSSLESS_AUDIO_CODECS and has_exact_audio(src, audio, sample_rate)
     try:
         inp = av.open(str(src))
     except (av.FFmpegError, OSError) as e:
@@ -177,14 +213,23 @@ def remux_with_audio(src: str | os.PathLike, dst: str | os.PathLike, audio: np.n
         with av.open(str(tmp), mode="w") as out:
             ivs = inp.streams.video[0]
             ovs = out.add_stream_from_template(ivs)
-            astream = out.add_stream("aac", rate=sample_rate)
-            astream.layout = "mono"
-            for packet in inp.demux(ivs):
+            if copy_audio:
+                ias = inp.streams.audio[0]
+                oas = out.add_stream_from_template(ias)
+                streams = {ivs.index: ovs, ias.index: oas}
+                packets = inp.demux(ivs, ias)
+            else:
+                astream = out.add_stream(audio_codec, rate=sample_rate)
+                astream.layout = "mono"
+                streams = {ivs.index: ovs}
+                packets = inp.demux(ivs)
+            for packet in packets:
                 if packet.dts is None:
                     continue
-                packet.stream = ovs
+                packet.stream = streams[packet.stream.index]
                 out.mux(packet)
-            _encode_audio(out, astream, audio, sample_rate)
+            if not copy_audio:
+                _encode_audio(out, astream, audio, sample_rate)
     return dst
 
 

@@ -18,6 +18,17 @@ Pipeline for one greyscale image ``I`` (float64, 0-255 scale, not normalised), e
 
 The metric: frames -> grey (PIL ``convert("L")`` rule, see :func:`rgb_to_grey`) -> optional resize to
 the fixed evaluation size -> CPBD per frame -> mean over frames -> mean over clips.
+
+Grey conversion (option ``grey``). python-cpbd's ``compute`` takes the grey image as given and uses absolute
+thresholds, so the scale matters. ``pil`` (default): Pillow ``convert("L")``, uint8 0-255 — python-cpbd's own
+usage (its README reads images with ``imread(..., mode='L')``; its LIVE comparison CSVs were computed on PIL grey),
+and what talking-head evaluation scripts do. On HDTF it gives values in the range of the KDTalker paper's Real
+Video CPBD (0.353; hdtf-mini's real clip: 0.395). ``skimage``: ``skimage.color.rgb2gray`` in [0, 1], what the
+``cpbd-py312`` README shows; Canny thresholds and block contrasts then mean something else and the values are
+much higher (about 0.87 on the same HDTF frames), far from every published CPBD of HDTF ground truth.
+
+Resizing: frames that are not at ``size`` are resized (Pillow bicubic) first; the reference never resizes. Each
+clip record says so (``resized``) and the aggregate counts such clips and carries a note for the report.
 """
 
 from __future__ import annotations
@@ -60,13 +71,30 @@ def rgb_to_grey(frames: np.ndarray) -> np.ndarray:
     return y.astype(np.uint8)
 
 
+def rgb_to_grey_skimage(frame: np.ndarray) -> np.ndarray:
+    """``skimage.color.rgb2gray``: ``uint8[H,W,3]`` RGB -> ``float64[H,W]`` in [0, 1] (the cpbd-py312 README)."""
+    from skimage.color import rgb2gray
+
+    return rgb2gray(frame)
+
+
+GREY_RULES = {
+    "pil": "pillow-L (19595 R + 38470 G + 7471 B + 32768) >> 16, uint8 0-255",
+    "skimage": "skimage.color.rgb2gray, float64 0-1",
+}
+
+
 def resize_grey(grey: np.ndarray, size: int) -> np.ndarray:
-    """Resize one uint8[H,W] grey image to uint8[size,size] with Pillow bicubic (no-op if already so)."""
+    """Resize one grey image (uint8, or float as Pillow mode F) to [size,size] with Pillow bicubic (no-op if
+    already so); the dtype is kept."""
     if grey.shape == (size, size):
         return grey
     from PIL import Image
 
-    return np.asarray(Image.fromarray(grey, mode="L").resize((size, size), Image.BICUBIC))
+    if grey.dtype == np.uint8:
+        return np.asarray(Image.fromarray(grey, mode="L").resize((size, size), Image.BICUBIC))
+    img = Image.fromarray(grey.astype(np.float32), mode="F").resize((size, size), Image.BICUBIC)
+    return np.asarray(img).astype(grey.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -323,11 +351,15 @@ def sample_indices(n_frames: int, stride: int, max_frames: int | None) -> np.nda
     return idx if max_frames is None else idx[: int(max_frames)]
 
 
-def cpbd_frames(frames: np.ndarray, size: int | None = None) -> np.ndarray:
-    """float64[T]: CPBD of each frame. ``frames``: uint8[T,H,W,3] RGB; ``size``: evaluation side or None."""
+def cpbd_frames(frames: np.ndarray, size: int | None = None, grey: str = "pil") -> np.ndarray:
+    """float64[T]: CPBD of each frame. ``frames``: uint8[T,H,W,3] RGB; ``size``: evaluation side or None;
+    ``grey``: ``"pil"`` or ``"skimage"`` (see the module doc)."""
+    if grey not in GREY_RULES:
+        raise ValueError(f"grey must be one of {sorted(GREY_RULES)}, got {grey!r}")
+    to_grey = rgb_to_grey if grey == "pil" else rgb_to_grey_skimage
     out = np.empty(len(frames))
     for i, frame in enumerate(frames):  # one frame at a time: bounded memory for long clips
-        g = rgb_to_grey(frame)
+        g = to_grey(frame)
         if size is not None:
             g = resize_grey(g, size)
         out[i] = cpbd(g)
@@ -366,6 +398,7 @@ class CPBDMetric(Metric):
         "stride": 1,  # score every stride-th frame
         "max_frames": None,  # None: all sampled frames
         "workers": None,  # processes scoring frames in parallel; None: one per CPU core, 1: in this process
+        "grey": "pil",  # "pil" (Pillow L, 0-255: python-cpbd's usage) | "skimage" (rgb2gray 0-1: cpbd-py312 README)
     }
     cpu_pool = True
     """Computes in its own worker processes: the evaluator runs it beside the GPU metrics (kdbench.evaluate)."""
@@ -373,6 +406,10 @@ class CPBDMetric(Metric):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         self._pool = None
+        if self.options["grey"] not in GREY_RULES:
+            from kdbench.errors import KdbenchError
+
+            raise KdbenchError(f"cpbd.grey must be one of {sorted(GREY_RULES)}, got {self.options['grey']!r}")
 
     def _workers(self) -> int:
         import os
@@ -380,18 +417,19 @@ class CPBDMetric(Metric):
         w = self.options["workers"]
         return max(1, int(w)) if w is not None else max(1, os.cpu_count() or 1)
 
-    def _frames_values(self, frames: np.ndarray, size: int | None) -> np.ndarray:
+    def _frames_values(self, frames: np.ndarray, size: int | None, grey: str = "pil") -> np.ndarray:
         """:func:`cpbd_frames` over worker processes, in order (the same values as one process)."""
         workers = min(self._workers(), len(frames))
         if workers <= 1:
-            return cpbd_frames(frames, size)
+            return cpbd_frames(frames, size, grey)
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(self._workers(), mp_context=multiprocessing.get_context("spawn"))
         chunks = np.array_split(np.arange(len(frames)), workers * 2)
-        parts = self._pool.map(cpbd_frames, [frames[c] for c in chunks if len(c)], [size] * len(chunks))
+        chunks = [c for c in chunks if len(c)]
+        parts = self._pool.map(cpbd_frames, [frames[c] for c in chunks], [size] * len(chunks), [grey] * len(chunks))
         return np.concatenate(list(parts))
 
     def __del__(self):
@@ -406,7 +444,7 @@ class CPBDMetric(Metric):
 
             raise ClipFailure("no frame to score (empty video or max_frames=0)")
         size = self.options["size"]
-        values = self._frames_values(frames[idx], size)
+        values = self._frames_values(frames[idx], size, self.options["grey"])
         h, w = frames.shape[1:3]
         return {
             "cpbd": float(np.mean(values)),
@@ -415,5 +453,20 @@ class CPBDMetric(Metric):
             "frame_size": [int(h), int(w)],
             "eval_size": [int(size), int(size)] if size is not None else [int(h), int(w)],
             "resized": bool(size is not None and (h, w) != (size, size)),
-            "grey": "pillow-L (19595 R + 38470 G + 7471 B + 32768) >> 16",
+            "grey": GREY_RULES[self.options["grey"]],
         }
+
+    def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Mean over clips, plus how many clips were resized before scoring (the reference never resizes)."""
+        from kdbench.metric import summarize
+
+        out = summarize([r.get("cpbd") for r in records.values()])
+        resized = {tuple(r["frame_size"]) for r in records.values() if r.get("resized")}
+        n_resized = sum(1 for r in records.values() if r.get("resized"))
+        out |= {"n_resized": n_resized, "grey": GREY_RULES[self.options["grey"]]}
+        if n_resized:
+            sizes = ", ".join(f"{w}x{h}" for h, w in sorted(resized))
+            size = self.options["size"]
+            out["note"] = (f"{n_resized} of {len(records)} clip(s) resized from {sizes} to {size}x{size} (bicubic) "
+                           "before CPBD; the reference scores frames at their own size")
+        return {"cpbd": out}

@@ -28,9 +28,15 @@ Protocols (option ``protocol``, recorded in every per-clip record):
   stops at the first non-matching face of a frame); they differ only with several faces in a frame.
   Not reproduced: the scene-cut split (PySceneDetect) — a clip is one shot; the reference's disk round trips
   (MPEG-4 re-encode, JPEG frames, XVID crops): frames are used as decoded. With those, LSE-D moves by a few
-  hundredths between builds of the same reference (metrics_reference.md 1.7), so bit-equality with a
-  reference run on files is not expected; on the same frames and audio the numbers agree to 1e-4.
+  hundredths between builds of the same reference (metrics_reference.md 1.7), so this protocol does not give
+  the number of a reference run on the file (protocol ``files`` does); on the same frames and audio the numbers
+  agree to 1e-4.
 - ``full`` (Wav2Lip ``calculate_scores_LRS.py``): the whole frame ``cv2.resize``-d to 224x224, whole audio.
+- ``files`` (``metrics/lse_files.py``): syncnet-python 0.2.3's ``SyncNetPipeline`` on the video file with the
+  reference's own disk round trips — ffmpeg to a 25 fps MPEG-4 AVI (``-q:v 2 -async 1 -r 25``), JPEG frames,
+  scene detection, syncnet-python's tracker, XVID crop videos read back as JPEGs, the audio through ffmpeg. Equal
+  to running the package on the file (``tests/test_lse_files.py``); slower, and tied to the ffmpeg/OpenCV builds
+  it records. ``track_rule=best`` gives the package's own summary (max LSE-C, min LSE-D).
 
 Per-clip failures (``ClipFailure``): video not at 25 fps, silent audio (peak <= ``silence_peak``), audio
 shorter than the video by more than ``max_audio_shortfall_frames`` frames, fewer than 6 scorable frames,
@@ -56,7 +62,7 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 VSHIFT = 15
 PAIRWISE_EPS = 1e-6
 SYNCNET_SIZE = 224
-PROTOCOLS = ("s3fd", "full")
+PROTOCOLS = ("s3fd", "full", "files")
 TRACK_RULES = ("mean", "longest", "best")
 
 
@@ -209,6 +215,7 @@ class LSEMetric(Metric):
         "silence_peak": 0,  # audio whose peak |sample| is <= this is "silent"
         "syncnet_weights": None,  # explicit path to syncnet_v2.model (still checksum-verified)
         "s3fd_weights": None,  # explicit path to sfd_face.pth
+        "ffmpeg": None,  # protocol "files": ffmpeg executable (None: the imageio-ffmpeg package's binary)
     }
 
     def __init__(self, **kwargs: Any):
@@ -225,10 +232,30 @@ class LSEMetric(Metric):
                 self.weights.overrides[name] = Path(o[key])
         # resolve (and verify) now, so missing weights skip the metric before any clip is scored
         self._syncnet_path = self.weights.path("syncnet_v2")
-        self._s3fd_path = self.weights.path("sfd_face") if o["protocol"] == "s3fd" else None
+        self._s3fd_path = self.weights.path("sfd_face") if o["protocol"] in ("s3fd", "files") else None
+        self._tools: dict[str, str] | None = None
         self._syncnet = None
         self._lip = None
         self._s3fd = None
+
+    def skip_reason(self) -> str | None:
+        """Protocol ``files`` without a runnable ffmpeg (or PySceneDetect): skipped, saying what to install."""
+        if self.options["protocol"] != "files":
+            return None
+        import importlib.util
+        import shutil
+
+        from metrics.lse_files import ffmpeg_binary
+
+        try:
+            ff = ffmpeg_binary(self.options["ffmpeg"])
+        except KdbenchError as e:
+            return str(e)
+        if not (Path(ff).is_file() or shutil.which(ff)):
+            return f"lse.protocol=files: ffmpeg not found at {ff!r}; set --set lse.ffmpeg=/path/to/ffmpeg"
+        if importlib.util.find_spec("scenedetect") is None:
+            return "lse.protocol=files needs PySceneDetect: `pip install 'kdbench[lse-files]'`"
+        return None
 
     def _batch_size(self, key: str, cpu: int, gpu: int) -> int:
         """The option's value, or the device's default when it is None (memory and speed only)."""
@@ -289,6 +316,11 @@ class LSEMetric(Metric):
 
     def score_clip(self, clip: EvalClip) -> dict[str, Any]:
         o = self.options
+        if o["protocol"] == "files":  # the reference converts any frame rate to 25 fps itself
+            check_audio_for_video(
+                clip.audio, len(clip.frames), int(o["max_audio_shortfall_frames"]), int(o["silence_peak"])
+            )
+            return self.score_files(clip) | {"audio_source": "video file (ffmpeg, as the reference)"}
         if abs(clip.fps - FPS) > 1e-3:
             raise ClipFailure(
                 f"video is {clip.fps:g} fps; SyncNet scores need 25 fps (normalise the clip first)"
@@ -299,7 +331,7 @@ class LSEMetric(Metric):
         )
         if o["protocol"] == "full":
             r = self.score_windows(full_frame_input(frames), audio)
-            return {
+            rec = {
                 "lse_c": r["lse_c"],
                 "lse_d": r["lse_d"],
                 "av_offset": r["av_offset"],
@@ -307,7 +339,55 @@ class LSEMetric(Metric):
                 "n_frames_scored": r["n_windows"],
                 "protocol": "full",
             }
-        return self.score_face_tracks(clip)
+        else:
+            rec = self.score_face_tracks(clip)
+        return rec | {"audio_source": clip.audio_source}
+
+    def score_files(self, clip: EvalClip) -> dict[str, Any]:
+        """Protocol ``files``: syncnet-python's pipeline on ``clip.video_path`` (see ``metrics/lse_files.py``)."""
+        import tempfile
+
+        from metrics.lse_files import ffmpeg_binary, score_video_file, tool_versions
+        from metrics.s3fd import detect_faces
+
+        o = self.options
+        ff = ffmpeg_binary(o["ffmpeg"])
+        if self._tools is None:
+            self._tools = tool_versions(ff)
+
+        def detect(frames_rgb: np.ndarray) -> list[np.ndarray]:
+            return detect_faces(self._detector(), frames_rgb, float(o["facedet_scale"]), float(o["conf_th"]),
+                                self._batch_size("det_batch_size", cpu=8, gpu=64), self.device)
+
+        def score(frames_bgr: np.ndarray, audio: np.ndarray) -> dict[str, Any]:
+            try:
+                return self.score_windows(frames_bgr, audio)
+            except ClipFailure as e:
+                return {"error": str(e)}
+
+        with tempfile.TemporaryDirectory(prefix="kdbench-lse-") as work:
+            tracks, facts = score_video_file(
+                Path(clip.video_path), Path(work), detect=detect, score=score, min_track=int(o["min_track"]),
+                num_failed_det=int(o["num_failed_det"]), min_face_size=float(o["min_face_size"]),
+                crop_scale=float(o["crop_scale"]), ffmpeg=ff,
+            )
+        per_track = [t for t in tracks if "error" not in t]
+        if not per_track:
+            raise ClipFailure(
+                f"no usable face track (protocol files): {len(tracks)} track(s) in {facts['n_frames_with_face']} "
+                f"of {facts['n_frames_after_reencode']} re-encoded frames with a face; a track needs more than "
+                f"min_track={o['min_track']} detections"
+            )
+        rec = combine_tracks(per_track, o["track_rule"])
+        return rec | {
+            "n_tracks": len(per_track),
+            "protocol": "files",
+            "track_rule": o["track_rule"],
+            "tracker": "syncnet-python",
+            "tracks": per_track,
+            "files": facts,
+            "tools": self._tools,
+        }
 
     def score_face_tracks(self, clip: EvalClip) -> dict[str, Any]:
         from metrics.face_tracks import crop_track, track_faces

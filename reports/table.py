@@ -64,6 +64,7 @@ class Cell:
     ci_lo: float | None = None
     ci_hi: float | None = None
     """95% bootstrap CI over clips of :attr:`mean` (None when not computed or not computable)."""
+    note: str | None = None  # the aggregate's "note" (e.g. frames resized before scoring): shown as a footnote
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,6 +148,7 @@ def _cell(run: RunResult, row: str, column: str, metric: str, output: str) -> Ce
         cell.status, cell.reason = "skipped", COPY_REASON
         return cell
     cell.mean, cell.std = finite(agg.get("mean")), finite(agg.get("std"))
+    cell.note = agg.get("note") or None
     n = agg.get("n")
     cell.n = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
     if cell.mean is None:
@@ -327,6 +329,10 @@ class ReportTable:
                             reasons = "; ".join(f"{reason} ({k})" for reason, k in counts.most_common())
                             parts.append(f"{len(d)} clip(s) {what}: {reasons}")
                     key, shared = f"{row}, {c.metric}: {'; '.join(parts)}", False
+                    if c.note:
+                        key += f"; {c.note}"
+                elif c.status == "ok" and c.note:
+                    key, shared = f"{row}, {c.metric}: {c.note}", False
                 else:
                     continue
                 if key not in rows_of:

@@ -168,3 +168,41 @@ def test_registered_and_light_import():
     )
     root = Path(__file__).resolve().parents[1]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_skimage_grey_option_equals_reference_on_that_input(hdtf_frames):
+    """``grey=skimage`` (cpbd-py312 README: rgb2gray in [0,1]) equals the reference on that input, and gives a
+    completely different value from Pillow L on the same real frame (the reason the option is recorded)."""
+    from skimage.color import rgb2gray
+
+    frame = hdtf_frames[:1]
+    rec = kc.CPBDMetric(options={"grey": "skimage"}).score_clip(SimpleNamespace(frames=frame))
+    ref = float(reference.compute(rgb2gray(frame[0])))
+    assert rec["cpbd"] == ref and rec["grey"] == kc.GREY_RULES["skimage"]
+    pil = kc.CPBDMetric().score_clip(SimpleNamespace(frames=frame))
+    assert pil["grey"].startswith("pillow-L")
+    assert ref > 0.8 and pil["cpbd"] < 0.5  # 0-1 scale: Canny/contrast thresholds mean something else
+    from kdbench.errors import KdbenchError
+
+    with pytest.raises(KdbenchError, match="grey"):
+        kc.CPBDMetric(options={"grey": "cv2"})
+
+
+def test_resizing_is_counted_and_reported():
+    from reports.table import build_table
+    from tests.report_fixtures import make_doc, metric_entry
+
+    m = kc.CPBDMetric()
+    recs = {"a": {"cpbd": 0.3, "resized": False, "frame_size": [512, 512]},
+            "b": {"cpbd": 0.5, "resized": True, "frame_size": [256, 320]}}
+    agg = m.aggregate(recs)["cpbd"]
+    assert agg["n"] == 2 and agg["n_resized"] == 1 and abs(agg["mean"] - 0.4) < 1e-15
+    assert agg["note"] == ("1 of 2 clip(s) resized from 320x256 to 512x512 (bicubic) before CPBD; the reference "
+                           "scores frames at their own size")
+    assert "note" not in m.aggregate({"a": recs["a"]})["cpbd"]
+    # the report shows it as a footnote of the CPBD cell
+    entry = metric_entry("cpbd", {"a": {"cpbd": 0.3}, "b": {"cpbd": 0.5}}, aggregate={"cpbd": agg})
+    t = build_table([make_doc("kdtalker", {"cpbd": entry}, clips=["a", "b"])])
+    marks, notes = t.footnotes()
+    assert t.cell_text("KDTalker", "CPBD").endswith(f"[{marks[('KDTalker', 'CPBD')]}]")
+    assert f"KDTalker, cpbd: {agg['note']}" in notes

@@ -231,6 +231,40 @@ def test_s3fd_detections_equal_reference(planted, frame_ids, thresholds, hdtf):
         assert len(got[0]) >= 2  # several faces: both NMS stages are exercised
 
 
+def test_s3fd_several_faces_and_tracks_equal_reference(hdtf):
+    """Several candidate boxes per frame (both NMS stages), several tracks, and a face that appears at frame 5
+    and disappears after frame 11: kdbench's detector + tracker vs the reference's S3FD.detect_faces + _track."""
+    state = fx.random_s3fd_state(seed=0, face_level=2, face_logit=2.5, head_scale=2.0)
+    ref_net = RefS3FDNet(device="cpu")
+    ref_net.load_state_dict(state)
+    ref = RefS3FD(ref_net, device="cpu")
+    net = s3fd.S3FDNet()
+    net.load_state_dict(state)
+    net.eval()
+    n = 16
+    frames = np.full((n, 512, 512, 3), 90, np.uint8)  # a grey studio, one person, a second from frame 5 to 11
+    for t in range(n):
+        face = cv2.resize(hdtf[0][t], (240, 240))
+        frames[t, 20:260, 10:250] = face
+        if 5 <= t < 12:
+            frames[t, 250:490, 262:502] = face[:, ::-1]
+    got = s3fd.detect_faces(net, frames, 0.25, 0.9, batch_size=5)
+    dets = [ref.detect_faces(f, conf_th=0.9, scales=[0.25]) for f in frames]
+    for g, r in zip(got, dets, strict=True):
+        assert g.shape == r.shape
+        np.testing.assert_allclose(g[:, :4], r[:, :4], atol=1e-3)
+        np.testing.assert_allclose(g[:, 4], r[:, 4], atol=1e-6)
+    assert min(len(d) for d in dets) >= 3  # several faces in every frame
+    ref_tracks = _ref_track([d.copy() for d in dets], min_track=4)
+    tracks = face_tracks.track_faces(got, min_track=4, variant="syncnet-python")
+    assert len(tracks) == len(ref_tracks) >= 4
+    for t, r in zip(tracks, ref_tracks, strict=True):
+        np.testing.assert_array_equal(t.frames, r["frame"])
+        np.testing.assert_allclose(t.boxes, r["bbox"], atol=1e-3)
+    spans = sorted((int(t.frames[0]), int(t.frames[-1])) for t in tracks)
+    assert (0, n - 1) in spans and (5, 11) in spans  # whole-clip tracks, and the face that comes and goes
+
+
 def test_s3fd_device_input_is_the_reference_arithmetic(hdtf):
     small = s3fd.resize_frames(hdtf[0][:3], 0.25)
     assert small.shape == (3, 128, 128, 3) and small.dtype == np.uint8

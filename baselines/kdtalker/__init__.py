@@ -130,6 +130,14 @@ class KDTalker(Method):
             self.weights, device=self.device, dtype=opts["dtype"], fast=self.fast_options()
         )
 
+    def driving_audio(self, spec: ClipSpec, canonical: np.ndarray) -> np.ndarray:
+        """``librosa.load(audio, sr=16000)`` of the clip's audio file (or GT video): ``float32[N]``, the exact
+        channel average and librosa's resampler, as the official ``inference.py`` reads it."""
+        from kdbench.audio import read_audio_librosa
+
+        src = spec.audio if spec.audio is not None else spec.gt_video
+        return canonical if src is None else read_audio_librosa(src)
+
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
         if not hasattr(self, "pipeline"):
             self.load()
