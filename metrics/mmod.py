@@ -249,7 +249,10 @@ def _planes(img: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
 
 
 def resize_float(img: torch.Tensor, hout: int, wout: int) -> torch.Tensor:
-    """dlib ``resize_image`` of float32 planes ``[...,Hi,Wi]`` -> ``[...,Hout,Wout]`` (``tt::resize_bilinear`` on CPU)."""
+    """dlib ``resize_image`` of float32 planes ``[...,Hi,Wi]`` -> ``[...,Hout,Wout]``.
+
+    (``tt::resize_bilinear`` on CPU, which builds the pyramid levels, is this function per plane.)
+    """
     p = _plan(img.shape[-2], img.shape[-1], hout, wout, str(img.device))
     planes, lead = _planes(img)
     parts = [_simd_part(planes, p)] if p.n_simd else []
