@@ -340,7 +340,8 @@ class MmodDetector(nn.Module):
         """``input_rgb_image_pyramid::to_tensor``: ``uint8[B,3,h,w]`` -> ``float32[B,3,H,W]`` tiled pyramid."""
         b, _, h, w = img.shape
         rects, nr, nc = self.pyramid_rects(h, w)
-        canvas = torch.zeros(b, 3, nr, nc, dtype=torch.float32, device=img.device)
+        canvas = torch.empty(b, 3, nr, nc, dtype=torch.float32, device=img.device,
+                             memory_format=torch.channels_last).zero_()  # the convolutions' layout
         level = (img.float() - self.means) / 256.0
         for i, (l, t, r, bt) in enumerate(rects):
             if i:
