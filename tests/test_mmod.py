@@ -182,15 +182,14 @@ def test_port_equals_dlib_golden(detector, golden, inputs):
     assert worst < 1e-4
 
 
-def test_diversity_with_port_equals_dlib(golden, inputs, random_hopenet):
+def test_diversity_with_port_equals_dlib(detector, golden, inputs, random_hopenet):
     """Hopenet diversity from the port's detections == from dlib's (golden), same Hopenet weights."""
     from metrics import diversity as D
     from metrics.hopenet_net import load_hopenet
 
     names = [f"gt/{i:03d}" for i in CI_GT_FRAMES]
     frames = np.stack([inputs[n] for n in names])
-    det = M.load_mmod(str(WeightsManager().path("mmod_human_face_detector")))
-    ours = det.detect(list(frames), 1)
+    ours = detector.detect(list(frames), 1)
     ref = [[tuple(d) for d in golden["frames"][n]["upsample1"]] for n in names]
     model = load_hopenet(random_hopenet)
     a = D.clip_record(D.extract_face_logits(frames, model=model, detections=ours))
