@@ -5,8 +5,9 @@ upsample 1, confidence > 1.0) and the same Hopenet weights, and must give the sa
 
 * reference — KDTalker ``test_on_video_dlib.py``'s loop: per frame ``detector(rgb, 1)``, then each face
   cropped/transformed and passed through Hopenet with batch size 1 (:func:`reference_loop_logits`);
-* kdbench — ``HopenetDiversity.score_clip``: batched dlib calls spread over ``--workers`` processes,
-  identical frames detected once, batched Hopenet forward, plus the statistics.
+* kdbench — ``HopenetDiversity.score_clip``: the PyTorch port of the same detector (``metrics/mmod.py``,
+  same boxes as dlib; ``--dlib`` runs dlib instead, batched over ``--workers`` processes), identical frames
+  detected once, batched Hopenet forward, plus the statistics.
 
 Two clips: ``real`` (``--frames`` frames of the GT clip, every ``--stride``-th, so they differ) and
 ``static`` (the first frame repeated ``--static-frames`` times: the ``static`` baseline). Without the
@@ -48,7 +49,8 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=33, help="take every stride-th frame of the GT clip")
     ap.add_argument("--static-frames", type=int, default=4)
     ap.add_argument("--detect-batch", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=0, help="detector processes (0 = one per available CPU)")
+    ap.add_argument("--workers", type=int, default=0, help="dlib detector processes (0 = one per available CPU)")
+    ap.add_argument("--dlib", action="store_true", help="kdbench side uses dlib's detector, not the port")
     args = ap.parse_args()
 
     import torch
@@ -68,7 +70,8 @@ def main() -> None:
         torch.save(sd, ckpt, _use_new_zipfile_serialization=False)
         wm = WeightsManager(home=tmp.name, overrides={"hopenet_robust_alpha1": ckpt})
         weights_note = "RANDOM Hopenet weights (official file not in the cache; timings unaffected)"
-    opts = {"detect_batch_size": args.detect_batch, "detect_workers": args.workers, "max_frames": 200}
+    opts = {"detect_batch_size": args.detect_batch, "detect_workers": args.workers, "max_frames": 200,
+            "detector": "dlib" if args.dlib else "torch"}
     metric = HopenetDiversity(options=opts, weights=wm)
     metric._load()
     detector = cnn_detector(str(wm.path("mmod_human_face_detector")))

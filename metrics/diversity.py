@@ -4,7 +4,9 @@ Protocol (KDTalker ``evaluation/deep-head-pose/code/test_on_video_dlib.py`` + ``
 
 1. the first ``max_frames`` = 200 frames of the video;
 2. dlib CNN face detector (``mmod_human_face_detector.dat``) with 1x upsampling; every face with
-   confidence > 1.0 is kept (frames without one are skipped and counted);
+   confidence > 1.0 is kept (frames without one are skipped and counted). By default the detector is
+   kdbench's PyTorch port (:mod:`metrics.mmod`: same boxes as dlib, confidences within 1e-4, a tenth
+   of dlib's CPU time, runs on GPUs); ``detector="dlib"`` runs dlib itself (cross-checks);
 3. each face box expanded (see :func:`metrics.hopenet_net.expand_box`), resized/centre-cropped to 224,
    ImageNet-normalised, through Hopenet (``hopenet_robust_alpha1.pkl``) -> raw logits ``Z[N,3,66]``
    (yaw, pitch, roll; N = number of faces);
@@ -17,8 +19,8 @@ faces of the angles ``3 * sum_b softmax(z)_b * b - 99`` in degrees (:func:`angle
 physically meaningful head-motion spread, and the per-face angles for the motion heatmaps.
 
 Speed-ups that change no number: frames with identical content are detected and scored once, the CNN
-detector runs on batches of frames spread over worker processes (``detect_workers``; dlib's CPU
-detector is single-threaded), and Hopenet runs on batches of crops.
+detector runs on batches of frames (with dlib: spread over worker processes, ``detect_workers``; dlib's
+CPU detector is single-threaded), and Hopenet runs on batches of crops.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kdbench.errors import ClipFailure
+from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output
 from kdbench.registry import register_metric
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from kdbench.clip import EvalClip
 
 AXES = ("yaw", "pitch", "roll")
+DETECTORS = ("torch", "dlib")  # the "detector" option: metrics/mmod.py (PyTorch port) or dlib itself
 NUM_BINS = 66
 
 
@@ -227,8 +230,9 @@ class HopenetDiversity(Metric):
         "upsample": 1,              # dlib CNN detector upsampling, as the reference
         "conf_threshold": 1.0,      # faces kept when confidence > this
         "min_faces": 2,             # fewer faces than this -> per-clip failure (std undefined)
-        "detect_batch_size": 4,     # frames per batched dlib CNN call (1 = reference one-at-a-time)
-        "detect_workers": 0,        # processes running the detector; 0 = one per available CPU
+        "detector": "torch",        # "torch" (metrics/mmod.py, the PyTorch port) or "dlib" (dlib itself)
+        "detect_batch_size": 4,     # frames per batched CNN detector call (1 = reference one-at-a-time)
+        "detect_workers": 0,        # dlib only: processes running it; 0 = one per available CPU
         "batch_size": 32,           # crops per Hopenet forward
     }
 
@@ -241,27 +245,43 @@ class HopenetDiversity(Metric):
     def _load(self) -> None:
         if self._model is not None:
             return
-        from .dlib_faces import cnn_detector
         from .hopenet_net import load_hopenet
 
+        kind = self.options["detector"]
+        if kind not in DETECTORS:
+            raise KdbenchError(f"diversity: unknown detector {kind!r}; use one of {', '.join(DETECTORS)} "
+                               "(e.g. --set diversity.detector=dlib)")
         det_path = self.weights.path("mmod_human_face_detector")
         hop_path = self.weights.path("hopenet_robust_alpha1")
         self._detector_path = str(det_path)
-        self._detector = cnn_detector(self._detector_path)
+        if kind == "torch":
+            from .mmod import load_mmod
+
+            self._detector = load_mmod(self._detector_path, device=self.device)
         self._model = load_hopenet(hop_path, device=self.device)
+
+    def _detect_many(self, frames: list[np.ndarray]) -> list[list[tuple]]:
+        o = self.options
+        upsample, bs = int(o["upsample"]), int(o["detect_batch_size"])
+        if o["detector"] == "torch":
+            return self._detector.detect(frames, upsample, batch_size=bs)
+        from .dlib_faces import cnn_detect_parallel, default_workers
+
+        workers = int(o["detect_workers"]) or default_workers()
+        return cnn_detect_parallel(self._detector_path, frames, upsample, bs, workers)
 
     def face_logits(self, clip: EvalClip) -> FaceLogits:
         """Detect faces in the clip's first ``max_frames`` frames and run Hopenet on them."""
-        from .dlib_faces import cnn_cache_key, cnn_detect_parallel, default_workers, detect_frames
+        from .dlib_faces import cnn_cache_key, detect_frames
 
         self._load()
         o = self.options
-        upsample, bs = int(o["upsample"]), int(o["detect_batch_size"])
-        workers = int(o["detect_workers"]) or default_workers()
         frames = clip.frames[: int(o["max_frames"])]
-        memo = clip.cache.setdefault(cnn_cache_key(self._detector_path, upsample), {})
-        path = self._detector_path
-        dets = detect_frames(frames, lambda fs: cnn_detect_parallel(path, fs, upsample, bs, workers), memo)
+        key = cnn_cache_key(self._detector_path, int(o["upsample"]))
+        if o["detector"] == "torch":
+            key = key.replace("dlib_cnn:", "torch_mmod:", 1)
+        memo = clip.cache.setdefault(key, {})
+        dets = detect_frames(frames, self._detect_many, memo)
         return extract_face_logits(frames, model=self._model, detections=dets,
                                    conf_threshold=float(o["conf_threshold"]), batch_size=int(o["batch_size"]))
 
@@ -270,7 +290,7 @@ class HopenetDiversity(Metric):
         need = int(self.options["min_faces"])
         if len(face.logits) < need:
             raise ClipFailure(
-                f"diversity: a face (dlib CNN confidence > {self.options['conf_threshold']}) in only "
+                f"diversity: a face (MMOD CNN confidence > {self.options['conf_threshold']}) in only "
                 f"{face.n_frames - face.n_frames_no_face} of {face.n_frames} frames; need {need} faces"
             )
-        return clip_record(face)
+        return {**clip_record(face), "detector": self.options["detector"]}

@@ -243,6 +243,32 @@ def test_no_face_is_a_clip_failure(metric):
         metric.score_clip(make_clip(frames))
 
 
+def test_detector_option(metric):
+    from kdbench.errors import KdbenchError
+
+    assert metric.options["detector"] == "torch"              # the PyTorch port by default
+    metric.options["detector"] = "nope"
+    with pytest.raises(KdbenchError, match="diversity.detector=dlib"):
+        metric.score_clip(make_clip(np.zeros((2, 80, 80, 3), np.uint8)))
+
+
+def test_port_and_dlib_give_the_same_record(metric, random_ckpt, tmp_path, monkeypatch):
+    """The metric end to end with each detector on two different 256x256 faces at upsample 0 (cheap for dlib)."""
+    from kdbench.hdtf_mini import hdtf_mini_root
+    from tests import mmod_cases as C
+
+    refs = C.ref_images(hdtf_mini_root())
+    frames = np.stack([refs[n] for n in C.REF_NAMES[:2]])
+    metric.options["upsample"] = 0
+    wm = WeightsManager(home=tmp_path, overrides={"hopenet_robust_alpha1": random_ckpt[0]})
+    dl = D.HopenetDiversity(options={"detector": "dlib", "upsample": 0, "detect_workers": 1}, weights=wm)
+    a, b = metric.score_clip(make_clip(frames)), dl.score_clip(make_clip(frames))
+    assert (a["detector"], b["detector"]) == ("torch", "dlib")
+    assert a["n_faces"] == b["n_faces"] == 2 and a["frame_index"] == b["frame_index"]
+    for k in ("diversity", "diversity_yaw", "diversity_pitch", "diversity_roll", "pose_std_deg"):
+        assert abs(a[k] - b[k]) <= 1e-6, k
+
+
 # ------------------------------------------------------------------ real clip, protocol detector
 @pytest.fixture(scope="module")
 def gt_frames() -> np.ndarray:
@@ -280,6 +306,7 @@ def test_protocol_detector_finds_the_face_batched_equals_single(gt_frames, cnn_m
 def test_static_video_has_zero_diversity(metric, gt_frames, cnn_memo):
     path, memo = cnn_memo
     clip = make_clip(np.repeat(gt_frames[:1], 200, axis=0), "static")  # the `static` method: frame 0 x 200
+    metric.options["detector"] = "dlib"                                # the memo holds dlib's detections
     clip.cache[cnn_cache_key(path, 1)] = memo
     rec = metric.score_clip(clip)
     assert rec["n_frames"] == 200 and rec["n_faces"] == 200 and rec["n_frames_no_face"] == 0
@@ -292,6 +319,7 @@ def test_static_video_has_zero_diversity(metric, gt_frames, cnn_memo):
 def test_real_frames_give_nonzero_diversity(metric, gt_frames, cnn_memo):
     path, memo = cnn_memo
     clip = make_clip(gt_frames[[0, 199]], "real2")
+    metric.options["detector"] = "dlib"                                # the memo holds dlib's detections
     clip.cache[cnn_cache_key(path, 1)] = memo
     rec = metric.score_clip(clip)
     assert rec["n_faces"] == 2 and rec["frame_index"] == [0, 1]

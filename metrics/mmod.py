@@ -1,0 +1,434 @@
+"""dlib's MMOD CNN face detector (``mmod_human_face_detector.dat``) in PyTorch, no dlib at run time.
+
+Reproduces ``dlib.cnn_face_detection_model_v1(path)(img, upsample_num_times)`` step by step (dlib sources:
+``tools/python/src/cnn_face_detector.cpp``, ``dlib/image_transforms/{interpolation,image_pyramid}.h``,
+``dlib/dnn/{input,layers,loss}.h``, ``dlib/cuda/cpu_dlib.cpp``):
+
+1. ``pyramid_up`` ``upsample_num_times`` times on the uint8 RGB frame: output size from
+   ``pyramid_down<2>::rect_up`` (H x W -> 2H+1 x 2W+2), bilinear ``resize_image`` with aligned corners as dlib's
+   SSE code computes it (float32 weights, column positions accumulated in float32, the last columns in double,
+   results truncated to uint8);
+2. the tiled pyramid of ``input_rgb_image_pyramid<pyramid_down<6>>``: level sizes ``floor(5/6 * n)`` down to
+   5 rows, packed by ``compute_tiled_image_pyramid_details`` (padding and outer padding from the file) on a
+   zero canvas; level 0 = ``(pixel - mean) / 256`` (float32, means from the file); each further level a
+   bilinear resize of the previous one (``tt::resize_bilinear`` = ``resize_image`` on float planes, emulated
+   to the float32 operation);
+3. the network read from the file (:mod:`metrics.mmod_format`): convolutions, each ``bn_con`` applied as the
+   per-channel affine dlib folds it into at load time, ReLUs;
+4. ``loss_mmod_::to_label``: every output cell with score > 0 mapped back through the layers
+   (``x * stride - pad + k // 2``), the detector window centred there, mapped to image coordinates through
+   the pyramid level nearest to its centre (``tiled_pyramid_to_image``: ``p * 6/5 + 0.3`` per level) and
+   rounded with ``lround``; sorted by score (descending); greedy NMS with the file's ``test_box_overlap``
+   thresholds on those integer boxes; then ``rect_down`` once per upsampling (``p / 2 - (1.25, 0.75)``) and
+   ``lround`` again. Box arithmetic is float64, as dlib's.
+
+Detections are ``(left, top, right, bottom, confidence)`` tuples (dlib's inclusive corners), as
+:mod:`metrics.dlib_faces` returns them. Frames of one size are batched; runs on CPU and CUDA (fp32 convolutions
+in IEEE mode there, see :mod:`kdbench.numerics`). Confidences match dlib's to ~1e-6 (summation order of
+the convolutions); boxes are identical except where two scores tie within that noise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+from .mmod_format import MmodNet, read_mmod
+
+Detection = tuple[int, int, int, int, float]
+PYRAMID_N = 6  # input_rgb_image_pyramid<pyramid_down<6>>: part of the network's C++ type, not of the file
+MIN_LEVEL_ROWS = 5  # compute_tiled_image_pyramid_details' min_height
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry (pure Python/NumPy float64, as dlib's double arithmetic)
+# ------------------------------------------------------------------------------------------------
+def lround(x: np.ndarray | float) -> np.ndarray:
+    """``std::lround``: nearest integer, halves away from zero (exact for every float64) -> int64."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.trunc(x)
+    frac = x - t  # exact
+    return (t + np.where(np.abs(frac) >= 0.5, np.sign(x), 0.0)).astype(np.int64)
+
+
+def pyramid_up_size(h: int, w: int) -> tuple[int, int]:
+    """Size of ``pyramid_up`` (``pyramid_down<2>::rect_up`` of the image rectangle, lround-ed): (rows, cols)."""
+    br_x, br_y = (w - 1 + 1.25) * 2, (h - 1 + 0.75) * 2
+    return int(lround(br_y)) + 1, int(lround(br_x)) + 1
+
+
+def tiled_pyramid_rects(nr: int, nc: int, padding: int, outer_padding: int,
+                        n: int = PYRAMID_N) -> tuple[list[tuple[int, int, int, int]], int, int]:
+    """``impl::compute_tiled_image_pyramid_details``: level rectangles ``(left, top, right, bottom)``
+    (inclusive) in the tiled canvas, and the canvas size ``(rows, cols)``."""
+    if nr * nc == 0:
+        return [], 0, 0
+    rate = (n - 1.0) / n
+    sizes = [(nc, nr)]  # (width, height)
+    while True:
+        nr, nc = math.floor(rate * nr), math.floor(rate * nc)
+        if nr * nc == 0 or nr < MIN_LEVEL_ROWS:
+            break
+        sizes.append((nc, nr))
+    total_height = sum(h + padding for _, h in sizes) - padding * 2
+    w0, h0 = sizes[0]
+    height = prev_width = 0
+    for w, h in sizes:
+        if w <= w0 - prev_width - padding and (height - h0) * 2 >= (total_height - h0):
+            break
+        height += h + padding
+        prev_width = w
+    height -= padding
+    canvas = (height + outer_padding * 2, w0 + outer_padding * 2)
+    rects: list[tuple[int, int, int, int]] = []
+    y = outer_padding
+    i = 0
+    while y < height + outer_padding and i < len(sizes):
+        w, h = sizes[i]
+        rects.append((outer_padding, y, outer_padding + w - 1, y + h - 1))
+        y += h + padding
+        i += 1
+    y -= padding
+    while i < len(sizes):
+        w, h = sizes[i]
+        p1 = (outer_padding + w0 - 1, y - 1)
+        rect = (p1[0] - (w - 1), p1[1] - (h - 1), p1[0], p1[1])  # rectangle(p1, p1 - br_corner)
+        r0 = rects[0]
+        if not (max(r0[0], rect[0]) > min(r0[2], rect[2]) or max(r0[1], rect[1]) > min(r0[3], rect[3])):
+            break  # would intersect the original image
+        rects.append(rect)
+        y -= h + padding
+        i += 1
+    return rects, canvas[0], canvas[1]
+
+
+def nearest_rect(rects: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """dlib ``nearest_rect`` for integer points: first rectangle containing the point, else the nearest one
+    (first of equals). ``rects: int[L,4]`` (l, t, r, b), ``px, py: int[N]`` -> ``int[N]``."""
+    l, t, r, b = (rects[:, k][None, :].astype(np.float64) for k in range(4))
+    x, y = px[:, None].astype(np.float64), py[:, None].astype(np.float64)
+    inside = (x >= l) & (x <= r) & (y >= t) & (y <= b)
+    nx, ny = np.clip(x, l, r), np.clip(y, t, b)
+    dist = np.sqrt((nx - x) ** 2 + (ny - y) ** 2)
+    first_inside = np.where(inside.any(axis=1), inside.argmax(axis=1), -1)
+    return np.where(first_inside >= 0, first_inside, dist.argmin(axis=1))
+
+
+def box_overlaps(kept: np.ndarray, box: np.ndarray, iou: float, covered: float) -> bool:
+    """``test_box_overlap(iou, covered)(k, box)`` true for any row ``k`` of ``kept: int[K,4]`` (inclusive boxes)."""
+    if len(kept) == 0:
+        return False
+
+    def area(l, t, r, b):
+        return np.where((r < l) | (b < t), 0, (r - l + 1) * (b - t + 1)).astype(np.float64)
+
+    il, it = np.maximum(kept[:, 0], box[0]), np.maximum(kept[:, 1], box[1])
+    ir, ib = np.minimum(kept[:, 2], box[2]), np.minimum(kept[:, 3], box[3])
+    inner = area(il, it, ir, ib)
+    outer = area(np.minimum(kept[:, 0], box[0]), np.minimum(kept[:, 1], box[1]),
+                 np.maximum(kept[:, 2], box[2]), np.maximum(kept[:, 3], box[3]))
+    a_k = area(kept[:, 0], kept[:, 1], kept[:, 2], kept[:, 3])
+    a_b = area(*box)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hit = (inner != 0) & ((inner / outer > iou) | (inner / a_k > covered) | (inner / a_b > covered))
+    return bool(hit.any())
+
+
+# ------------------------------------------------------------------------------------------------
+# dlib's bilinear resize_image, emulated to the operation
+# ------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=256)
+def _axis_plan(n_in: int, n_out: int, columns: bool) -> tuple:
+    """Sample positions of dlib's ``resize_image`` along one axis.
+
+    Rows (``columns=False``): ``y`` accumulated in double (``y += y_scale``) -> ``(top, bottom, frac64)``.
+    Columns: the SSE loop's float32 positions (``_x += 4 * x_scale``, truncated to int32) for the first
+    ``n_simd`` columns, then the scalar loop in double -> ``(left, right, frac32, frac64, n_simd)``
+    (``frac32`` is the float32 fraction each loop uses: float in the SSE loop, ``float(x - left)`` after).
+    """
+    scale = (n_in - 1) / float(max(n_out - 1, 1))
+    if not columns:
+        top = np.empty(n_out, np.int64)
+        frac = np.empty(n_out, np.float64)
+        y = -scale
+        for r in range(n_out):
+            y += scale
+            top[r] = math.floor(y)
+            frac[r] = y - top[r]
+        return top, np.minimum(top + 1, n_in - 1), frac
+    left = np.empty(n_out, np.int64)
+    f32 = np.empty(n_out, np.float32)
+    f64 = np.empty(n_out, np.float64)
+    x = -4 * scale
+    xv = np.array([x, x + scale, x + 2 * scale, x + 3 * scale], dtype=np.float32)
+    step = np.float32(4 * scale)
+    c = 0
+    while True:
+        xv = (xv + step).astype(np.float32)
+        lv = np.trunc(xv).astype(np.int64)  # _mm_cvttps_epi32
+        if lv[3] + 1 >= n_in:
+            break
+        if c + 4 > n_out:
+            raise AssertionError("dlib's SSE resize would write past the row end here")
+        left[c:c + 4] = lv
+        f32[c:c + 4] = xv - lv.astype(np.float32)
+        f64[c:c + 4] = f32[c:c + 4]
+        c += 4
+    n_simd = c
+    x = -scale + c * scale
+    for cc in range(c, n_out):
+        x += scale
+        left[cc] = math.floor(x)
+        f64[cc] = x - left[cc]
+        f32[cc] = np.float32(f64[cc])
+    return left, np.minimum(left + 1, n_in - 1), f32, f64, n_simd
+
+
+class _Plan:
+    """Gather indices and weights of one ``resize_image(in[Hi,Wi] -> out[Ho,Wo])`` on a device.
+
+    The four corner samples are gathered with flat indices into each ``Hi*Wi`` plane (one ``index_select``
+    per corner, much faster on CPU than gathering rows then columns).
+    """
+
+    def __init__(self, hin: int, win: int, hout: int, wout: int, device: torch.device):
+        top, bottom, tb = _axis_plan(hin, hout, False)
+        left, right, lr32, lr64, self.n_simd = _axis_plan(win, wout, True)
+        self.shape = (hout, wout)
+
+        def t(a):
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        def flat(rows, cols):
+            return t((rows[:, None] * win + cols[None, :]).reshape(-1))
+
+        ns = self.n_simd
+        self.simd_idx = [flat(top, left[:ns]), flat(top, right[:ns]), flat(bottom, left[:ns]), flat(bottom, right[:ns])]
+        self.tail_idx = [flat(top, left[ns:]), flat(top, right[ns:]), flat(bottom, left[ns:]), flat(bottom, right[ns:])]
+        tb32 = tb.astype(np.float32)[:, None]
+        inv_tb32 = (1.0 - tb).astype(np.float32)[:, None]
+        lr = lr32[None, :ns]
+        inv_lr = (np.float32(1) - lr).astype(np.float32)
+        # the SSE loop's four float32 weights, each a float32 product
+        self.w = [t(inv_tb32 * inv_lr), t(inv_tb32 * lr), t(tb32 * inv_lr), t(tb32 * lr)]
+        # the scalar tail: gray uses float32 fractions inside, rgb doubles throughout
+        self.tail_lr32 = t(lr32[None, ns:])
+        self.tail_lr64 = t(lr64[None, ns:])
+        self.tb64 = t(tb[:, None])
+
+
+@lru_cache(maxsize=64)
+def _plan(hin: int, win: int, hout: int, wout: int, device: str) -> _Plan:
+    return _Plan(hin, win, hout, wout, torch.device(device))
+
+
+def _gather(planes: torch.Tensor, idx: list[torch.Tensor], rows: int) -> list[torch.Tensor]:
+    """The four corners ``[P,rows,n]`` of ``planes: [P,Hi*Wi]`` at the flat indices ``idx``."""
+    return [planes.index_select(1, i).view(planes.shape[0], rows, -1) for i in idx]
+
+
+def _simd_part(planes32: torch.Tensor, p: _Plan) -> torch.Tensor:
+    tl, tr, bl, br = _gather(planes32, p.simd_idx, p.shape[0])
+    w = p.w
+    # ((tlf*tl + trf*tr) + blf*bl) + brf*br, each operation rounded to float32 as in SSE (no FMA)
+    out = tl.mul_(w[0])
+    out.add_(tr.mul_(w[1]))
+    out.add_(bl.mul_(w[2]))
+    return out.add_(br.mul_(w[3]))
+
+
+def _planes(img: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    lead = tuple(img.shape[:-2])
+    return img.reshape(-1, img.shape[-2] * img.shape[-1]), lead
+
+
+def resize_float(img: torch.Tensor, hout: int, wout: int) -> torch.Tensor:
+    """dlib ``resize_image`` of float32 planes ``[...,Hi,Wi]`` -> ``[...,Hout,Wout]``.
+
+    (``tt::resize_bilinear`` on CPU, which builds the pyramid levels, is this function per plane.)
+    """
+    p = _plan(img.shape[-2], img.shape[-1], hout, wout, str(img.device))
+    planes, lead = _planes(img)
+    parts = [_simd_part(planes, p)] if p.n_simd else []
+    if p.n_simd < wout:
+        tl, tr, bl, br = _gather(planes, p.tail_idx, hout)
+        lr = p.tail_lr32
+        top = (1 - lr) * tl + lr * tr  # float32
+        bot = (1 - lr) * bl + lr * br
+        parts.append(((1 - p.tb64) * top.double() + p.tb64 * bot.double()).float())
+    out = torch.cat(parts, -1) if len(parts) > 1 else parts[0]
+    return out.view(*lead, hout, wout)
+
+
+def resize_rgb_u8(img: torch.Tensor, hout: int, wout: int) -> torch.Tensor:
+    """dlib ``resize_image`` of ``uint8[...,Hi,Wi]`` planes (the rgb_pixel SSE specialisation, truncating)."""
+    p = _plan(img.shape[-2], img.shape[-1], hout, wout, str(img.device))
+    planes, lead = _planes(img)
+    parts = [_simd_part(planes.float(), p).to(torch.int32)] if p.n_simd else []  # cvttps: truncation
+    if p.n_simd < wout:
+        tl, tr, bl, br = (c.double() for c in _gather(planes, p.tail_idx, hout))
+        lr = p.tail_lr64
+        v = (1 - p.tb64) * ((1 - lr) * tl + lr * tr) + p.tb64 * ((1 - lr) * bl + lr * br)
+        parts.append(v.to(torch.int32))
+    out = torch.cat(parts, -1) if len(parts) > 1 else parts[0]
+    return out.to(torch.uint8).view(*lead, hout, wout)
+
+
+def pyramid_up(img: torch.Tensor) -> torch.Tensor:
+    """dlib ``pyramid_up(img)`` (``pyramid_down<2>``) of ``uint8[B,3,H,W]`` -> ``uint8[B,3,2H+1,2W+2]``."""
+    ho, wo = pyramid_up_size(img.shape[-2], img.shape[-1])
+    return resize_rgb_u8(img, ho, wo)
+
+
+# ------------------------------------------------------------------------------------------------
+# The detector
+# ------------------------------------------------------------------------------------------------
+class MmodDetector(nn.Module):
+    """The MMOD network of an ``MmodNet`` (as read from the .dat file) with dlib's pre- and post-processing.
+
+    ``detect(frames, upsample)`` is the drop-in for ``cnn_face_detection_model_v1(path)(frame, upsample)``.
+    """
+
+    def __init__(self, net: MmodNet):
+        super().__init__()
+        self.spec = net
+        self.convs = nn.ModuleList()
+        self._post: list[tuple[bool, bool]] = []
+        for i, layer in enumerate(net.layers):
+            conv = nn.Conv2d(layer.weight.shape[1], layer.weight.shape[0], layer.kernel, stride=layer.stride,
+                             padding=layer.padding)
+            conv.weight.data = torch.from_numpy(layer.weight.copy())
+            conv.bias.data = torch.from_numpy(layer.bias.copy())
+            self.convs.append(conv.to(memory_format=torch.channels_last))
+            has_affine = layer.scale is not None
+            self.register_buffer(f"scale{i}", torch.from_numpy(
+                (layer.scale if has_affine else np.ones(1, np.float32)).reshape(1, -1, 1, 1).copy()))
+            self.register_buffer(f"shift{i}", torch.from_numpy(
+                (layer.shift if has_affine else np.zeros(1, np.float32)).reshape(1, -1, 1, 1).copy()))
+            self._post.append((has_affine, layer.relu))
+        self.register_buffer("means", torch.from_numpy(net.means.astype(np.float32).reshape(1, 3, 1, 1)))
+        self.eval()
+
+    # -------------------------------------------------------------------------------- network
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``float32[B,windows,h,w]`` of the tiled pyramid tensor ``x: float32[B,3,H,W]``.
+
+        Channels-last layout (~1.5x faster convolutions on CPU); affine and ReLU in place.
+        """
+        x = x.contiguous(memory_format=torch.channels_last)
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            has_affine, relu = self._post[i]
+            if has_affine:
+                x.mul_(getattr(self, f"scale{i}")).add_(getattr(self, f"shift{i}"))  # x * g + b, as dlib
+            if relu:
+                x.relu_()
+        return x.contiguous()
+
+    # -------------------------------------------------------------------------------- input
+    def pyramid_rects(self, h: int, w: int) -> tuple[list[tuple[int, int, int, int]], int, int]:
+        """Level rectangles and canvas size of the tiled pyramid for an (upsampled) ``h x w`` image."""
+        return tiled_pyramid_rects(h, w, self.spec.pyramid_padding, self.spec.pyramid_outer_padding)
+
+    def to_tensor(self, img: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int, int, int]]]:
+        """``input_rgb_image_pyramid::to_tensor``: ``uint8[B,3,h,w]`` -> ``float32[B,3,H,W]`` tiled pyramid."""
+        b, _, h, w = img.shape
+        rects, nr, nc = self.pyramid_rects(h, w)
+        canvas = torch.empty(b, 3, nr, nc, dtype=torch.float32, device=img.device,
+                             memory_format=torch.channels_last).zero_()  # the convolutions' layout
+        level = (img.float() - self.means) / 256.0
+        for i, (l, t, r, bt) in enumerate(rects):
+            if i:
+                level = resize_float(level, bt - t + 1, r - l + 1)
+            canvas[:, :, t:bt + 1, l:r + 1] = level
+        return canvas, rects
+
+    # -------------------------------------------------------------------------------- output
+    def _output_to_input(self, c: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = c.astype(np.float64), r.astype(np.float64)
+        for layer in reversed(self.spec.layers):  # con_::map_output_to_input, output layer first
+            kh, kw = layer.kernel
+            x = x * layer.stride[1] - layer.padding[1] + kw // 2
+            y = y * layer.stride[0] - layer.padding[0] + kh // 2
+        return x, y
+
+    def decode(self, scores: np.ndarray, rects: list[tuple[int, int, int, int]],
+               upsample: int) -> list[Detection]:
+        """``loss_mmod_::to_label`` + the binding's ``rect_down`` for one sample's ``scores: float32[K,h,w]``."""
+        spec = self.spec
+        ks, rs, cs = np.nonzero(scores > 0)
+        if len(ks) == 0:
+            return []
+        conf = scores[ks, rs, cs].astype(np.float64)
+        px, py = self._output_to_input(cs, rs)
+        win = np.array(spec.windows, dtype=np.float64)[ks]
+        hw, hh = (win[:, 0] - 1) / 2, (win[:, 1] - 1) / 2
+        box = np.stack([px - hw, py - hh, px + hw, py + hh], 1)  # centered_drect
+        rect_arr = np.array(rects, dtype=np.int64)
+        cx, cy = (box[:, 0] + box[:, 2]) / 2.0, (box[:, 1] + box[:, 3]) / 2.0  # dcenter
+        lvl = nearest_rect(rect_arr, np.floor(cx + 0.5).astype(np.int64), np.floor(cy + 0.5).astype(np.int64))
+        origin = rect_arr[lvl][:, :2].astype(np.float64)
+        box = box - np.concatenate([origin, origin], 1)
+        ratio = PYRAMID_N / (PYRAMID_N - 1.0)
+        for k in range(int(lvl.max()) + 1):  # pyramid_down<6>::point_up, once per level
+            m = lvl > k
+            box[m] = box[m] * ratio + 0.3
+        ibox = lround(box)
+        order = np.argsort(-conf, kind="stable")  # std::sort descending (ties: dlib's order is unspecified)
+        kept: list[int] = []
+        for j in order:
+            if not box_overlaps(ibox[kept], ibox[j], spec.nms_iou, spec.nms_covered):
+                kept.append(int(j))
+        out = ibox[kept].astype(np.float64)
+        for _ in range(upsample):  # pyramid_down<2>::rect_down
+            out = out / 2.0 - np.array([1.25, 0.75, 1.25, 0.75])
+        out = lround(out)
+        return [(int(a), int(b), int(c), int(d), float(conf[j])) for (a, b, c, d), j in zip(out, kept, strict=True)]
+
+    # -------------------------------------------------------------------------------- API
+    @torch.no_grad()
+    def detect_batch(self, frames: np.ndarray | torch.Tensor, upsample: int = 1) -> list[list[Detection]]:
+        """Detections of ``frames: uint8[B,H,W,3]`` RGB (one size), one list per frame, as dlib's detector."""
+        dev = next(self.parameters()).device
+        x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
+        if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"expected uint8 frames [B,H,W,3] RGB, got {tuple(x.shape)} {x.dtype}")
+        img = x.to(dev).permute(0, 3, 1, 2).contiguous()
+        for _ in range(upsample):
+            img = pyramid_up(img)
+        if img.shape[-2] * img.shape[-1] == 0:
+            return [[] for _ in range(len(x))]
+        tensor, rects = self.to_tensor(img)
+        scores = self(tensor).float().cpu().numpy()
+        return [self.decode(s, rects, upsample) for s in scores]
+
+    def detect(self, frames: Sequence[np.ndarray], upsample: int = 1, batch_size: int = 4) -> list[list[Detection]]:
+        """Detections for every frame (``uint8[H,W,3]`` RGB each); frames of equal size run in batches."""
+        out: list[list[Detection] | None] = [None] * len(frames)
+        by_shape: dict[tuple, list[int]] = {}
+        for i, f in enumerate(frames):
+            by_shape.setdefault(tuple(np.shape(f)), []).append(i)
+        for idx in by_shape.values():
+            for s in range(0, len(idx), max(1, batch_size)):
+                chunk = idx[s:s + max(1, batch_size)]
+                for i, d in zip(chunk, self.detect_batch(np.stack([frames[i] for i in chunk]), upsample),
+                                strict=True):
+                    out[i] = d
+        return out  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4)
+def _load_cpu(path: str) -> MmodDetector:
+    return MmodDetector(read_mmod(path))
+
+
+def load_mmod(path: str | os.PathLike, device: str = "cpu") -> MmodDetector:
+    """The detector of ``mmod_human_face_detector.dat`` on ``device`` (parsed once per path)."""
+    det = _load_cpu(os.fspath(path))
+    return det if str(device) == "cpu" else MmodDetector(det.spec).to(device)
