@@ -93,7 +93,6 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
                frame_size: tuple[int, int] | None = None, grid: str | None = None,
                progress: bool = True) -> RunSummary:
     """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``."""
-    from tqdm import tqdm
 
     device = resolve_device(device)
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
@@ -121,19 +120,36 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
                              f"Run `kdbench weights fetch {' '.join(missing)}`; offline, put the files here by "
                              f"hand ({where}).")
     impl = cls(options=config["options"], device=device, weights=weights, seed=seed)
+    impl.run_dir = store.root
+    try:
+        return _run_loaded(impl, cls, store, config, summary, todo, weights, seed, device, frame_size, grid,
+                           warmup, progress)
+    finally:
+        impl.close()
+
+
+def _run_loaded(impl, cls, store, config, summary, todo, weights, seed, device, frame_size, grid, warmup,
+                progress) -> RunSummary:
+    from tqdm import tqdm
+
+    method, chash = config["method"], config["config_hash"]
     seed_everything(seed)
     t0 = time.perf_counter()
     impl.load()
     impl.synchronize()
-    summary.load_seconds = time.perf_counter() - t0
-    store.append_event({"event": "load", "seconds": summary.load_seconds, "config_hash": chash,
-                        "time": time.time()})
+    wall = time.perf_counter() - t0
+    summary.load_seconds = impl.load_seconds if impl.load_seconds is not None else wall
+    store.append_event({"event": "load", "seconds": summary.load_seconds, "wall_seconds": wall,
+                        "config_hash": chash, "time": time.time()})
     grid_crop = GridCrop.parse(grid)
 
     if warmup and cls.info.generates:
         _warm_up(impl, todo[0], warmup)
     env = collect_env(device)
     env["weights"] = weights.record()
+    method_env = impl.env_record()
+    if method_env:
+        env["method_env"] = method_env
     store.write_env(env)
 
     bar = tqdm(todo, desc=f"run {method}", unit="clip", disable=not progress)
@@ -158,6 +174,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             gen = impl.generate(spec, ref, audio)
             impl.synchronize()
             t_gen = time.perf_counter() - t_start
+            if gen.seconds is not None:
+                t_gen = gen.seconds
             n_gen = len(gen.frames) if gen.frames is not None else None
             report = normalize_to_file(store.video_path(spec.clip_id), audio, frame_size, frames=gen.frames,
                                        fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
@@ -180,6 +198,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
         store.append_event(event)
     env["weights"] = weights.record()
+    if method_env:
+        env["method_env"] = impl.env_record()
     store.write_env(env)
     return summary
 
