@@ -34,7 +34,7 @@ SPEC = UpstreamSpec(
         "gfpgan==1.3.8",
         "av",
         "safetensors",
-        "setuptools<81",
+        "setuptools>=75,<81",
     ),
     requirement_notes={
         "python": "3.11 instead of 3.8: torch builds with Hopper/Blackwell kernels (sm_90+) need Python >= 3.9; "
@@ -48,7 +48,7 @@ SPEC = UpstreamSpec(
         "gradio": "dropped: only the web UI imports it",
         "setuptools": "<81 added: librosa 0.9.2 imports pkg_resources",
     },
-    build_requirements=("cython<3.1", "wheel", "setuptools<81", "numpy==1.23.4"),
+    build_requirements=("cython<3.1", "wheel", "setuptools>=75,<81", "numpy==1.23.4"),
     build_isolation=False,
     hooks="baselines.sadtalker.worker:SadTalkerHooks",
     weights={
