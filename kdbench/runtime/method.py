@@ -25,6 +25,20 @@ if TYPE_CHECKING:
     from ..dataset import ClipSpec
 
 
+def write_inputs(folder: Path, ref_image: np.ndarray, audio: np.ndarray) -> tuple[Path, Path]:
+    """The files a worker gets: ``folder/ref.png`` (``uint8[H,W,3]`` RGB, lossless) and ``folder/audio.wav``
+    (``int16[N]``, 16 kHz mono)."""
+    from PIL import Image
+
+    from ..audio import write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image, wav = folder / "ref.png", folder / "audio.wav"
+    Image.fromarray(np.ascontiguousarray(ref_image)).save(image)
+    write_wav(wav, audio)
+    return image, wav
+
+
 class UpstreamMethod(Method):
     """Runs ``spec``'s official code in its environment (``kdbench setup NAME``) through a worker."""
 
@@ -48,17 +62,11 @@ class UpstreamMethod(Method):
         self._n = 0
 
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
-        from PIL import Image
-
-        from ..audio import write_wav
-
         self._n += 1
         clip_dir = self._tmp / f"clip{self._n}"
         shutil.rmtree(self._tmp / f"clip{self._n - 1}", ignore_errors=True)  # the runner has read the previous one
-        clip_dir.mkdir(parents=True)
-        image, wav, out = clip_dir / "ref.png", clip_dir / "audio.wav", clip_dir / f"{spec.clip_id}.mp4"
-        Image.fromarray(np.ascontiguousarray(ref_image)).save(image)
-        write_wav(wav, audio)
+        image, wav = write_inputs(clip_dir, ref_image, audio)
+        out = clip_dir / f"{spec.clip_id}.mp4"
         starts = self.client.starts
         reply = self.client.request(image, wav, out, self.seed)
         extra: dict[str, Any] = {"worker_seconds": reply["seconds"], "worker_n_frames": reply.get("n_frames")}
