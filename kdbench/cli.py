@@ -41,8 +41,9 @@ def cmd_ls(args) -> int:
         for n in METHODS.names():
             try:
                 info = METHODS.get(n).info
-                status = env_for(n).status() + f" (kdbench setup {n})" * (env_for(n).status() != "ready") \
-                    if n in SPECS else "built in"
+                status = env_for(n).status() if n in SPECS else "built in"
+                if status not in ("ready", "built in"):
+                    status += f" (kdbench setup {n})"
                 rows.append({"name": n, "status": status, "paper_row": info.paper_row or "",
                              "description": info.description})
             except Exception as e:  # noqa: BLE001 - a broken plugin is listed, not fatal

@@ -213,7 +213,7 @@ def test_a_crashing_worker_fails_its_clip_and_is_restarted(home, fake_method, tm
     assert (info.n_frames, info.width, info.height) == (30, 32, 32)
 
 
-def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch):
+def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):
     from kdbench.cli import main
     from kdbench.dataset import load_dataset
     from kdbench.runner import run_method
@@ -222,7 +222,15 @@ def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch):
     ds = load_dataset(_dataset(tmp_path / "ds"))
     with pytest.raises(KdbenchError, match="kdbench setup sadtalker"):
         run_method("sadtalker", ds, tmp_path / "run", progress=False)
+    capsys.readouterr()
     assert main(["ls", "methods"]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("sadtalker"))
+    assert "not set up (kdbench setup sadtalker)" in row
+    monkeypatch.setenv("KDBENCH_OFFLINE", "1")
+    assert main(["setup", "sadtalker", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "KDBENCH_OFFLINE=1: cannot download https://github.com/OpenTalker/SadTalker/archive/" in err
+    assert "--source DIR" in err
 
 
 def test_sadtalker_spec_links_every_weight_the_manifest_knows():

@@ -89,7 +89,20 @@ def fetch_source(spec: UpstreamSpec, dest: Path, source: str | None = None, prog
         origin = {"from": str(src), "kind": "folder", "commit": spec.commit, "verified": False,
                   "tree_sha256": tree_digest(tmp)}
     else:
-        origin = _download_archive(spec, tmp, progress)
+        try:
+            origin = _download_archive(spec, tmp, progress)
+        except KdbenchError as e:
+            if os.environ.get("KDBENCH_OFFLINE") == "1" or not shutil.which("git"):
+                raise
+            _say(f"{e}; trying git instead", progress)
+            shutil.rmtree(tmp, ignore_errors=True)
+            _run(["git", "clone", "--quiet", "--filter=blob:none", "--no-checkout", spec.git_url, str(tmp)],
+                 f"git clone {spec.git_url} (offline: `kdbench setup {spec.name} --source DIR`)")
+            _run(["git", "-C", str(tmp), "-c", "advice.detachedHead=false", "checkout", "--quiet", spec.commit],
+                 f"checking out the pinned commit {spec.commit}")
+            head = _run(["git", "-C", str(tmp), "rev-parse", "HEAD"], "git rev-parse").stdout.strip()
+            shutil.rmtree(tmp / ".git")
+            origin = {"from": spec.git_url, "kind": "git", "commit": head, "verified": head == spec.commit}
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return origin
