@@ -246,3 +246,18 @@ def test_sadtalker_spec_links_every_weight_the_manifest_knows():
     from kdbench.runtime import compat
 
     assert set(SPEC.compat) <= set(compat.FIXES)
+
+
+def test_status_names_missing_weights(tmp_path):
+    env = env_for("x", tmp_path)
+    assert env.status() == "not set up"
+    env.python.parent.mkdir(parents=True)
+    env.python.write_text("")
+    env.source.mkdir()
+    link = env.source / "w.pth"
+    env.setup_json.write_text(json.dumps({"weights": {"a": {"link": str(link)}},
+                                          "weights_missing": {"b": "run `kdbench weights fetch b`"}}))
+    assert env.status() == "weights missing: a, b"
+    link.write_text("")
+    env.setup_json.write_text(json.dumps({"weights": {"a": {"link": str(link)}}, "weights_missing": {}}))
+    assert env.status() == "ready"

@@ -252,16 +252,16 @@ def installed_packages(python: Path) -> dict[str, str]:
 
 # --- 4. weights -----------------------------------------------------------------------------------------------------
 def link_weights(env: MethodEnv, spec: UpstreamSpec, weights, *, fetch: bool, progress: bool
-                 ) -> tuple[dict[str, Any], list[str]]:
-    """Symlink each weight into the source tree; returns (links, messages for the missing ones)."""
-    links, missing = {}, []
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Symlink each weight into the source tree; returns (links, name -> what to do for each missing one)."""
+    links, missing = {}, {}
     for name, rel in spec.weights.items():
         link = env.source / rel
         try:
             path = weights.fetch(name, progress=progress) if fetch else weights.path(name)
         except WeightsMissing as e:
             if name not in spec.optional_weights:
-                missing.append(str(e))
+                missing[name] = str(e)
             continue
         rec = weights.record().get(name, {})
         link.parent.mkdir(parents=True, exist_ok=True)

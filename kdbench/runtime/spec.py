@@ -117,6 +117,7 @@ class MethodEnv:
         if rec is None or not self.python.exists() or not self.source.is_dir():
             return "not set up"
         missing = [n for n, p in rec.get("weights", {}).items() if not Path(p["link"]).exists()]
+        missing += list(rec.get("weights_missing", {}))
         if missing:
             return f"weights missing: {', '.join(missing)}"
         return "ready"
