@@ -4,6 +4,7 @@ a crashing worker, scratch clean-up, output discovery and normalisation, and equ
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -261,3 +262,18 @@ def test_status_names_missing_weights(tmp_path):
     link.write_text("")
     env.setup_json.write_text(json.dumps({"weights": {"a": {"link": str(link)}}, "weights_missing": {}}))
     assert env.status() == "ready"
+
+
+def test_recorded_versions_are_the_ones_that_import(home):
+    """A package in the venv shadows the shared site's copy; setup.json must record the venv's version."""
+    from kdbench.runtime.setup import installed_packages, site_packages
+
+    env = env_for("fakeup", home)
+    fake = site_packages(env.python) / "numpy-0.0.1.dist-info"
+    fake.mkdir()
+    try:
+        (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 0.0.1\n")
+        assert installed_packages(env.python)["numpy"] == "0.0.1"
+    finally:
+        shutil.rmtree(fake)
+    assert installed_packages(env.python)["numpy"] == np.__version__

@@ -244,9 +244,15 @@ def install_requirements(env: MethodEnv, spec: UpstreamSpec, *, installer: str, 
 
 
 def installed_packages(python: Path) -> dict[str, str]:
-    """Every distribution importable by ``python`` (its venv and any shared site), name -> version."""
-    code = ("import importlib.metadata as m, json\n"
-            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
+    """Every distribution importable by ``python`` (its venv and any shared site), name -> version.
+
+    Where a name is installed twice (the venv shadowing a shared site), the first on ``sys.path`` wins, as on import.
+    """
+    code = ("import importlib.metadata as m, json\nout = {}\n"
+            "for d in m.distributions():\n"
+            "    if d.metadata['Name']:\n"
+            "        out.setdefault(d.metadata['Name'], d.version)\n"
+            "print(json.dumps(out))")
     return json.loads(_run([str(python), "-c", code], "listing installed packages").stdout)
 
 
