@@ -74,7 +74,31 @@ def ffmpeg_on_path() -> str:
     return f"linked imageio-ffmpeg's {exe} as ffmpeg"
 
 
+def imageio_plugins_spec() -> str:
+    """Give imageio 2.19's replacement ``imageio.plugins`` module its ``__spec__`` (and ``__path__``) back.
+
+    imageio < 2.22 swaps ``sys.modules["imageio.plugins"]`` for a bare module object with a lazy ``__getattr__``.
+    Python >= 3.11 reads ``parent.__spec__`` when importing a submodule, which that ``__getattr__`` turns into an
+    endless import of ``imageio.plugins.__spec__`` (RecursionError in ``imageio.mimsave``: SadTalker's video
+    writer). The package's real spec is looked up with the path finder and set on the module.
+    """
+    import importlib.machinery
+
+    import imageio
+    import imageio.plugins  # noqa: F401 - installs the replacement module
+
+    mod = sys.modules["imageio.plugins"]
+    if "__spec__" in mod.__dict__ and mod.__dict__["__spec__"] is not None:
+        return "not needed (imageio.plugins has its __spec__)"
+    spec = importlib.machinery.PathFinder.find_spec("imageio.plugins", list(imageio.__path__))
+    mod.__spec__ = spec
+    if "__path__" not in mod.__dict__:
+        mod.__path__ = list(spec.submodule_search_locations or [])
+    return f"set imageio.plugins.__spec__ (imageio {imageio.__version__})"
+
+
 FIXES: dict[str, types.FunctionType] = {
+    "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
     "torch_load_full_pickle": torch_load_full_pickle,
     "ffmpeg_on_path": ffmpeg_on_path,
