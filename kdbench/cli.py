@@ -74,14 +74,20 @@ def cmd_ls(args) -> int:
     from .registry import METHODS, METRICS
 
     if args.what == "methods":
+        from .runtime.spec import SPECS, env_for
+
         rows = []
         for n in METHODS.names():
             try:
                 info = METHODS.get(n).info
-                rows.append({"name": n, "paper_row": info.paper_row or "", "description": info.description})
+                status = env_for(n).status() if n in SPECS else "built in"
+                if status not in ("ready", "built in"):
+                    status += f" (kdbench setup {n})"
+                rows.append({"name": n, "status": status, "paper_row": info.paper_row or "",
+                             "description": info.description})
             except Exception as e:  # noqa: BLE001 - a broken plugin is listed, not fatal
                 rows.append({"name": n, "description": f"(cannot load: {e})"})
-        _print_table(rows, ["name", "paper_row", "description"])
+        _print_table(rows, ["name", "status", "paper_row", "description"])
     elif args.what == "metrics":
         rows = []
         for n in METRICS.names():
@@ -393,6 +399,24 @@ def cmd_reproduce(args) -> int:
 _TRUST_LABEL = {"pinned": "ok", "tofu": "tofu", "unverified": "UNVERIFIED"}
 
 
+# --- setup ----------------------------------------------------------------------------------------------
+def cmd_setup(args) -> int:
+    from .runtime.setup import setup_method
+    from .runtime.spec import get_spec
+
+    spec = get_spec(args.method)
+    rec = setup_method(spec, source=args.source, python=args.python, share=args.share_site,
+                       installer=args.installer, fetch_weights=not args.no_weights, progress=not args.quiet)
+    print(f"{spec.name}: {spec.repo}@{rec['source']['commit'][:12]} ({rec['source']['kind']}, "
+          f"{'verified' if rec['source']['verified'] else 'unverified'}), Python {rec['python']}, "
+          f"{len(rec['packages'])} packages, {len(rec['weights'])} weight files linked, in {rec['seconds']} s")
+    for why in rec["weights_missing"].values():
+        print(f"  missing: {why}")
+    print("ready" if not rec["weights_missing"] else
+          f"not ready: fetch the missing weights, then re-run `kdbench setup {spec.name}`")
+    return 0 if not rec["weights_missing"] else 1
+
+
 # --- weights --------------------------------------------------------------------------------------------
 def cmd_weights(args) -> int:
     from .weights import WeightsManager
@@ -587,6 +611,28 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_report_parser(sp)
         add_check_parser(sp)
+
+    st = _sub(sp, "setup", "install a baseline's official code, environment and weights (methods/<name>/)",
+              "  kdbench setup sadtalker\n"
+              "  kdbench setup sadtalker --source ~/src/SadTalker          # offline: a clone or folder\n"
+              "  kdbench setup sadtalker --python /usr/bin/python3.11 --share-site /opt/torch/site-packages",
+              description="Fetch the method's upstream code at its pinned commit (checksum-verified archive, or "
+                          "--source), create its virtual environment (uv, else python -m venv), install this "
+                          "project's pinned requirements, and link its checksum-pinned weights where the upstream "
+                          "code expects them, all under $KDBENCH_HOME/methods/<name>/. `kdbench ls methods` shows "
+                          "which methods are ready; `kdbench run --method NAME` then runs the official code in a "
+                          "persistent worker.")
+    st.add_argument("method", help="a method that runs upstream code (see `kdbench ls methods`)")
+    st.add_argument("--source", help="local git repository/checkout (the pinned commit is checked out from it) or "
+                                     "folder of the upstream code, instead of downloading it")
+    st.add_argument("--python", help="interpreter path or version for the venv (default: the method's version)")
+    st.add_argument("--share-site", metavar="DIR", help="site-packages folder with torch to reuse (appended to "
+                                                        "the venv's path; torch is then not installed again)")
+    st.add_argument("--installer", choices=["auto", "uv", "pip"], default="auto",
+                    help="auto: uv when on PATH, else pip (pip reads pip.conf, e.g. local wheel folders)")
+    st.add_argument("--no-weights", action="store_true", help="link only weights already in the cache")
+    st.add_argument("-q", "--quiet", action="store_true")
+    st.set_defaults(func=cmd_setup)
 
     w = _sub(sp, "weights", "list, fetch, verify and locate model weights",
              "  kdbench weights ls\n  kdbench weights fetch syncnet_v2 sfd_face\n  kdbench weights verify\n"

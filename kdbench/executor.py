@@ -116,7 +116,10 @@ class _GenerateWorker:
         return d
 
     def info(self) -> dict[str, Any]:
-        return {"load_seconds": self.load_seconds, **self.where}
+        return {"load_seconds": self.load_seconds, "method_env": self.gen.env_record(), **self.where}
+
+    def close(self) -> None:
+        self.gen.close()
 
     def generate(self, spec) -> tuple[dict[str, Any], bytes | None]:
         event = self.gen.generate(spec)
@@ -246,8 +249,11 @@ def ray_generate(config: dict[str, Any], store, todo: list, record: Callable[[di
     store.append_event({"event": "load", "seconds": load_seconds, "config_hash": config["config_hash"],
                         "time": time.time(), "executor": "ray", "workers": n})
     env = collect_env(config["device"])
+    method_env = [i.pop("method_env") for i in infos][0]
     env["executor"] = _cluster_record(ray, "ray", n, address, infos)
     env["weights"] = weights.record()
+    if method_env:
+        env["method_env"] = method_env
     store.write_env(env)
 
     def on_result(spec, value) -> None:
@@ -265,6 +271,7 @@ def ray_generate(config: dict[str, Any], store, todo: list, record: Callable[[di
     with tqdm(total=len(todo), desc=f"run {config['method']} (ray, {n} workers)", unit="clip",
               disable=not progress) as bar:
         _drain(ray, actors, todo, lambda a, spec: a.generate.remote(spec), on_result, on_error, bar)
+    ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=60)  # baseline workers exit
     for a in actors:
         ray.kill(a)
     return env, load_seconds

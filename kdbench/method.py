@@ -49,6 +49,9 @@ class Generated:
     frames: np.ndarray | None = None
     video_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    """Generation seconds measured by the method itself (a worker process timing its own model calls with the
+    device synchronised); when set, the runner reports it instead of its own clock (which would add IPC)."""
 
 
 class Method(abc.ABC):
@@ -75,6 +78,10 @@ class Method(abc.ABC):
             weights = WeightsManager()
         self.weights = weights
         self.seed = seed
+        self.run_dir: Path | None = None
+        """The run folder, set by the runner before :meth:`load` (for logs a method writes)."""
+        self.load_seconds: float | None = None
+        """Load time measured by the method itself (e.g. inside a worker); None: the runner's clock is used."""
 
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load models (counted as load time, not generation time). Default: nothing to load."""
@@ -95,6 +102,13 @@ class Method(abc.ABC):
         that it sees the samples its official implementation sees. Not timed.
         """
         return canonical
+
+    def env_record(self) -> dict[str, Any]:
+        """Facts about the method's own environment for ``env.json`` (upstream commit, Python, packages)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release processes or files (called by the runner when the run ends)."""
 
     @abc.abstractmethod
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:

@@ -64,6 +64,7 @@ METHODS = Registry(
         "real": "baselines.real:RealVideo",
         "static": "baselines.static:StaticImage",
         "kdtalker": "baselines.kdtalker:KDTalker",
+        "sadtalker": "baselines.sadtalker.method:SadTalker",
     },
 )
 

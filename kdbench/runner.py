@@ -145,14 +145,26 @@ class ClipGenerator:
         check_weights(self.config["method"], self.weights)
         self.impl = self.cls(options=self.config["options"], device=self.device, weights=self.weights,
                              seed=self.seed)
+        self.impl.run_dir = self.store.root
         seed_everything(self.seed)
         t0 = time.perf_counter()
         self.impl.load()
         self.impl.synchronize()
-        seconds = time.perf_counter() - t0
+        self.load_wall_seconds = time.perf_counter() - t0
+        # a method that loads in a worker process reports its own load time (models only, not process start)
+        seconds = self.impl.load_seconds if self.impl.load_seconds is not None else self.load_wall_seconds
         if warmup and warmup_spec is not None and self.cls.info.generates:
             _warm_up(self.impl, warmup_spec, warmup)
         return seconds
+
+    def env_record(self) -> dict[str, Any]:
+        """The method's own environment (upstream commit, Python, packages) for ``env.json``, if it has one."""
+        return self.impl.env_record() if self.impl is not None else {}
+
+    def close(self) -> None:
+        """Release the method's processes or files (a baseline's worker)."""
+        if self.impl is not None:
+            self.impl.close()
 
     def new_event(self, spec) -> dict[str, Any]:
         return {"clip_id": spec.clip_id, "config_hash": self.config["config_hash"], "time": time.time()}
@@ -181,6 +193,8 @@ class ClipGenerator:
             gen = impl.generate(spec, ref, driving)
             impl.synchronize()
             t_gen = time.perf_counter() - t_start
+            if gen.seconds is not None:  # timed inside the method's own worker, device synchronised there
+                t_gen = gen.seconds
             peak_gpu_mb = None
             if cuda:
                 import torch
@@ -245,7 +259,6 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     competes with it for the CPU, so take FPS from a default-mode run. Either way a ``throughput`` event records
     frames per wall second of the whole loop (never called FPS).
     """
-    from tqdm import tqdm
 
     check_executor(executor)
     policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
@@ -288,12 +301,27 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     weights = WeightsManager()
     gen = ClipGenerator(config, store.root, weights)
     check_weights(method, weights)
+    try:
+        return _run_local(gen, store, config, summary, todo, weights, warmup, progress, overlap_writes, record)
+    finally:
+        gen.close()
+
+
+def _run_local(gen: ClipGenerator, store: RunStore, config: dict[str, Any], summary: RunSummary, todo: list,
+               weights, warmup: int, progress: bool, overlap_writes: bool, record) -> RunSummary:
+    """The local executor: load once, then every clip in this process (writes overlapped when asked)."""
+    from tqdm import tqdm
+
+    method, chash = config["method"], config["config_hash"]
     summary.load_seconds = gen.load(todo[0], warmup)
-    store.append_event({"event": "load", "seconds": summary.load_seconds, "config_hash": chash,
-                        "time": time.time()})
+    store.append_event({"event": "load", "seconds": summary.load_seconds, "wall_seconds": gen.load_wall_seconds,
+                        "config_hash": chash, "time": time.time()})
     env = collect_env(config["device"])
     env["executor"] = {"name": "local", "workers": 1}
     env["weights"] = weights.record()
+    method_env = gen.env_record()
+    if method_env:
+        env["method_env"] = method_env
     store.write_env(env)
 
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdbench-writer") if overlap_writes else None
@@ -326,6 +354,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             writer.shutdown(wait=True)
     _throughput(store, summary, t_loop, len(todo), overlap_writes)
     env["weights"] = weights.record()
+    if method_env:
+        env["method_env"] = gen.env_record()
     store.write_env(env)
     return summary
 

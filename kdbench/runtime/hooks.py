@@ -1,0 +1,48 @@
+"""Base class of the per-method worker hooks: load the models once, generate one clip per request.
+
+A subclass lives in ``baselines/<name>/worker.py`` and runs inside the method's own environment (any
+Python >= 3.8), so it may import only the standard library, this module and the upstream code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class WorkerHooks:
+    """Load once (:meth:`load`), then :meth:`generate` per clip inside a fresh scratch folder (the cwd).
+
+    ``source``: the upstream checkout (on ``sys.path``); ``device``: ``cpu`` / ``cuda`` / ``cuda:N``;
+    ``options``: the method's resolved ``--set`` options.
+    """
+
+    packages: tuple = ("torch", "torchvision", "numpy")
+    """Distributions whose versions the worker reports (recorded in env.json)."""
+
+    def __init__(self, source: Path, device: str, options: dict[str, Any]):
+        self.source = Path(source)
+        self.device = device
+        self.options = dict(options)
+
+    def load(self) -> None:
+        """Build the upstream models and load their weights (timed as load time). cwd = the source tree."""
+
+    def generate(self, image: Path, audio: Path, out_dir: Path) -> Any:
+        """Generate one clip; return the video path, or a dict ``{"video": path, "n_frames": int}``.
+
+        ``image``/``audio`` are copies in the scratch folder (the cwd); ``out_dir`` is an empty folder in it.
+        Returning None makes the worker take the newest ``*.mp4`` under ``out_dir``.
+        """
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; called before each clock read."""
+        torch = sys.modules.get("torch")
+        if torch is not None and str(self.device).startswith("cuda") and torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def info(self) -> dict[str, Any] | None:
+        """Extra facts for env.json (e.g. the GPU name). Default: none."""
+        return None

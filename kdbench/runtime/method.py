@@ -1,0 +1,102 @@
+"""The :class:`~kdbench.method.Method` for upstream code: one persistent worker per run, one request per clip.
+
+``upstream_method(spec)`` builds the class a ``baselines/<name>/method.py`` registers. Per clip it writes the
+reference image (PNG) and audio (16 kHz WAV) into a temporary folder, asks the worker for the video and returns
+it to the runner with the worker's own generation time (models loaded, device synchronised), so FPS means the
+same for every method. The worker's log is ``RUN_DIR/worker-<name>.log``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import FPS
+from ..errors import KdbenchError
+from ..method import Generated, Method, MethodInfo
+from .client import WorkerClient
+from .spec import UpstreamSpec, env_for
+
+if TYPE_CHECKING:
+    from ..dataset import ClipSpec
+
+
+def write_inputs(folder: Path, ref_image: np.ndarray, audio: np.ndarray) -> tuple[Path, Path]:
+    """The files a worker gets: ``folder/ref.png`` (``uint8[H,W,3]`` RGB, lossless) and ``folder/audio.wav``
+    (``int16[N]``, 16 kHz mono)."""
+    from PIL import Image
+
+    from ..audio import write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image, wav = folder / "ref.png", folder / "audio.wav"
+    Image.fromarray(np.ascontiguousarray(ref_image)).save(image)
+    write_wav(wav, audio)
+    return image, wav
+
+
+class UpstreamMethod(Method):
+    """Runs ``spec``'s official code in its environment (``kdbench setup NAME``) through a worker."""
+
+    spec: UpstreamSpec
+
+    def load(self) -> None:
+        env = env_for(self.spec.name)
+        status = env.status()
+        if status != "ready":
+            raise KdbenchError(f"method {self.spec.name!r} is {status} (in {env.root}). Run `kdbench setup "
+                               f"{self.spec.name}` (offline: `kdbench setup {self.spec.name} --source DIR`), "
+                               f"then `kdbench ls methods` shows it ready.")
+        self.env = env
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"kdbench-{self.spec.name}-"))
+        log_dir = Path(self.run_dir) if self.run_dir else self._tmp
+        self.client = WorkerClient(env.python, env.source, self.spec.hooks, device=self.device, options=self.options,
+                                   compat=self.spec.compat, links=self.spec.scratch_links,
+                                   log_path=log_dir / f"worker-{self.spec.name}.log", scratch=self._tmp / "scratch")
+        ready = self.client.start()
+        self.load_seconds = float(ready["load_seconds"])
+        self._n = 0
+
+    def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
+        self._n += 1
+        clip_dir = self._tmp / f"clip{self._n}"
+        shutil.rmtree(self._tmp / f"clip{self._n - 1}", ignore_errors=True)  # the runner has read the previous one
+        image, wav = write_inputs(clip_dir, ref_image, audio)
+        out = clip_dir / f"{spec.clip_id}.mp4"
+        starts = self.client.starts
+        reply = self.client.request(image, wav, out, self.seed)
+        extra: dict[str, Any] = {"worker_seconds": reply["seconds"], "worker_n_frames": reply.get("n_frames")}
+        if self.client.starts != starts:
+            extra["worker_restarted"] = True
+        return Generated(fps=FPS, video_path=Path(reply["video"]), seconds=float(reply["seconds"]), extra=extra)
+
+    def synchronize(self) -> None:
+        """Nothing to wait for here: the worker synchronises its own device around its clock."""
+
+    def env_record(self) -> dict[str, Any]:
+        rec = dict(self.env.record() or {})
+        if self.client.ready:
+            r = self.client.ready
+            rec["worker"] = {"python": r.get("python"), "packages": r.get("packages"), "compat": r.get("compat"),
+                             "info": r.get("info"), "load_seconds": r.get("load_seconds"),
+                             "starts": self.client.starts}
+        return rec
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+        tmp = getattr(self, "_tmp", None)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def upstream_method(spec: UpstreamSpec) -> type[UpstreamMethod]:
+    """The Method class for ``spec`` (register it with ``register_method(spec.name)``)."""
+    info = MethodInfo(name=spec.name, description=spec.description, version=spec.version, paper_row=spec.paper_row)
+    return type(f"Upstream_{spec.name}", (UpstreamMethod,), {"spec": spec, "info": info,
+                                                              "default_options": dict(spec.options)})

@@ -1,0 +1,127 @@
+"""A baseline that runs official code, described as data: where the code is, what to install, where weights go.
+
+One :class:`UpstreamSpec` per method lives in ``baselines/<name>/`` next to its worker hooks; the registry
+``SPECS`` maps names to ``"module:object"`` strings so that listing methods imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import KdbenchError
+from ..weights import kdbench_home
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """Everything kdbench needs to install and drive one upstream method.
+
+    ``requirements``: pip requirement lines this project pins for current interpreters and GPUs;
+    ``requirement_notes``: package -> why the pin differs from upstream's own (written into README/setup.json).
+    ``weights``: weights-manager name -> path relative to the source tree where upstream expects the file.
+    ``hooks``: ``"module:Class"`` of the worker hooks (imported inside the method's environment).
+    ``compat``: names of :mod:`kdbench.runtime.compat` fixes the worker applies before importing upstream.
+    ``scratch_links``: source-tree entries linked into each clip's scratch folder (upstream paths relative to
+    the working directory that are read at generation time).
+    ``options``: the method's ``--set`` options and their defaults (passed to the hooks unchanged).
+    """
+
+    name: str
+    description: str
+    repo: str
+    commit: str
+    python: str
+    requirements: tuple[str, ...]
+    hooks: str
+    archive_sha256: str | None = None
+    requirement_notes: dict[str, str] = field(default_factory=dict)
+    torch_packages: tuple[str, ...] = ("torch", "torchvision")
+    build_requirements: tuple[str, ...] = ()
+    """Installed first (e.g. cython for sdists that are built without isolation)."""
+    build_isolation: bool = True
+    """False: sdists build against the venv's packages (torch already installed) instead of pip downloading a
+    second multi-GB torch into an isolated build environment."""
+    weights: dict[str, str] = field(default_factory=dict)
+    optional_weights: tuple[str, ...] = ()
+    compat: tuple[str, ...] = ()
+    scratch_links: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    paper_row: str | None = None
+    licence: str = ""
+    version: str = "1"
+
+    @property
+    def archive_url(self) -> str:
+        """GitHub's tarball of the pinned commit."""
+        return f"https://github.com/{self.repo}/archive/{self.commit}.tar.gz"
+
+    @property
+    def git_url(self) -> str:
+        return f"https://github.com/{self.repo}.git"
+
+
+SPECS: dict[str, str] = {
+    "sadtalker": "baselines.sadtalker.spec:SPEC",
+}
+"""Built-in upstream methods: name -> ``"module:object"`` of their :class:`UpstreamSpec`."""
+
+
+def get_spec(name: str) -> UpstreamSpec:
+    if name not in SPECS:
+        raise KdbenchError(f"{name!r} is not a method that runs upstream code; those are: {', '.join(sorted(SPECS))}")
+    module, _, attr = SPECS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def method_dir(name: str, home: str | os.PathLike | None = None) -> Path:
+    """``$KDBENCH_HOME/methods/<name>``."""
+    return Path(home or kdbench_home()) / "methods" / name
+
+
+@dataclass(frozen=True)
+class MethodEnv:
+    """The installed environment of one method (paths under :func:`method_dir`)."""
+
+    root: Path
+
+    @property
+    def source(self) -> Path:
+        return self.root / "source"
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "venv"
+
+    @property
+    def python(self) -> Path:
+        return self.venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+    @property
+    def setup_json(self) -> Path:
+        return self.root / "setup.json"
+
+    def record(self) -> dict[str, Any] | None:
+        """The ``setup.json`` written by a finished ``kdbench setup`` (None when not set up)."""
+        if not self.setup_json.is_file():
+            return None
+        return json.loads(self.setup_json.read_text())
+
+    def status(self) -> str:
+        """``ready``, or what is missing (for ``kdbench ls methods``)."""
+        rec = self.record()
+        if rec is None or not self.python.exists() or not self.source.is_dir():
+            return "not set up"
+        missing = [n for n, p in rec.get("weights", {}).items() if not Path(p["link"]).exists()]
+        missing += list(rec.get("weights_missing", {}))
+        if missing:
+            return f"weights missing: {', '.join(missing)}"
+        return "ready"
+
+
+def env_for(name: str, home: str | os.PathLike | None = None) -> MethodEnv:
+    return MethodEnv(method_dir(name, home))

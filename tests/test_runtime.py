@@ -1,0 +1,279 @@
+"""The baseline runtime with a fake upstream (a tiny git repository), offline: setup, worker protocol, seeding,
+a crashing worker, scratch clean-up, output discovery and normalisation, and equality with the upstream CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdbench.errors import KdbenchError
+from kdbench.registry import METHODS
+from kdbench.runtime.spec import UpstreamSpec, env_for
+from kdbench.weights import WeightEntry, WeightsManager
+
+FAKE = Path(__file__).with_name("fake_upstream")
+SITE = sysconfig.get_paths()["purelib"]  # the running interpreter's packages (numpy, av, PIL), shared offline
+SIZE = 48
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def fake_repo(tmp_path_factory) -> tuple[Path, str]:
+    """A git repository with the fake upstream; a second commit after the pinned one changes the model."""
+    repo = tmp_path_factory.mktemp("upstream") / "fake"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    for name in ("fake_talker.py", "infer.py"):
+        (repo / name).write_text((FAKE / name).read_text())
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pinned")
+    commit = _git(repo, "rev-parse", "HEAD")
+    (repo / "fake_talker.py").write_text("raise ImportError('not the pinned commit')\n")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "later")
+    return repo, commit
+
+
+def fake_spec(commit: str) -> UpstreamSpec:
+    return UpstreamSpec(name="fakeup", description="fake upstream for tests", repo="example/fake", commit=commit,
+                        python=sys.executable, requirements=(), hooks="tests.fake_upstream.hooks:FakeHooks",
+                        weights={"fake_ckpt": "ckpt/model.npy"}, options={"crash_below_frames": 0})
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, fake_repo) -> Path:
+    """KDBENCH_HOME with the fake method set up from the git repository (venv from the running interpreter)."""
+    from kdbench.files import sha256_file
+    from kdbench.runtime.setup import setup_method
+
+    home = tmp_path_factory.mktemp("home")
+    ckpt = home / "weights" / "fake_ckpt" / "model.npy"
+    ckpt.parent.mkdir(parents=True)
+    np.save(ckpt, np.array([10.0, 20.0, 30.0]))
+    manifest = {"fake_ckpt": WeightEntry(name="fake_ckpt", file="model.npy", url="https://example.invalid/m.npy",
+                                         sha256=sha256_file(ckpt))}
+    repo, commit = fake_repo
+    rec = setup_method(fake_spec(commit), source=str(repo), python=sys.executable, share=SITE, installer="pip",
+                       weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
+    assert rec["source"] == {"from": str(repo.resolve()), "kind": "git", "commit": commit, "verified": True}
+    return home
+
+
+@pytest.fixture(scope="module")
+def fake_method(fake_repo):
+    from kdbench.runtime.method import upstream_method
+
+    cls = upstream_method(fake_spec(fake_repo[1]))
+    METHODS.register("fakeup")(cls)
+    return cls
+
+
+def test_setup_checks_out_the_pinned_commit_and_links_weights(home, fake_repo):
+    env = env_for("fakeup", home)
+    assert env.status() == "ready"
+    assert "ImportError" not in (env.source / "fake_talker.py").read_text()  # pinned commit, not the later one
+    assert not (env.source / ".git").exists()
+    link = env.source / "ckpt" / "model.npy"
+    assert link.is_symlink() and link.resolve() == (home / "weights" / "fake_ckpt" / "model.npy").resolve()
+    rec = env.record()
+    assert rec["commit"] == fake_repo[1]
+    assert rec["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert rec["weights"]["fake_ckpt"]["verified"] is True
+    assert rec["packages"]["numpy"] == np.__version__  # importable through the shared site
+    out = subprocess.run([str(env.python), "-c", "import sys, numpy; print(sys.prefix)"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert Path(out) == env.venv
+
+
+def test_setup_refuses_a_commit_missing_from_the_source(tmp_path, fake_repo):
+    from kdbench.runtime.setup import fetch_source
+
+    with pytest.raises(KdbenchError, match="checking out the pinned commit"):
+        fetch_source(fake_spec("0" * 40), tmp_path / "src", str(fake_repo[0]), progress=False)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "a.py").write_text("x = 1\n")
+    origin = fetch_source(fake_spec("abc"), tmp_path / "src2", str(plain), progress=False)
+    assert origin["verified"] is False and origin["kind"] == "folder" and len(origin["tree_sha256"]) == 64
+
+
+def _inputs(folder: Path, n_samples: int, seed: int = 0) -> tuple[Path, Path]:
+    from PIL import Image
+
+    from kdbench.audio import write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    img, wav = folder / "ref.png", folder / "a.wav"
+    Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(img)
+    write_wav(wav, (rng.standard_normal(n_samples) * 3000).astype(np.int16))
+    return img, wav
+
+
+def test_worker_protocol_seeding_discovery_and_scratch_cleanup(home, tmp_path):
+    from kdbench.runtime.client import WorkerClient
+    from kdbench.video import read_video
+
+    env = env_for("fakeup", home)
+    scratch = tmp_path / "scratch"
+    client = WorkerClient(env.python, env.source, "tests.fake_upstream.hooks:FakeHooks", log_path=tmp_path / "w.log",
+                          scratch=scratch)
+    ready = client.start()
+    assert ready["event"] == "ready" and ready["load_seconds"] >= 0 and ready["packages"]["numpy"] == np.__version__
+    img, wav = _inputs(tmp_path / "in", 16000)
+    videos = {}
+    for i, seed in enumerate([5, 5, 6]):
+        reply = client.request(img, wav, tmp_path / f"out{i}.mp4", seed)
+        assert reply["ok"] and reply["seconds"] > 0 and reply["n_frames"] is None
+        videos[i], fps = read_video(reply["video"])
+        assert fps == 25 and videos[i].shape == (25, SIZE, SIZE, 3)  # 16000 samples / 640
+        assert list(scratch.iterdir()) == []  # the per-clip scratch folder (cwd) is gone, side file included
+    assert client.starts == 1  # one worker served every clip
+    client.close()
+    assert np.array_equal(videos[0], videos[1])
+    assert not np.array_equal(videos[0], videos[2])
+    assert not (env.source / "side_effect.txt").exists()
+
+
+def _dataset(root: Path) -> Path:
+    """Three ref/audio clips of 1.2 s, 1.04 s and 1.2 s (30, 26, 30 frames)."""
+    from PIL import Image
+
+    from kdbench.audio import write_wav
+
+    rng = np.random.default_rng(1)
+    (root / "ref").mkdir(parents=True)
+    (root / "audio").mkdir()
+    for cid, n in [("a", 19200), ("b", 16640), ("c", 19200)]:
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(root / "ref" / f"{cid}.png")
+        write_wav(root / "audio" / f"{cid}.wav", (rng.standard_normal(n) * 3000).astype(np.int16))
+    return root
+
+
+def test_run_equals_the_upstream_cli_with_the_same_seeds(home, fake_method, tmp_path, monkeypatch):
+    from kdbench.dataset import load_dataset
+    from kdbench.runner import run_method
+    from kdbench.video import probe_video, read_video
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    runs = {}
+    for name, seed in [("r1", 3), ("r2", 3), ("r3", 4)]:
+        s = run_method("fakeup", ds, tmp_path / name, seed=seed, frame_size=(SIZE, SIZE), limit=1, progress=False)
+        assert s.ok == ["a"] and not s.failed
+        runs[name] = read_video(tmp_path / name / "videos" / "a.mp4")[0]
+    assert np.array_equal(runs["r1"], runs["r2"]) and not np.array_equal(runs["r1"], runs["r3"])
+
+    # the official CLI in the method's environment, seeds set the same way, from the source tree
+    env = env_for("fakeup", home)
+    out = tmp_path / "official"
+    code = ("import random, sys, runpy, numpy; random.seed(3); numpy.random.seed(3); "
+            f"sys.argv = ['infer.py', '--image', {str(ds.clips[0].ref_image)!r}, '--audio', "
+            f"{str(ds.clips[0].audio)!r}, '--result_dir', {str(out)!r}]; "
+            "runpy.run_path('infer.py', run_name='__main__')")
+    subprocess.run([str(env.python), "-c", code], cwd=env.source, check=True, capture_output=True)
+    official = read_video(next(out.glob("*.mp4")))[0]
+    assert official.shape == (30, SIZE, SIZE, 3)
+    assert np.array_equal(runs["r1"], official)  # conforming output: stream-copied by the normaliser
+
+    info = probe_video(tmp_path / "r1" / "videos" / "a.mp4")
+    assert (info.fps, info.n_frames, info.width, info.height) == (25, 30, SIZE, SIZE)
+    env_json = json.loads((tmp_path / "r1" / "env.json").read_text())
+    assert env_json["method_env"]["commit"] == env.record()["commit"]
+    assert env_json["method_env"]["worker"]["packages"]["numpy"] == np.__version__
+    events = [json.loads(x) for x in (tmp_path / "r1" / "events.jsonl").read_text().splitlines()]
+    clip = next(e for e in events if e.get("clip_id") == "a")
+    assert clip["seconds"] == clip["extra"]["worker_seconds"]  # FPS from the worker's own clock
+
+
+def test_a_crashing_worker_fails_its_clip_and_is_restarted(home, fake_method, tmp_path, monkeypatch):
+    from kdbench.dataset import load_dataset
+    from kdbench.runner import run_method
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    s = run_method("fakeup", ds, tmp_path / "run", seed=0, frame_size=(32, 32), options={"crash_below_frames": 28},
+                   progress=False)
+    assert s.ok == ["a", "c"] and list(s.failed) == ["b"]
+    assert "worker died (exit code 3)" in s.failed["b"] and "crashing on purpose" in s.failed["b"]
+    assert "crashing on purpose" in (tmp_path / "run" / "worker-fakeup.log").read_text()
+    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env_json["method_env"]["worker"]["starts"] == 2
+    from kdbench.video import probe_video
+
+    info = probe_video(tmp_path / "run" / "videos" / "c.mp4")  # resized to the requested frame size
+    assert (info.n_frames, info.width, info.height) == (30, 32, 32)
+
+
+def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):
+    from kdbench.cli import main
+    from kdbench.dataset import load_dataset
+    from kdbench.runner import run_method
+
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "empty"))
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    with pytest.raises(KdbenchError, match="kdbench setup sadtalker"):
+        run_method("sadtalker", ds, tmp_path / "run", progress=False)
+    capsys.readouterr()
+    assert main(["ls", "methods"]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("sadtalker"))
+    assert "not set up (kdbench setup sadtalker)" in row
+    monkeypatch.setenv("KDBENCH_OFFLINE", "1")
+    assert main(["setup", "sadtalker", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "KDBENCH_OFFLINE=1: cannot download https://github.com/OpenTalker/SadTalker/archive/" in err
+    assert "--source DIR" in err
+
+
+def test_sadtalker_spec_links_every_weight_the_manifest_knows():
+    from baselines.sadtalker.spec import SPEC
+    from kdbench.weights import load_manifest
+
+    manifest = load_manifest()
+    assert set(SPEC.weights) <= set(manifest)
+    assert set(SPEC.optional_weights) < set(SPEC.weights)
+    assert SPEC.options == {"preprocess": "crop", "size": 256, "pose_style": 0, "still": False,
+                            "expression_scale": 1.0, "enhancer": None, "batch_size": 2}
+    assert len(SPEC.commit) == 40
+    from kdbench.runtime import compat
+
+    assert set(SPEC.compat) <= set(compat.FIXES)
+
+
+def test_status_names_missing_weights(tmp_path):
+    env = env_for("x", tmp_path)
+    assert env.status() == "not set up"
+    env.python.parent.mkdir(parents=True)
+    env.python.write_text("")
+    env.source.mkdir()
+    link = env.source / "w.pth"
+    env.setup_json.write_text(json.dumps({"weights": {"a": {"link": str(link)}},
+                                          "weights_missing": {"b": "run `kdbench weights fetch b`"}}))
+    assert env.status() == "weights missing: a, b"
+    link.write_text("")
+    env.setup_json.write_text(json.dumps({"weights": {"a": {"link": str(link)}}, "weights_missing": {}}))
+    assert env.status() == "ready"
+
+
+def test_recorded_versions_are_the_ones_that_import(home):
+    """A package in the venv shadows the shared site's copy; setup.json must record the venv's version."""
+    from kdbench.runtime.setup import installed_packages, site_packages
+
+    env = env_for("fakeup", home)
+    fake = site_packages(env.python) / "numpy-0.0.1.dist-info"
+    fake.mkdir()
+    try:
+        (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 0.0.1\n")
+        assert installed_packages(env.python)["numpy"] == "0.0.1"
+    finally:
+        shutil.rmtree(fake)
+    assert installed_packages(env.python)["numpy"] == np.__version__
