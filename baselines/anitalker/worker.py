@@ -94,8 +94,11 @@ class AniTalkerHooks(WorkerHooks):
             from templates import LitModel
             from transformers import HubertModel
 
+            import gc
+
             LitModel(self._conf(seed))  # pl.seed_everything(seed), then its parameter init and x_T
             HubertModel.from_pretrained(self.hubert_path)  # module construction draws from the CPU generator
+            gc.collect()  # the two throwaway models (about 1.7 GB with the real weights) go before generating
             cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
             self._rng[seed] = (random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
         py, npy, cpu, cuda = self._rng[seed]
