@@ -65,6 +65,7 @@ METHODS = Registry(
         "static": "baselines.static:StaticImage",
         "kdtalker": "baselines.kdtalker:KDTalker",
         "sadtalker": "baselines.sadtalker.method:SadTalker",
+        "anitalker": "baselines.anitalker.method:AniTalker",
     },
 )
 

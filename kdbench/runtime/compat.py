@@ -97,11 +97,40 @@ def imageio_plugins_spec() -> str:
     return f"set imageio.plugins.__spec__ (imageio {imageio.__version__})"
 
 
+def torch_qr() -> str:
+    """``torch.qr(A, some=True)`` -> ``torch.linalg.qr(A, mode="reduced" | "complete")``.
+
+    ``torch.qr`` was deprecated in torch 1.9 and removed in later releases; AniTalker's LIA decoder
+    (``networks/styledecoder.py``) orthogonalises its motion dictionary with it on every frame. ``torch.linalg.qr``
+    is the same LAPACK/cuSOLVER factorisation (torch's own deprecation message gives this replacement).
+    """
+    import torch
+
+    if hasattr(torch, "qr") and not getattr(torch.qr, "_kdbench_compat", False):
+        try:
+            torch.qr(torch.eye(2))
+            return f"not needed (torch {torch.__version__} still has torch.qr)"
+        except RuntimeError:
+            pass
+
+    def qr(A, some=True, *, out=None):
+        q, r = torch.linalg.qr(A, mode="reduced" if some else "complete")
+        if out is not None:
+            out[0].copy_(q)
+            out[1].copy_(r)
+        return q, r
+
+    qr._kdbench_compat = True  # type: ignore[attr-defined]
+    torch.qr = qr
+    return f"torch {torch.__version__}: torch.qr -> torch.linalg.qr"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
     "torch_load_full_pickle": torch_load_full_pickle,
     "ffmpeg_on_path": ffmpeg_on_path,
+    "torch_qr": torch_qr,
 }
 
 

@@ -37,6 +37,16 @@ class WorkerHooks:
         """
         raise NotImplementedError
 
+    def seed(self, seed: int) -> None:
+        """Seed every generator upstream draws from before a clip (default: Python's ``random``, numpy, torch).
+
+        Override when the official script seeds at a point after which it draws more (e.g. AniTalker seeds, then
+        initialises modules, then draws its noise): the override reproduces the state the script has there.
+        """
+        from .worker import seed_all
+
+        seed_all(seed)
+
     def synchronize(self) -> None:
         """Wait for queued device work; called before each clock read."""
         torch = sys.modules.get("torch")

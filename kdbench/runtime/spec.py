@@ -67,6 +67,7 @@ class UpstreamSpec:
 
 SPECS: dict[str, str] = {
     "sadtalker": "baselines.sadtalker.spec:SPEC",
+    "anitalker": "baselines.anitalker.spec:SPEC",
 }
 """Built-in upstream methods: name -> ``"module:object"`` of their :class:`UpstreamSpec`."""
 

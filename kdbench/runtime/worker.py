@@ -13,7 +13,8 @@ stderr, which the client writes to a log file in the run folder.
    ``seconds``: generation time measured around the hooks' ``generate`` with the device synchronised before
    both clock reads, after seeding and after copying the inputs. Each request runs in a fresh scratch folder
    (the cwd; inputs copied in, the source entries named by ``--links`` linked in), removed afterwards.
-   Before generating, the worker seeds Python's ``random``, numpy and torch (when imported) with ``seed``.
+   Before generating, the worker seeds Python's ``random``, numpy and torch (when imported) with ``seed``
+   (``WorkerHooks.seed``; a method whose script draws after seeding reproduces that state there).
 3. End of stdin: the worker exits.
 
 Standard library only (plus the hooks and upstream code): it runs on whatever Python the method needs.
@@ -114,7 +115,7 @@ class Worker:
             out_dir = scratch / "out"
             out_dir.mkdir()
             os.chdir(scratch)
-            seed_all(int(req.get("seed", 0)))
+            self.hooks.seed(int(req.get("seed", 0)))
             self.hooks.synchronize()
             t0 = time.perf_counter()
             result = self.hooks.generate(image, audio, out_dir)

@@ -1,0 +1,186 @@
+"""AniTalker through the baseline runtime, offline, on a fake upstream tree (tests/fake_anitalker) that keeps the
+real ``demo.py``'s order of operations: the worker's frames equal the fake ``demo.py``'s PNG frames for the same
+seed (its seed is set inside ``LitModel``, after which module initialisation draws from the generator before the
+noise), the same seed gives the same frames on every clip, HuBERT features are always extracted from the clip's
+own audio, the lossless hand-over to the normaliser, and the option checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("librosa", reason="the AniTalker hooks read audio with librosa (test extra)")
+pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 with imageio-ffmpeg (test extra)")
+
+from baselines.anitalker.spec import SPEC  # noqa: E402
+from kdbench.runtime.spec import env_for  # noqa: E402
+from kdbench.weights import WeightEntry, WeightsManager  # noqa: E402
+
+FAKE = Path(__file__).with_name("fake_anitalker")
+SITE = sysconfig.get_paths()["purelib"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _fake_weights(folder: Path) -> dict[str, Path]:
+    """Random weights of the fake models, one file per AniTalker weights entry."""
+    sys.path.insert(0, str(FAKE / "code"))
+    try:
+        import LIA_Model
+        import templates
+        import transformers as fake_transformers
+    finally:
+        sys.path.remove(str(FAKE / "code"))
+    assert Path(fake_transformers.__file__).parent == FAKE / "code"
+    torch.manual_seed(0)
+    folder.mkdir(parents=True)
+    files = {"anitalker_stage1": folder / "stage1.ckpt", "anitalker_stage2_audio_only_hubert": folder / "s2.ckpt",
+             "anitalker_hubert_model": folder / "pytorch_model.bin", "anitalker_hubert_config": folder / "config.json",
+             "anitalker_hubert_preprocessor": folder / "preprocessor_config.json"}
+    torch.save(LIA_Model.LIA_Model(motion_dim=20).state_dict(), files["anitalker_stage1"])
+    conf = templates.ffhq256_autoenc()
+    conf.motion_dim = 20
+    torch.save(templates.LitModel(conf).state_dict(), files["anitalker_stage2_audio_only_hubert"])
+    torch.save(fake_transformers.HubertModel().state_dict(), files["anitalker_hubert_model"])
+    files["anitalker_hubert_config"].write_text('{"model_type": "hubert"}\n')
+    files["anitalker_hubert_preprocessor"].write_text('{"sampling_rate": 16000}\n')
+    for name in ("LIA_Model", "templates", "transformers"):
+        sys.modules.pop(name, None)
+    return files
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """KDBENCH_HOME with ``anitalker`` set up from a git repository of the fake tree (no requirements installed:
+    the running interpreter's packages are shared), the fake weights linked where AniTalker expects them."""
+    from kdbench.files import sha256_file
+    from kdbench.runtime.setup import setup_method
+
+    root = tmp_path_factory.mktemp("anitalker")
+    repo = root / "upstream"
+    (repo / "code").mkdir(parents=True)
+    for f in (FAKE / "code").glob("*.py"):
+        (repo / "code" / f.name).write_text(f.read_text())
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fake AniTalker")
+    home = root / "home"
+    files = _fake_weights(root / "w")
+    manifest = {}
+    for name, path in files.items():
+        dest = home / "weights" / name / Path(SPEC.weights[name]).name
+        dest.parent.mkdir(parents=True)
+        dest.write_bytes(path.read_bytes())
+        manifest[name] = WeightEntry(name=name, file=dest.name, url="https://example.invalid/x",
+                                     sha256=sha256_file(dest))
+    spec = dataclasses.replace(SPEC, commit=_git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
+    setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
+                 weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
+    assert env_for("anitalker", home).status() == "ready"
+    return home
+
+
+def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
+    from PIL import Image
+
+    from kdbench.audio import write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(2)
+    img, wav = folder / "ref.png", folder / "drive.wav"
+    Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(img)
+    write_wav(wav, (rng.standard_normal(int(seconds * 16000)) * 3000).astype(np.int16))
+    return img, wav
+
+
+def _official_frames(env, img: Path, wav: Path, out: Path, seed: int) -> np.ndarray:
+    """The fake demo.py as upstream is run: from the source tree, `python code/demo.py --seed S ...`."""
+    from PIL import Image
+
+    subprocess.run([str(env.python), "code/demo.py", "--infer_type", "hubert_audio_only", "--test_image_path",
+                    str(img), "--test_audio_path", str(wav), "--result_path", str(out), "--seed", str(seed),
+                    "--step_T", "50"], cwd=env.source, check=True, capture_output=True)
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted((out / "frames").glob("*.png"))])
+
+
+def test_worker_frames_equal_demo_py_for_the_same_seed(home, tmp_path):
+    from kdbench.runtime.client import WorkerClient
+    from kdbench.video import read_video
+
+    env = env_for("anitalker", home)
+    img, wav = _inputs(tmp_path / "in", 1.0)
+    client = WorkerClient(env.python, env.source, SPEC.hooks, options=SPEC.options, compat=SPEC.compat,
+                          log_path=tmp_path / "w.log", scratch=tmp_path / "scratch")
+    client.start()
+    got = {}
+    for i, seed in enumerate([7, 7, 8]):  # a second clip with the same seed: seeding is per clip, not per process
+        reply = client.request(img, wav, tmp_path / f"out{i}.mp4", seed)
+        assert reply["ok"], reply
+        got[i] = read_video(reply["video"])[0]
+        assert reply["n_frames"] == len(got[i]) == 25  # 50 Hz features + 1 padded, halved: 16000 samples -> 25
+    client.close()
+    official = _official_frames(env, img, wav, tmp_path / "official7", 7)
+    assert official.shape == (25, 256, 256, 3)
+    assert np.array_equal(got[0], official)  # lossless hand-over: exactly the PNG frames demo.py writes
+    assert np.array_equal(got[1], official)
+    assert not np.array_equal(got[2], official)
+    assert np.array_equal(got[2], _official_frames(env, img, wav, tmp_path / "official8", 8))
+
+
+def test_run_normalises_to_the_audio_and_records_the_environment(home, tmp_path, monkeypatch):
+    import json
+
+    from kdbench.dataset import load_dataset
+    from kdbench.runner import run_method
+    from kdbench.video import probe_video
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    root = tmp_path / "ds"
+    img, wav = _inputs(root / "tmp", 1.2)
+    (root / "ref").mkdir()
+    (root / "audio").mkdir()
+    img.rename(root / "ref" / "clip_a.png")
+    wav.rename(root / "audio" / "clip_a.wav")
+    s = run_method("anitalker", load_dataset(root), tmp_path / "run", seed=3, frame_size=(64, 64), progress=False)
+    assert s.ok == ["clip_a"] and not s.failed
+    info = probe_video(tmp_path / "run" / "videos" / "clip_a.mp4")
+    assert (info.fps, info.n_frames, info.width, info.height) == (25, 30, 64, 64)  # 1.2 s of audio
+    ev = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    clip = next(e for e in ev if e.get("clip_id") == "clip_a")
+    assert clip["extra"]["worker_n_frames"] == 30 and clip["seconds"] == clip["extra"]["worker_seconds"]
+    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env_json["method_env"]["method"] == "anitalker"
+
+
+def test_options_outside_what_kdbench_installs_are_refused(home, tmp_path):
+    from kdbench.runtime.client import WorkerClient
+
+    env = env_for("anitalker", home)
+    for opts, why in (({"face_sr": True}, "face_sr needs GFPGAN"), ({"infer_type": "mfcc_pose_only"}, "infer_type")):
+        client = WorkerClient(env.python, env.source, SPEC.hooks, options={**SPEC.options, **opts},
+                              compat=SPEC.compat, log_path=tmp_path / "w.log", scratch=tmp_path / "s")
+        with pytest.raises(Exception, match=why):
+            client.start()
+        client.close()
+
+
+def test_spec_links_every_weight_the_manifest_knows():
+    from kdbench.weights import load_manifest
+
+    manifest = load_manifest()
+    assert set(SPEC.weights) <= set(manifest)
+    assert all(manifest[n].hf_repo == "taocode/anitalker_ckpts" for n in SPEC.weights)
+    assert SPEC.options == {"step_t": 50, "infer_type": "hubert_audio_only", "face_sr": False}
+    assert len(SPEC.commit) == 40
+    from kdbench.runtime import compat
+
+    assert set(SPEC.compat) <= set(compat.FIXES)
