@@ -309,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. ddim_steps=5")
     run.add_argument("--warmup", type=int, default=1, help="untimed warm-up generations before timing (default 1)")
     run.add_argument("--frame-size", help="normalised frame size WxH (default: the dataset's, 512x512 for HDTF)")
-    run.add_argument("--grid", help="cut one panel from grid outputs: COLS[xROWS]:INDEX, e.g. 3:1")
+    run.add_argument("--grid", help="cut one panel from grid outputs: COLS[xROWS]:INDEX[,pad=N] (0-based panel, "
+                     "row-major; pad = torchvision make_grid padding in pixels), e.g. 3:1, or 3:2,pad=2 for "
+                     "AniPortrait's [reference | mesh | video] grid")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
@@ -323,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", help="comma-separated metric names (default: all; see `kdbench ls metrics`)")
     ev.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option, e.g. lse.protocol=full")
     ev.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    ev.add_argument("--grid", help="with --videos: cut one panel from grid outputs, COLS[xROWS]:INDEX")
+    ev.add_argument("--grid", help="with --videos: cut one panel from grid outputs, COLS[xROWS]:INDEX[,pad=N], e.g. "
+                    "3:2,pad=2 for AniPortrait's 1544x516 output (panel 2 of 3, 2-pixel make_grid padding)")
     ev.add_argument("-q", "--quiet", action="store_true")
     ev.set_defaults(func=cmd_eval)
 

@@ -11,6 +11,7 @@ A video that already conforms is remuxed without re-encoding, so its frames stay
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,31 +25,62 @@ from .errors import KdbenchError
 
 @dataclass(frozen=True)
 class GridCrop:
-    """Take panel ``index`` of a ``cols`` x ``rows`` grid of equal panels (0-based, row-major)."""
+    """Take panel ``index`` (0-based, row-major) of a ``cols`` x ``rows`` grid of equal panels.
+
+    ``padding`` is the pixel gap laid out the way ``torchvision.utils.make_grid`` does it: a frame of
+    ``cols * (pw + padding) + padding`` by ``rows * (ph + padding) + padding`` pixels, panel ``(r, c)``
+    at ``x = c * (pw + padding) + padding``, ``y = r * (ph + padding) + padding``, size ``pw`` x ``ph``
+    (padding around and between the panels). AniPortrait's 1544x516 output at 512 is
+    ``GridCrop(cols=3, index=2, padding=2)``: its generated video is x 1030-1541, y 2-513.
+    """
 
     cols: int
     index: int
     rows: int = 1
+    padding: int = 0
 
-    def apply(self, frames: np.ndarray) -> np.ndarray:
-        """``frames: uint8[T,H,W,3]`` -> ``uint8[T,H/rows,W/cols,3]``."""
-        t, h, w, _ = frames.shape
-        if w % self.cols or h % self.rows:
-            raise KdbenchError(f"frame {w}x{h} does not split into a {self.cols}x{self.rows} grid")
+    def panel_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """``(x0, y0, panel_w, panel_h)`` of the panel inside a ``width`` x ``height`` frame, in pixels."""
+        if self.cols < 1 or self.rows < 1 or self.padding < 0:
+            raise KdbenchError(f"invalid grid {self.spec()}: need COLS, ROWS >= 1 and pad >= 0")
         if not 0 <= self.index < self.cols * self.rows:
             raise KdbenchError(f"grid panel {self.index} out of range for {self.cols}x{self.rows}")
-        pw, ph = w // self.cols, h // self.rows
+        p = self.padding
+        if (width - p) % self.cols or (height - p) % self.rows:
+            raise KdbenchError(f"frame {width}x{height} does not split into a {self.cols}x{self.rows} grid with "
+                               f"padding {p}: the width must be COLS*(panel+pad)+pad (e.g. AniPortrait at 512: "
+                               f"1544x516 is --grid 3:2,pad=2)")
+        pw, ph = (width - p) // self.cols - p, (height - p) // self.rows - p
+        if pw < 1 or ph < 1:
+            raise KdbenchError(f"frame {width}x{height} is too small for a {self.cols}x{self.rows} grid "
+                               f"with padding {p}")
         r, c = divmod(self.index, self.cols)
-        return frames[:, r * ph:(r + 1) * ph, c * pw:(c + 1) * pw]
+        return c * (pw + p) + p, r * (ph + p) + p, pw, ph
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """``frames: uint8[T,H,W,3]`` -> ``uint8[T,ph,pw,3]``, the selected panel without padding."""
+        _, h, w, _ = frames.shape
+        x0, y0, pw, ph = self.panel_box(w, h)
+        return frames[:, y0:y0 + ph, x0:x0 + pw]
+
+    def spec(self) -> str:
+        """The ``--grid`` text that parses back to this crop, e.g. ``"3x1:2,pad=2"``."""
+        return f"{self.cols}x{self.rows}:{self.index}" + (f",pad={self.padding}" if self.padding else "")
 
     @classmethod
     def parse(cls, text: str | None) -> GridCrop | None:
-        """``"3:1"`` (3 columns, panel 1) or ``"3x2:4"`` (3 columns, 2 rows, panel 4)."""
+        """``COLS[xROWS]:INDEX[,pad=N]``: ``"3:1"`` (3 columns, panel 1), ``"3x2:4"`` (3 columns, 2 rows,
+        panel 4), ``"3:2,pad=2"`` (AniPortrait: panel 2 of make_grid's 3-panel row with 2-pixel padding)."""
         if not text:
             return None
-        shape, _, index = str(text).partition(":")
-        cols, _, rows = shape.partition("x")
-        return cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0))
+        m = _GRID_RE.fullmatch(str(text).strip())
+        if m is None:
+            raise KdbenchError(f"bad --grid {text!r}: expected COLS[xROWS]:INDEX[,pad=N], e.g. 3:1 or 3:2,pad=2")
+        cols, rows, index, pad = m.groups()
+        return cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0), padding=int(pad or 0))
+
+
+_GRID_RE = re.compile(r"(\d+)(?:x(\d+))?(?::(\d+))?(?:,pad=(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -146,4 +178,4 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
     write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf)
     return NormalizeReport(float(fps), int(frames.shape[0]), orig, n_out, tuple(size), changes["resampled"],
                            changes["resized"], changes["trimmed"], changes["padded"],
-                           None if grid is None else f"{grid.cols}x{grid.rows}:{grid.index}", True)
+                           None if grid is None else grid.spec(), True)

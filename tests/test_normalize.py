@@ -43,6 +43,51 @@ def test_grid_crop_takes_the_requested_panel():
         GridCrop(cols=4, index=0).apply(grid)
 
 
+def _make_grid_frames(panels: list[np.ndarray], nrow: int, padding: int) -> np.ndarray:
+    """``uint8[T,H,W,3]`` panels laid out by torchvision's own make_grid, per frame, as AniPortrait's
+    save_videos_grid does (float in [0, 1], pad_value 0, then * 255 -> uint8)."""
+    torch = pytest.importorskip("torch")
+    from torchvision.utils import make_grid
+
+    out = []
+    for t in range(panels[0].shape[0]):
+        x = torch.stack([torch.from_numpy(p[t]).permute(2, 0, 1).float() / 255 for p in panels])
+        g = make_grid(x, nrow=nrow, padding=padding)
+        out.append((g.permute(1, 2, 0) * 255).round().byte().numpy())
+    return np.stack(out)
+
+
+def test_grid_crop_with_padding_is_exactly_torchvision_make_grid_panel():
+    rng = np.random.default_rng(0)
+    # AniPortrait's layout at 512: 3 panels of 512x512 in one row with make_grid's default 2-pixel padding
+    panels = [rng.integers(1, 256, (1, 512, 512, 3), dtype=np.uint8) for _ in range(3)]
+    frame = _make_grid_frames(panels, nrow=3, padding=2)
+    assert frame.shape == (1, 516, 1544, 3)
+    crop = GridCrop.parse("3:2,pad=2")
+    assert crop == GridCrop(cols=3, index=2, rows=1, padding=2) and crop.spec() == "3x1:2,pad=2"
+    assert crop.panel_box(1544, 516) == (1030, 2, 512, 512)
+    for i in range(3):
+        np.testing.assert_array_equal(GridCrop(3, i, padding=2).apply(frame), panels[i])
+    # non-square panels, several rows, odd padding; make_grid pads the unused 6th cell too
+    panels = [rng.integers(1, 256, (2, 6, 10, 3), dtype=np.uint8) for _ in range(5)]
+    frame = _make_grid_frames(panels, nrow=3, padding=3)
+    assert frame.shape == (2, 2 * (6 + 3) + 3, 3 * (10 + 3) + 3, 3)
+    for i in range(5):
+        np.testing.assert_array_equal(GridCrop.parse(f"3x2:{i},pad=3").apply(frame), panels[i])
+
+
+def test_grid_crop_bad_specs_and_sizes_say_what_to_do():
+    with pytest.raises(KdbenchError, match="pad=2"):
+        GridCrop.parse("3:2").apply(np.zeros((1, 516, 1544, 3), np.uint8))  # 1544 is not 3 equal panels
+    with pytest.raises(KdbenchError, match="expected COLS"):
+        GridCrop.parse("3:2;pad=2")
+    with pytest.raises(KdbenchError, match="out of range"):
+        GridCrop.parse("3:3,pad=2").apply(np.zeros((1, 516, 1544, 3), np.uint8))
+    with pytest.raises(KdbenchError, match="too small"):
+        GridCrop(cols=2, index=0, padding=4).apply(np.zeros((1, 8, 12, 3), np.uint8))
+    assert GridCrop.parse("") is None and GridCrop.parse("2") == GridCrop(2, 0)
+
+
 def test_video_at_30fps_becomes_25fps_with_audio_frame_count(make_video, tmp_path):
     src = make_video("src30.mp4", 90, fps=30, size=(64, 48))  # 3 s at 30 fps
     audio = tone(2.0)  # 2 s of audio -> exactly 50 frames
