@@ -133,3 +133,62 @@ def test_frames_input_with_grid_hook(tmp_path):
     out, _ = read_video(tmp_path / "g.mp4")
     assert rep.grid == "2x1:1" and out.shape == (25, 32, 32, 3)
     np.testing.assert_allclose(frame_levels(out), 200, atol=1.5)
+
+
+def _timestamp_frames(n: int, size: tuple[int, int] = (16, 8)) -> np.ndarray:
+    """Frames that encode their own index exactly: pixel (0, 0) holds ``k // 256, k % 256, 0``."""
+    frames = np.zeros((n, size[1], size[0], 3), np.uint8)
+    k = np.arange(n)
+    frames[:, :, :, 0], frames[:, :, :, 1] = (k // 256)[:, None, None], (k % 256)[:, None, None]
+    return frames
+
+
+def test_30fps_to_25fps_every_output_frame_is_the_source_frame_at_its_timestamp():
+    audio_s = 9.98  # not a whole number of 30 fps frames: ceil(9.98 * 30) = 300 frames, like AniPortrait's output
+    n_out = int(audio_s * 16000) * 25 // 16000
+    src = _timestamp_frames(300)
+    out, info = normalize_frames(src, 30.0, n_out, (16, 8))
+    shown = out[:, 0, 0, 0].astype(int) * 256 + out[:, 0, 0, 1]
+    i = np.arange(n_out)
+    # nearest source timestamp: |k/30 - i/25| <= 1/60 s, and exactly k = round(6 i / 5) (integer arithmetic)
+    assert shown.tolist() == ((12 * i + 5) // 10).tolist()
+    assert np.abs(shown / 30 - i / 25).max() <= 1 / 60 + 1e-12
+    # the output lasts as long as the audio (to the frame), no frame was invented past the source's end
+    assert len(out) == n_out == 249 and abs(len(out) / 25 - audio_s) < 1 / 25
+    assert info["resampled"] and info["padded"] == 0 and info["trimmed"] == 1  # 300 frames cover 250 at 25 fps
+    # 29.97 fps (30000/1001) stays exact over an hour: no float drift in the frame choice
+    idx = resample_indices(10**6, 30000 / 1001, 90000)
+    assert idx[-1] == (2 * 89999 * 30000 + 25 * 1001) // (2 * 25 * 1001)
+
+
+def test_real_gt_clip_at_30fps_comes_back_frame_exact_and_in_sync(hdtf_mini, tmp_path):
+    """The hdtf-mini GT clip re-timed to 30 fps (as AniPortrait writes) and normalised returns the GT frames.
+
+    In memory the round trip is bit-exact, so every lip position is on the same audio instant as in the GT
+    (any LSE offset equals the GT's). Through real 30 fps and 25 fps H.264 files, each output frame is still
+    closest to the GT frame with the same index (no frame shift anywhere).
+    """
+    from PIL import Image
+
+    gt, fps = read_video(hdtf_mini / "gt" / "WDA_KatieHill_000.mp4")
+    assert fps == 25 and len(gt) == 200
+    up = gt[resample_indices(len(gt), 25.0, 240, dst_fps=30.0)]  # the inverse resampling: 8 s at 30 fps
+    back, info = normalize_frames(up, 30.0, len(gt), (512, 512))
+    assert info["resampled"] and not info["padded"] and not info["trimmed"]
+    np.testing.assert_array_equal(back, gt)
+
+    small = np.stack([np.asarray(Image.fromarray(f).resize((128, 128), Image.BILINEAR)) for f in gt])
+    from kdbench.video import write_video
+    src = write_video(tmp_path / "gt30.mp4", small[resample_indices(200, 25.0, 240, dst_fps=30.0)], fps=30, crf=10)
+    audio = read_audio(hdtf_mini / "gt" / "WDA_KatieHill_000.mp4")
+    rep = normalize_to_file(tmp_path / "out.mp4", audio, (128, 128), video_path=src)
+    got, fps = read_video(tmp_path / "out.mp4")
+    assert rep.resampled and rep.orig_fps == 30 and rep.orig_n_frames == 240 and fps == 25 and len(got) == 200
+    g, sm = got.astype(np.float32), small.astype(np.float32)
+    distinct = ((sm[1:] - sm[:-1]) ** 2).mean(axis=(1, 2, 3)) > 2.0
+    moving = np.concatenate([[False], distinct])  # frames that differ from their predecessor identify their time
+    assert moving.sum() > 100
+    for i in np.flatnonzero(moving):  # the closest GT frame among the neighbours within +-3 frames is frame i
+        lo, hi = max(0, i - 3), min(200, i + 4)
+        err = ((sm[lo:hi] - g[i]) ** 2).mean(axis=(1, 2, 3))
+        assert lo + int(err.argmin()) == i, (i, err)
