@@ -178,7 +178,8 @@ def _run_loaded(impl, cls, store, config, summary, todo, weights, seed, device, 
                 t_gen = gen.seconds
             n_gen = len(gen.frames) if gen.frames is not None else None
             report = normalize_to_file(store.video_path(spec.clip_id), audio, frame_size, frames=gen.frames,
-                                       fps=gen.fps, video_path=gen.video_path, grid=grid_crop)
+                                       fps=gen.fps, video_path=gen.video_path,
+                                       grid=GridCrop.parse(gen.grid) if gen.grid else grid_crop)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=cls.info.generates, normalizer=report.to_json(),
                          peak_rss_mb=_peak_rss_mb(), extra=gen.extra)
