@@ -55,7 +55,7 @@ class AniPortraitHooks(WorkerHooks):
         o = self.options
         dev = self._dev()
         self.size = int(o["size"])
-        if self.size % 8 or self.size < 64:
+        if self.size % 8 or self.size <= 0:
             raise ValueError(f"size={self.size}: the VAE needs a multiple of 8 pixels (the paper's setting is 512)")
         if o["acc"] and dev == "cpu":
             raise ValueError("acc (FILM frame interpolation) is hard-wired to CUDA and fp16 upstream "
