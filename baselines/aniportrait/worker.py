@@ -39,6 +39,14 @@ class AniPortraitHooks(WorkerHooks):
         return str(self.device) if str(self.device).startswith("cuda") else "cpu"
 
     def load(self) -> None:
+        o = self.options
+        dev = self._dev()
+        self.size = int(o["size"])
+        if self.size % 8 or self.size <= 0:
+            raise ValueError(f"size={self.size}: the VAE needs a multiple of 8 pixels (the paper's setting is 512)")
+        if o["acc"] and dev == "cpu":
+            raise ValueError("acc (FILM frame interpolation) is hard-wired to CUDA and fp16 upstream "
+                             "(src/utils/frame_interpolation.py); run it with --device cuda or leave acc off")
         import torch
         from diffusers import AutoencoderKL, DDIMScheduler
         from omegaconf import OmegaConf
@@ -52,14 +60,6 @@ class AniPortraitHooks(WorkerHooks):
         from src.utils.mp_utils import LMKExtractor
         from transformers import CLIPVisionModelWithProjection
 
-        o = self.options
-        dev = self._dev()
-        self.size = int(o["size"])
-        if self.size % 8 or self.size <= 0:
-            raise ValueError(f"size={self.size}: the VAE needs a multiple of 8 pixels (the paper's setting is 512)")
-        if o["acc"] and dev == "cpu":
-            raise ValueError("acc (FILM frame interpolation) is hard-wired to CUDA and fp16 upstream "
-                             "(src/utils/frame_interpolation.py); run it with --device cuda or leave acc off")
         config = OmegaConf.load(CONFIG)
         # upstream's fp16 on the GPU; CPU kernels lack fp16 convolutions, so CPU runs (tests) are fp32
         dtype = torch.float16 if config.weight_dtype == "fp16" and dev != "cpu" else torch.float32
