@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frame-size", help="normalised frame size WxH (default: the dataset's, 512x512 for HDTF)")
     run.add_argument("--grid", help="cut one panel from grid outputs: COLS[xROWS]:INDEX[,pad=N] (0-based panel, "
                      "row-major; pad = torchvision make_grid padding in pixels), e.g. 3:1, or 3:2,pad=2 for "
-                     "AniPortrait's [reference | mesh | video] grid")
+                     "an external tool's grid (the aniportrait method declares its own: 3:2,pad=2)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
