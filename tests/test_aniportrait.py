@@ -227,3 +227,22 @@ def test_spec_links_every_weight_the_manifest_knows():
     assert GridCrop.parse(SPEC.grid).panel_box(1544, 516) == (1030, 2, 512, 512)
     assert len(SPEC.commit) == 40 and SPEC.commit.startswith("7f6593f")
     assert set(SPEC.compat) <= set(compat.FIXES)
+
+
+def test_cuda_to_cpu_keeps_upstreams_hard_coded_cuda_calls_on_the_cpu(monkeypatch):
+    """The compat fix that lets the official audio2vid.py (``.cuda()``, ``.to("cuda")``) run without a GPU."""
+    from kdbench.runtime import compat
+
+    if torch.cuda.is_available():
+        pytest.skip("the fix only acts where CUDA is unavailable")
+    for owner in (torch.Tensor, torch.nn.Module):  # restored after the test
+        monkeypatch.setattr(owner, "cuda", owner.cuda)
+        monkeypatch.setattr(owner, "to", owner.to)
+    assert "no-op" in compat.apply(["cuda_to_cpu"])["cuda_to_cpu"]
+    assert compat.apply(["cuda_to_cpu"])["cuda_to_cpu"] == "already applied"
+    x = torch.LongTensor([7]).cuda()  # audio2vid.py: torch.LongTensor([id_seed]).cuda()
+    assert x.device.type == "cpu" and x.item() == 7
+    lin = torch.nn.Linear(2, 2).cuda().eval()
+    y = lin.to(device="cuda", dtype=torch.float64)(torch.ones(1, 2, dtype=torch.float64).to("cuda:0"))
+    assert y.device.type == "cpu" and y.dtype == torch.float64 and lin.weight.dtype == torch.float64
+    assert torch.ones(1).to(torch.device("cuda")).device.type == "cpu"

@@ -27,10 +27,11 @@ SPEC = UpstreamSpec(
         "numpy==1.24.4",
         "omegaconf==2.2.3",
         "einops==0.4.1",
-        "av==11.0.0",
+        "av==12.0.0",
         "imageio==2.33.0",
         "imageio-ffmpeg==0.4.9",
         "opencv-python==4.8.1.78",
+        "opencv-contrib-python==4.8.1.78",
         "Pillow==9.5.0",
         "scipy==1.11.4",
         "scikit-image==0.21.0",
@@ -46,10 +47,15 @@ SPEC = UpstreamSpec(
                  "2.1.2 is the CUDA 12.1 build of the same era as diffusers 0.24.0",
         "torchvision": "0.16.2 to match torch",
         "xformers": "dropped: audio2vid.py never enables it (the pipeline uses PyTorch attention)",
+        "opencv-contrib-python": "kept at upstream's 4.8.1.78: mediapipe depends on it, and an unpinned newer one "
+                                 "would overwrite opencv-python's cv2 module",
+        "resolution": "this list resolves on CPython 3.11.7 (pip install --dry-run --prefer-binary, 2026-11-28); "
+                      "only antlr4-python3-runtime 4.9.3 (omegaconf's dependency) is an sdist (pure Python)",
+        "av": "12.0.0 instead of 11.0.0 (no cp311 wheel of 11.0.0)",
         "huggingface_hub": "0.19.4 pinned: diffusers 0.24.0 imports cached_download, removed in 0.26",
         "onnxruntime-gpu": "dropped: only the face re-enactment scripts use it",
         "gradio": "dropped (with gradio_client, clip, open-clip-torch, controlnet-aux, decord, torchdiffeq, torchsde, "
-                  "torchmetrics, scikit-learn, opencv-contrib-python): only the web UI, training and "
+                  "torchmetrics, scikit-learn): only the web UI, training and "
                   "vid2vid/pose2vid scripts import them",
     },
     hooks="baselines.aniportrait.worker:AniPortraitHooks",
