@@ -39,6 +39,7 @@ SPEC = UpstreamSpec(
         "librosa==0.9.2",
         "ffmpeg-python==0.2.0",
         "tqdm==4.66.1",
+        "setuptools>=75,<81",
     ),
     requirement_notes={
         "python": "3.11 (numpy 1.24.4, mediapipe 0.10.11 and torch 2.x have cp311 wheels; numpy 1.24.4 has none "
@@ -51,6 +52,7 @@ SPEC = UpstreamSpec(
                                  "would overwrite opencv-python's cv2 module",
         "resolution": "this list resolves on CPython 3.11.7 (pip install --dry-run --prefer-binary, 2026-11-28); "
                       "only antlr4-python3-runtime 4.9.3 (omegaconf's dependency) is an sdist (pure Python)",
+        "setuptools": "<81 added: librosa 0.9.2 imports pkg_resources",
         "av": "12.0.0 instead of 11.0.0 (no cp311 wheel of 11.0.0)",
         "huggingface_hub": "0.19.4 pinned: diffusers 0.24.0 imports cached_download, removed in 0.26",
         "onnxruntime-gpu": "dropped: only the face re-enactment scripts use it",
