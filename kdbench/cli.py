@@ -461,8 +461,10 @@ def _normalizer_args(p: argparse.ArgumentParser, when: str = "") -> None:
 
     p.add_argument("--frame-size", type=_size, metavar="WxH",
                    help=f"normalised frame size{when}, even numbers (default: the dataset's, 512x512 for HDTF)")
-    p.add_argument("--grid", type=_grid, metavar="COLS[xROWS]:INDEX",
-                   help=f"cut one panel from grid outputs{when}, e.g. 3:1")
+    p.add_argument("--grid", type=_grid, metavar="COLS[xROWS]:INDEX[,pad=N]",
+                   help=f"cut one panel from grid outputs{when} (0-based panel, row-major; pad = torchvision "
+                        "make_grid padding in pixels), e.g. 3:1, or 3:2,pad=2 for AniPortrait's 1544x516 output "
+                        "(the aniportrait method declares its own)")
     p.add_argument("--max-pad-frames", type=_int_at_least(0), default=DEFAULT_MAX_PAD_FRAMES, metavar="N",
                    help=f"a video up to N frames shorter than its audio is padded with its last frame (recorded per "
                         f"clip); shorter ones fail{when} (default {DEFAULT_MAX_PAD_FRAMES})")

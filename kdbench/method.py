@@ -52,6 +52,9 @@ class Generated:
     seconds: float | None = None
     """Generation seconds measured by the method itself (a worker process timing its own model calls with the
     device synchronised); when set, the runner reports it instead of its own clock (which would add IPC)."""
+    grid: str | None = None
+    """The output is a grid of panels: ``--grid`` text of the one to keep (e.g. ``"3:2,pad=2"``); it takes precedence
+    over the run's ``--grid``, which is meant for external tools."""
 
 
 class Method(abc.ABC):

@@ -19,7 +19,9 @@ A video that already conforms is remuxed without re-encoding, so its frames stay
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -39,42 +41,70 @@ ASPECT_TOLERANCE = 0.01
 
 @dataclass(frozen=True)
 class GridCrop:
-    """Take panel ``index`` of a ``cols`` x ``rows`` grid of equal panels (0-based, row-major)."""
+    """Take panel ``index`` (0-based, row-major) of a ``cols`` x ``rows`` grid of equal panels.
+
+    ``padding`` is the pixel gap laid out the way ``torchvision.utils.make_grid`` does it: a frame of
+    ``cols * (pw + padding) + padding`` by ``rows * (ph + padding) + padding`` pixels, panel ``(r, c)``
+    at ``x = c * (pw + padding) + padding``, ``y = r * (ph + padding) + padding``, size ``pw`` x ``ph``
+    (padding around and between the panels). AniPortrait's 1544x516 output at 512 is
+    ``GridCrop(cols=3, index=2, padding=2)``: its generated video is x 1030-1541, y 2-513.
+    """
 
     cols: int
     index: int
     rows: int = 1
+    padding: int = 0
 
-    def apply(self, frames: np.ndarray) -> np.ndarray:
-        """``frames: uint8[T,H,W,3]`` -> ``uint8[T,H/rows,W/cols,3]``."""
-        t, h, w, _ = frames.shape
-        if w % self.cols or h % self.rows:
-            raise KdbenchError(f"frame {w}x{h} does not split into a {self.cols}x{self.rows} grid")
+    def panel_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """``(x0, y0, panel_w, panel_h)`` of the panel inside a ``width`` x ``height`` frame, in pixels."""
+        if self.cols < 1 or self.rows < 1 or self.padding < 0:
+            raise KdbenchError(f"invalid grid {self.spec()}: need COLS, ROWS >= 1 and pad >= 0")
         if not 0 <= self.index < self.cols * self.rows:
             raise KdbenchError(f"grid panel {self.index} out of range for {self.cols}x{self.rows}")
-        pw, ph = w // self.cols, h // self.rows
+        p = self.padding
+        if (width - p) % self.cols or (height - p) % self.rows:
+            raise KdbenchError(f"frame {width}x{height} does not split into a {self.cols}x{self.rows} grid with "
+                               f"padding {p}: the width must be COLS*(panel+pad)+pad (e.g. AniPortrait at 512: "
+                               f"1544x516 is --grid 3:2,pad=2)")
+        pw, ph = (width - p) // self.cols - p, (height - p) // self.rows - p
+        if pw < 1 or ph < 1:
+            raise KdbenchError(f"frame {width}x{height} is too small for a {self.cols}x{self.rows} grid "
+                               f"with padding {p}")
         r, c = divmod(self.index, self.cols)
-        return frames[:, r * ph:(r + 1) * ph, c * pw:(c + 1) * pw]
+        return c * (pw + p) + p, r * (ph + p) + p, pw, ph
+
+    def apply(self, frames: np.ndarray) -> np.ndarray:
+        """``frames: uint8[T,H,W,3]`` -> ``uint8[T,ph,pw,3]``, the selected panel without padding."""
+        _, h, w, _ = frames.shape
+        x0, y0, pw, ph = self.panel_box(w, h)
+        return frames[:, y0:y0 + ph, x0:x0 + pw]
+
+    def spec(self) -> str:
+        """The ``--grid`` text that parses back to this crop, e.g. ``"3x1:2,pad=2"``."""
+        return f"{self.cols}x{self.rows}:{self.index}" + (f",pad={self.padding}" if self.padding else "")
 
     @classmethod
     def parse(cls, text: str | None) -> GridCrop | None:
-        """``"3:1"`` (3 columns, panel 1) or ``"3x2:4"`` (3 columns, 2 rows, panel 4).
+        """``COLS[xROWS]:INDEX[,pad=N]``: ``"3:1"`` (3 columns, panel 1), ``"3x2:4"`` (3 columns, 2 rows,
+        panel 4), ``"3:2,pad=2"`` (AniPortrait: panel 2 of make_grid's 3-panel row with 2-pixel padding).
 
         Raises :class:`KdbenchError` for anything else (zero or negative counts, a panel out of range).
         """
-        if text is None:
+        if not text:
             return None
-        shape, _, index = str(text).strip().partition(":")
-        cols, _, rows = shape.partition("x")
-        try:
-            grid = cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0))
-        except ValueError:
-            raise KdbenchError(f"grid {text!r} is not COLS[xROWS]:INDEX, e.g. 3:1 or 3x2:4") from None
+        m = _GRID_RE.fullmatch(str(text).strip())
+        if m is None:
+            raise KdbenchError(f"bad --grid {text!r}: expected COLS[xROWS]:INDEX[,pad=N], e.g. 3:1 or 3:2,pad=2")
+        cols, rows, index, pad = m.groups()
+        grid = cls(cols=int(cols), rows=int(rows or 1), index=int(index or 0), padding=int(pad or 0))
         if grid.cols < 1 or grid.rows < 1 or grid.cols * grid.rows < 2:
             raise KdbenchError(f"grid {text!r}: a grid needs at least 2 panels (COLS >= 1, ROWS >= 1)")
         if not 0 <= grid.index < grid.cols * grid.rows:
             raise KdbenchError(f"grid {text!r}: panel {grid.index} is out of range 0..{grid.cols * grid.rows - 1}")
         return grid
+
+
+_GRID_RE = re.compile(r"(\d+)(?:x(\d+))?(?::(\d+))?(?:,pad=(\d+))?")
 
 
 @dataclass(frozen=True)
@@ -97,16 +127,21 @@ class NormalizeReport:
 
 
 def resample_indices(n_src: int, src_fps: float, n_out: int, dst_fps: float = FPS) -> np.ndarray:
-    """Source frame index for each output frame: the frame shown at ``i / dst_fps`` (nearest, like ffmpeg fps).
+    """Source frame index for each output frame, chosen by timestamp: ``int64[n_out]``.
 
-    Indices past the end repeat the last frame (padding). ``int64[n_out]``.
+    Output frame ``i`` is presented at ``i / dst_fps`` s; it takes the source frame whose timestamp
+    ``k / src_fps`` is nearest (``k = round(i * src_fps / dst_fps)``, halves up, as ffmpeg's ``fps``
+    filter does). Nearest rather than the previous frame: the timing error is at most half a source
+    frame (1/60 s for 30 -> 25) instead of a whole one, with no systematic lag, and it is the exact
+    inverse of the same rule upwards, so a 25 fps clip taken to 30 fps and back returns its own frames.
+    The rates are taken as exact fractions (29.97 = 30000/1001), so no float drift over long clips.
+    Indices past the end repeat the last frame (padding).
     """
     if n_src <= 0:
         raise KdbenchError("video has no frames")
-    if abs(src_fps - dst_fps) < 1e-6:
-        idx = np.arange(n_out)
-    else:
-        idx = np.floor(np.arange(n_out) * (src_fps / dst_fps) + 0.5 + 1e-9).astype(np.int64)
+    ratio = Fraction(src_fps).limit_denominator(1001) / Fraction(dst_fps).limit_denominator(1001)
+    i = np.arange(n_out, dtype=np.int64)
+    idx = (2 * i * ratio.numerator + ratio.denominator) // (2 * ratio.denominator)
     return np.minimum(idx, n_src - 1)
 
 
@@ -222,7 +257,7 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
     write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf, audio_codec=LOSSLESS_AUDIO_CODEC)
     return NormalizeReport(float(fps), int(frames.shape[0]), orig, n_out, tuple(size), changes["resampled"],
                            changes["resized"], changes["trimmed"], changes["padded"],
-                           None if grid is None else f"{grid.cols}x{grid.rows}:{grid.index}", True,
+                           None if grid is None else grid.spec(), True,
                            changes["letterboxed"])
 
 

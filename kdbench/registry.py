@@ -66,6 +66,7 @@ METHODS = Registry(
         "kdtalker": "baselines.kdtalker:KDTalker",
         "sadtalker": "baselines.sadtalker.method:SadTalker",
         "anitalker": "baselines.anitalker.method:AniTalker",
+        "aniportrait": "baselines.aniportrait.method:AniPortrait",
     },
 )
 

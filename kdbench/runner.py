@@ -219,7 +219,7 @@ class ClipGenerator:
             n_gen = len(gen.frames) if gen.frames is not None else None
             report = normalize_to_file(self.store.video_path(spec.clip_id), audio, self.frame_size,
                                        frames=gen.frames, fps=gen.fps, video_path=gen.video_path,
-                                       grid=self.grid_crop, **self.policy)
+                                       grid=GridCrop.parse(gen.grid) if gen.grid else self.grid_crop, **self.policy)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=self.cls.info.generates, normalizer=report.to_json(),
                          peak_rss_mb=_peak_rss_mb(), extra=gen.extra, **self.store.video_record(spec.clip_id))

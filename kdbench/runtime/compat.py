@@ -125,12 +125,55 @@ def torch_qr() -> str:
     return f"torch {torch.__version__}: torch.qr -> torch.linalg.qr"
 
 
+def cuda_to_cpu() -> str:
+    """On a machine without CUDA, upstream's hard-coded ``.cuda()`` / ``.to("cuda")`` stay on the CPU.
+
+    AniPortrait's ``scripts/audio2vid.py`` and ``frame_interpolation.py`` call ``.cuda()`` and ``.to("cuda")``
+    unconditionally, so the official script cannot run on a CPU (tests, equivalence checks with random weights).
+    Without CUDA, ``Tensor.cuda`` / ``Module.cuda`` return the object unchanged and ``Tensor.to`` / ``Module.to``
+    map a CUDA device to ``cpu``; with CUDA, nothing is changed.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return "not needed (CUDA available)"
+    if getattr(torch.Tensor.cuda, "_kdbench_compat", False):
+        return "already applied"
+
+    def cpu(x):
+        if isinstance(x, torch.device) and x.type == "cuda":
+            return torch.device("cpu")
+        if isinstance(x, str) and x.split(":")[0] == "cuda":
+            return "cpu"
+        return x
+
+    def wrap_to(original):
+        def to(self, *args, **kwargs):
+            if "device" in kwargs:
+                kwargs["device"] = cpu(kwargs["device"])
+            return original(self, *(cpu(a) for a in args), **kwargs)
+        return to
+
+    def stay(self, *args, **kwargs):
+        return self
+
+    stay._kdbench_compat = True  # type: ignore[attr-defined]
+    torch.Tensor.cuda = stay
+    torch.nn.Module.cuda = stay
+    torch.Tensor.to = wrap_to(torch.Tensor.to)
+    torch.nn.Module.to = wrap_to(torch.nn.Module.to)
+    return "no CUDA: .cuda() is a no-op and .to('cuda') goes to the CPU"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
     "torch_load_full_pickle": torch_load_full_pickle,
     "ffmpeg_on_path": ffmpeg_on_path,
     "torch_qr": torch_qr,
+
+
+    "cuda_to_cpu": cuda_to_cpu,
 }
 
 

@@ -72,7 +72,8 @@ class UpstreamMethod(Method):
         extra: dict[str, Any] = {"worker_seconds": reply["seconds"], "worker_n_frames": reply.get("n_frames")}
         if self.client.starts != starts:
             extra["worker_restarted"] = True
-        return Generated(fps=FPS, video_path=Path(reply["video"]), seconds=float(reply["seconds"]), extra=extra)
+        return Generated(fps=FPS, video_path=Path(reply["video"]), seconds=float(reply["seconds"]), extra=extra,
+                         grid=self.spec.grid)
 
     def synchronize(self) -> None:
         """Nothing to wait for here: the worker synchronises its own device around its clock."""

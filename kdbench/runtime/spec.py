@@ -51,6 +51,8 @@ class UpstreamSpec:
     compat: tuple[str, ...] = ()
     scratch_links: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    grid: str | None = None
+    """``--grid`` text of the panel to keep when upstream writes a grid of panels (AniPortrait: ``"3:2,pad=2"``)."""
     paper_row: str | None = None
     licence: str = ""
     version: str = "1"
@@ -68,6 +70,7 @@ class UpstreamSpec:
 SPECS: dict[str, str] = {
     "sadtalker": "baselines.sadtalker.spec:SPEC",
     "anitalker": "baselines.anitalker.spec:SPEC",
+    "aniportrait": "baselines.aniportrait.spec:SPEC",
 }
 """Built-in upstream methods: name -> ``"module:object"`` of their :class:`UpstreamSpec`."""
 
