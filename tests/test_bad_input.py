@@ -382,7 +382,7 @@ def test_check_exits_1_for_drift_only_and_2_for_a_crash(tmp_path, monkeypatch, c
     (["run", "--method", "static", "--frame-size", "big"], "'big' is not WxH"),
     (["run", "--method", "static", "--frame-size", "63x64"], "must be even numbers >= 2"),
     (["run", "--method", "static", "--frame-size", "0x0"], "must be even numbers >= 2"),
-    (["run", "--method", "static", "--grid", "three"], "grid 'three' is not COLS[xROWS]:INDEX"),
+    (["run", "--method", "static", "--grid", "three"], "bad --grid 'three': expected COLS[xROWS]:INDEX"),
     (["run", "--method", "static", "--grid", "3:7"], "panel 7 is out of range 0..2"),
     (["run", "--method", "static", "--grid", "0:0"], "a grid needs at least 2 panels"),
     (["eval", "runs/x", "--metrics", ""], "give comma-separated metric names"),
