@@ -470,8 +470,19 @@ class ReportTable:
 
     def to_csv_frame(self) -> pd.DataFrame:
         """Flat numeric frame: one row per method, columns ``"<column> <stat>"``, plus run provenance."""
+        import pandas as pd
+
         df = self.frame.copy()
+        p = self.precision
+        cis = {}
+        for col, stat in df.columns:  # the value as the md/html tables show it: `7.330 [7.210, 7.450]`
+            if stat == "mean" and (col, "ci_lo") in df.columns and (col, "ci_hi") in df.columns:
+                cis[col] = [f"{m:.{p}f} [{lo:.{p}f}, {hi:.{p}f}]" if pd.notna(lo) and pd.notna(hi) and pd.notna(m)
+                            else "" for m, lo, hi in zip(df[(col, "mean")], df[(col, "ci_lo")], df[(col, "ci_hi")],
+                                                         strict=True)]
         df.columns = [col if stat == "mean" else f"{col} {stat}" for col, stat in df.columns]
+        for col, text in cis.items():
+            df[f"{col} [95% CI]"] = text
         df.insert(0, "run", [self.runs[r].name for r in self.rows])
         df.insert(1, "method_id", [self.runs[r].method for r in self.rows])
         return df

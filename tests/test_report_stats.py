@@ -134,6 +134,7 @@ def test_table_cells_carry_the_ci_of_their_statistic():
     df = pd.read_csv(io.StringIO(t.to_csv()), index_col=0)
     assert df.loc["SadTalker", "LSE-D ci_lo"] == pytest.approx(iv.lo)
     assert df.loc["SadTalker", "LSE-D ci_hi"] == pytest.approx(iv.hi)
+    assert df.loc["SadTalker", "LSE-D [95% CI]"] == f"7.500 [{iv.lo:.3f}, {iv.hi:.3f}]"  # as md/html show it
     assert "2,000 resamples, seed 4" in t.caption
     # no CIs: the table is mean ± std as before
     assert build_table(list(runs.values())).cell_text("SadTalker", "LSE-D") == "**7.500 ± 0.100 (n=3)**"
