@@ -123,7 +123,11 @@ def test_no_loader_in_the_repo_unpickles_beyond_tensors():
         if p.parts[len(root.parts)] in (".venv", "tests") or p.name == "checkpoint.py":
             continue
         text = p.read_text()
-        if "weights_only=False" in text or "allow_pickle=True" in text or "torch.load(" in text:
+        if p.relative_to(root).as_posix() == "kdbench/runtime/compat.py":
+            continue  # the one exception, documented there: inside a baseline's own environment upstream's
+            # unmodified code loads its (pinned) checkpoints with torch's pre-2.6 default
+        unsafe_loads = text.count("torch.load(") - text.count("weights_only=True")
+        if "weights_only=False" in text or "allow_pickle=True" in text or unsafe_loads > 0:
             offenders.append(str(p.relative_to(root)))
         if "pickle.load" in text or "import pickle" in text:
             offenders.append(str(p.relative_to(root)))
@@ -193,9 +197,10 @@ def test_pins_are_shown_and_packaged_dlib_files_match_their_sha256(capsys):
     kinds = {n: e.pin_kind for n, e in m.items()}
     assert kinds["syncnet_v2"] == "git-blob" and kinds["kdtalker_norm"] == "sha256"
     assert kinds["mmod_human_face_detector"] == "sha256+git-blob" and kinds["pt_inception"] == "sha256-prefix"
-    assert {n for n, k in kinds.items() if k == "tofu"} == {
+    baselines_only = {n for n, e in m.items() if set(e.used_by) <= {"sadtalker", "anitalker", "aniportrait"}}
+    assert {n for n, k in kinds.items() if k == "tofu"} == {  # no checksum published upstream for any baseline file
         "hopenet_robust_alpha1", "buffalo_l", "kdtalker", "wav2lip", "liveportrait_appearance",
-        "liveportrait_motion", "liveportrait_warping", "liveportrait_spade"}
+        "liveportrait_motion", "liveportrait_warping", "liveportrait_spade"} | baselines_only
     assert all(e.pin_source for e in m.values())
     wm = WeightsManager()
     for name in ("mmod_human_face_detector", "shape_predictor_68", "dlib_face_recognition_resnet", "shape_predictor_5"):

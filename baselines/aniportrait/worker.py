@@ -67,10 +67,12 @@ class AniPortraitHooks(WorkerHooks):
         audio_infer_config = OmegaConf.load(config.audio_inference_config)
         self.wav2vec_path = os.path.abspath(audio_infer_config["a2m_model"]["model_path"])
         self.a2m_model = Audio2MeshModel(audio_infer_config["a2m_model"])
-        self.a2m_model.load_state_dict(torch.load(audio_infer_config["pretrained_model"]["a2m_ckpt"]), strict=False)
+        a2m = torch.load(audio_infer_config["pretrained_model"]["a2m_ckpt"], weights_only=True)
+        self.a2m_model.load_state_dict(a2m, strict=False)
         self.a2m_model.to(dev).eval()
         self.a2p_model = Audio2PoseModel(audio_infer_config["a2p_model"])
-        self.a2p_model.load_state_dict(torch.load(audio_infer_config["pretrained_model"]["a2p_ckpt"]), strict=False)
+        a2p = torch.load(audio_infer_config["pretrained_model"]["a2p_ckpt"], weights_only=True)
+        self.a2p_model.load_state_dict(a2p, strict=False)
         self.a2p_model.to(dev).eval()
 
         vae = AutoencoderKL.from_pretrained(config.pretrained_vae_path).to(dev, dtype=dtype)
@@ -84,9 +86,10 @@ class AniPortraitHooks(WorkerHooks):
         image_enc = CLIPVisionModelWithProjection.from_pretrained(config.image_encoder_path).to(dtype=dtype,
                                                                                                 device=dev)
         scheduler = DDIMScheduler(**OmegaConf.to_container(infer_config.noise_scheduler_kwargs))
-        denoising_unet.load_state_dict(torch.load(config.denoising_unet_path, map_location="cpu"), strict=False)
-        reference_unet.load_state_dict(torch.load(config.reference_unet_path, map_location="cpu"))
-        pose_guider.load_state_dict(torch.load(config.pose_guider_path, map_location="cpu"))
+        denoising = torch.load(config.denoising_unet_path, map_location="cpu", weights_only=True)
+        denoising_unet.load_state_dict(denoising, strict=False)
+        reference_unet.load_state_dict(torch.load(config.reference_unet_path, map_location="cpu", weights_only=True))
+        pose_guider.load_state_dict(torch.load(config.pose_guider_path, map_location="cpu", weights_only=True))
         self.pipe = Pose2VideoPipeline(vae=vae, image_encoder=image_enc, reference_unet=reference_unet,
                                        denoising_unet=denoising_unet, pose_guider=pose_guider, scheduler=scheduler)
         self.pipe = self.pipe.to(dev, dtype=dtype)

@@ -73,7 +73,9 @@ class AniTalkerHooks(WorkerHooks):
         self.lia.load_lightning_model(str(self._ckpts / "stage1.ckpt"))
         self.lia.to(dev)
         self.model = LitModel(self._conf(None))
-        state = torch.load(str(self._ckpts / "stage2_audio_only_hubert.ckpt"), map_location="cpu")
+        # a plain state dict of tensors: loaded without unpickling anything else (demo.py's own call relies on
+        # torch's default; stage 1 and HuBERT are read by upstream's loaders with the compat default)
+        state = torch.load(str(self._ckpts / "stage2_audio_only_hubert.ckpt"), map_location="cpu", weights_only=True)
         self.model.load_state_dict(state, strict=True)
         self.model.ema_model.eval()
         self.model.ema_model.to(dev)
