@@ -24,7 +24,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from kdbench.runtime.hooks import WorkerHooks
+from kdbench.runtime.hooks import WorkerHooks, write_lossless
 
 FPS = 30  # audio2vid.py --fps default; 30 is also hard-coded in prepare_audio_feature and the pose chunking
 CONFIG = "configs/prompts/animation_audio.yaml"
@@ -200,17 +200,3 @@ class AniPortraitHooks(WorkerHooks):
         if str(self.device).startswith("cuda") and torch.cuda.is_available():
             return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
         return {"torch_threads": torch.get_num_threads()}
-
-
-def write_lossless(path: Path, frames, fps: int) -> None:
-    """``uint8[T,H,W,3]`` RGB -> FFV1 (lossless) at ``fps`` with imageio-ffmpeg (an AniPortrait requirement), so the
-    normaliser gets exactly the grid frames, not upstream's lossy libx264 encode of them."""
-    import imageio_ffmpeg
-
-    t, h, w, _ = frames.shape
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="ffv1", pix_fmt_in="rgb24",
-                                         pix_fmt_out="bgr0", macro_block_size=1, output_params=["-level", "3"])
-    writer.send(None)
-    for f in frames:
-        writer.send(f.tobytes())
-    writer.close()

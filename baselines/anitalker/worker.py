@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kdbench.runtime.hooks import WorkerHooks
+from kdbench.runtime.hooks import WorkerHooks, write_lossless
 
 MOTION_DIM = 20  # demo.py --motion_dim ("Do not change")
 IMAGE_SIZE = 256  # demo.py --image_size ("Do not change")
@@ -154,7 +154,7 @@ class AniTalkerHooks(WorkerHooks):
     def generate(self, image: Path, audio: Path, out_dir: Path) -> dict[str, Any]:
         frames = self.frames(image, audio)
         video = out_dir / f"{image.stem}-{audio.stem}.mkv"
-        write_lossless(video, frames)
+        write_lossless(video, frames, FPS)
         return {"video": str(video), "n_frames": int(len(frames))}
 
     def info(self) -> dict[str, Any]:
@@ -163,17 +163,3 @@ class AniTalkerHooks(WorkerHooks):
         if str(self.device).startswith("cuda") and torch.cuda.is_available():
             return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
         return {"torch_threads": torch.get_num_threads()}
-
-
-def write_lossless(path: Path, frames) -> None:
-    """``uint8[T,H,W,3]`` RGB -> FFV1 (lossless) at 25 fps with the ffmpeg that moviepy uses (imageio-ffmpeg), so
-    kdbench's normaliser gets exactly the frames ``demo.py`` saves as PNGs, not a lossy libx264 encode of them."""
-    import imageio_ffmpeg
-
-    t, h, w, _ = frames.shape
-    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=FPS, codec="ffv1", pix_fmt_in="rgb24",
-                                         pix_fmt_out="bgr0", macro_block_size=1, output_params=["-level", "3"])
-    writer.send(None)
-    for f in frames:
-        writer.send(f.tobytes())
-    writer.close()

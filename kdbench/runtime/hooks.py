@@ -56,3 +56,17 @@ class WorkerHooks:
     def info(self) -> dict[str, Any] | None:
         """Extra facts for env.json (e.g. the GPU name). Default: none."""
         return None
+
+
+def write_lossless(path: Path, frames, fps: float) -> None:
+    """``uint8[T,H,W,3]`` RGB -> FFV1 (lossless) at ``fps`` with imageio-ffmpeg (in the method's environment), so
+    kdbench's normaliser gets exactly the frames the official script produced, not a lossy libx264 encode of them."""
+    import imageio_ffmpeg
+
+    t, h, w, _ = frames.shape
+    writer = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, codec="ffv1", pix_fmt_in="rgb24",
+                                         pix_fmt_out="bgr0", macro_block_size=1, output_params=["-level", "3"])
+    writer.send(None)
+    for f in frames:
+        writer.send(f.tobytes())
+    writer.close()
