@@ -194,3 +194,17 @@ def test_fid_merge_in_the_metric_equals_pooled(tmp_path, monkeypatch):
     lost.merge_states([workers[0].export_state()])
     with pytest.raises(Exception, match="missing: c1"):
         lost.aggregate(records)
+
+
+def test_a_local_run_resumes_on_ray_and_back(ray_local, tiny_dataset, tmp_path):
+    """The executor is not part of the config: clips done by one executor are not redone by the other."""
+    ds = load_dataset(tiny_dataset)
+    out = tmp_path / "run"
+    kw = {"options": {"delay": 0}, "progress": False, "warmup": 0, "frame_size": (32, 32)}
+    first = run_method("_ray_slow", ds, out, limit=1, executor="local", **kw)
+    second = run_method("_ray_slow", ds, out, limit=2, executor="ray", workers=1, **kw)
+    third = run_method("_ray_slow", ds, out, executor="local", **kw)
+    assert first.ok == ["A_clip_000"] and second.resumed == ["A_clip_000"] and second.ok == ["B_clip_000"]
+    assert third.resumed == ["A_clip_000", "B_clip_000"] and third.ok == ["C_clip_000"]
+    oks = [e["clip_id"] for e in RunStore(out).events() if e.get("status") == "ok"]
+    assert sorted(oks) == ["A_clip_000", "B_clip_000", "C_clip_000"]  # each exactly once
