@@ -22,16 +22,16 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Any
 
-from kdbench.runtime.hooks import WorkerHooks, write_lossless
+from kdbench.runtime.hooks import FrameHooks
 
 FPS = 30  # audio2vid.py --fps default; 30 is also hard-coded in prepare_audio_feature and the pose chunking
 CONFIG = "configs/prompts/animation_audio.yaml"
 CHUNK_SECONDS = 5  # audio2vid.py: Audio2Pose runs on 5 s chunks, the last two merged
 
 
-class AniPortraitHooks(WorkerHooks):
+class AniPortraitHooks(FrameHooks):
+    fps = FPS
     packages = ("torch", "torchvision", "numpy", "diffusers", "transformers", "mediapipe", "omegaconf", "av",
                 "librosa", "opencv-python", "imageio-ffmpeg")
 
@@ -187,16 +187,3 @@ class AniPortraitHooks(WorkerHooks):
             g = torchvision.utils.make_grid(x, nrow=3)
             frames.append((g.transpose(0, 1).transpose(1, 2).squeeze(-1) * 255).numpy().astype(np.uint8))
         return np.stack(frames)
-
-    def generate(self, image: Path, audio: Path, out_dir: Path) -> dict[str, Any]:
-        frames = self.frames(image, audio)
-        video = out_dir / f"{image.stem}-{audio.stem}.mkv"
-        write_lossless(video, frames, FPS)
-        return {"video": str(video), "n_frames": int(len(frames))}
-
-    def info(self) -> dict[str, Any]:
-        import torch
-
-        if str(self.device).startswith("cuda") and torch.cuda.is_available():
-            return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
-        return {"torch_threads": torch.get_num_threads()}

@@ -17,9 +17,8 @@ from __future__ import annotations
 import random
 import sys
 from pathlib import Path
-from typing import Any
 
-from kdbench.runtime.hooks import WorkerHooks, write_lossless
+from kdbench.runtime.hooks import FrameHooks
 
 MOTION_DIM = 20  # demo.py --motion_dim ("Do not change")
 IMAGE_SIZE = 256  # demo.py --image_size ("Do not change")
@@ -27,7 +26,8 @@ DECODER_LAYERS = 2  # demo.py --decoder_layers
 FPS = 25
 
 
-class AniTalkerHooks(WorkerHooks):
+class AniTalkerHooks(FrameHooks):
+    fps = FPS
     packages = ("torch", "torchvision", "numpy", "scipy", "pytorch-lightning", "espnet", "transformers", "librosa",
                 "moviepy", "imageio-ffmpeg")
 
@@ -150,16 +150,3 @@ class AniTalkerHooks(WorkerHooks):
             recon = self.lia.render(start, torch.Tensor(directions[:, i, :]).to(dev), feats).clamp(-1, 1)
             out[i] = np.asarray(to_pil(((recon.detach() + 1) / 2).cpu().squeeze(0)))
         return out
-
-    def generate(self, image: Path, audio: Path, out_dir: Path) -> dict[str, Any]:
-        frames = self.frames(image, audio)
-        video = out_dir / f"{image.stem}-{audio.stem}.mkv"
-        write_lossless(video, frames, FPS)
-        return {"video": str(video), "n_frames": int(len(frames))}
-
-    def info(self) -> dict[str, Any]:
-        import torch
-
-        if str(self.device).startswith("cuda") and torch.cuda.is_available():
-            return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
-        return {"torch_threads": torch.get_num_threads()}

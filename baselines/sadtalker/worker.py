@@ -64,10 +64,3 @@ class SadTalkerHooks(WorkerHooks):
                                                   background_enhancer=None, preprocess=o["preprocess"],
                                                   img_size=int(o["size"]))
         return {"video": result, "n_frames": int(data["frame_num"])}
-
-    def info(self):
-        import torch
-
-        if str(self.device).startswith("cuda") and torch.cuda.is_available():
-            return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
-        return {"torch_threads": torch.get_num_threads()}

@@ -54,8 +54,30 @@ class WorkerHooks:
             torch.cuda.synchronize()
 
     def info(self) -> dict[str, Any] | None:
-        """Extra facts for env.json (e.g. the GPU name). Default: none."""
-        return None
+        """Extra facts for env.json: the GPU and CUDA version, or torch's CPU threads (None without torch)."""
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return None
+        if str(self.device).startswith("cuda") and torch.cuda.is_available():
+            return {"gpu": torch.cuda.get_device_name(), "cuda": torch.version.cuda}
+        return {"torch_threads": torch.get_num_threads()}
+
+
+class FrameHooks(WorkerHooks):
+    """Hooks of a method whose frames the worker gets in memory (:meth:`frames`), as the official script would
+    write them; they reach the normaliser losslessly (FFV1 at :attr:`fps`), never through a lossy encode."""
+
+    fps: float = 25
+
+    def frames(self, image: Path, audio: Path):
+        """``uint8[T,H,W,3]`` RGB: the frames the official script produces for this image and audio."""
+        raise NotImplementedError
+
+    def generate(self, image: Path, audio: Path, out_dir: Path) -> dict[str, Any]:
+        frames = self.frames(image, audio)
+        video = out_dir / f"{image.stem}-{audio.stem}.mkv"
+        write_lossless(video, frames, self.fps)
+        return {"video": str(video), "n_frames": int(len(frames))}
 
 
 def write_lossless(path: Path, frames, fps: float) -> None:
