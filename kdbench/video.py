@@ -66,6 +66,14 @@ class VideoInfo:
     codec: str
 
 
+def _video_stream(container, path: Path):
+    """``(first video stream, its fps)`` of an open container; :class:`KdbenchError` when it has none."""
+    if not container.streams.video:
+        raise KdbenchError(f"{path} has no video stream")
+    vs = container.streams.video[0]
+    return vs, float(vs.average_rate or vs.guessed_rate or 0)
+
+
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read fps, exact frame count (by demuxing packets), size and whether an audio track exists.
 
@@ -76,10 +84,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise KdbenchError(f"video not found: {path}")
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise KdbenchError(f"{path} has no video stream")
-            vs = container.streams.video[0]
-            fps = float(vs.average_rate or vs.guessed_rate or 0)
+            vs, fps = _video_stream(container, path)
             n = sum(1 for p in container.demux(vs) if p.size > 0)
             if vs.frames and n < vs.frames:
                 raise truncated_error(path, "video", f"{vs.frames} frames", f"{n}")
@@ -127,10 +132,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> tuple[
         raise KdbenchError(f"video not found: {path}")
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise KdbenchError(f"{path} has no video stream")
-            vs = container.streams.video[0]
-            fps = float(vs.average_rate or vs.guessed_rate or 0)
+            vs, fps = _video_stream(container, path)
             declared = int(vs.frames or 0)
     except (av.FFmpegError, OSError) as e:
         raise media_error(path, e) from e

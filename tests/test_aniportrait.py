@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
 pytest.importorskip("imageio_ffmpeg", reason="the AniPortrait hooks write FFV1 with imageio-ffmpeg (test extra)")
 pytest.importorskip("cv2", reason="AniPortrait's per-clip code uses OpenCV")
 

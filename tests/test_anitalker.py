@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
 pytest.importorskip("librosa", reason="the AniTalker hooks read audio with librosa (test extra)")
 pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 with imageio-ffmpeg (test extra)")
 

@@ -52,8 +52,8 @@ def test_real_keeps_the_gt_samples_exactly(gt_spec, real_run_video):
 
 
 def test_lse_of_real_equals_lse_on_the_gt_samples(gt_spec, real_run_video, tmp_path, monkeypatch):
-    pytest.importorskip("torch")
-    pytest.importorskip("cv2")
+    pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
+    pytest.importorskip("cv2", reason="needs OpenCV (kdbench[metrics])")
     from kdbench.weights import WeightsManager
     from metrics.lse import LSEMetric
     from tests import lse_fixtures as fx
@@ -165,7 +165,7 @@ def test_librosa_loader_on_a_video_decodes_as_audioread(gt_spec):
     """mp4: librosa.load falls back to audioread, whose FFmpeg backend pipes native-rate s16le."""
     import subprocess
 
-    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="needs imageio-ffmpeg (test extra)")
     from kdbench.audio import read_audio_librosa
 
     raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(gt_spec.gt_video), "-f", "s16le",

@@ -140,7 +140,7 @@ def test_sufficient_statistics_merge_equals_pooled():
 
 def test_fid_on_ray_equals_local_with_random_inception(ray_local, tiny_dataset, tmp_path):
     """Pooled FID (local) vs FID merged from two actors' sufficient statistics (ray): relative diff <= 1e-9."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
     from test_fid import random_fid_state_dict
 
     from kdbench.weights import WeightsManager

@@ -22,7 +22,7 @@ from kdbench.dataset import clip_id_problem, load_dataset
 from kdbench.errors import DatasetError, WeightsChecksumError
 from kdbench.weights import WeightEntry, WeightsManager, load_manifest
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
 
 
 # --- checkpoints are never unpickled beyond tensors ---------------------------------------------------------
