@@ -133,6 +133,27 @@ def test_resize_is_dlibs_bit_for_bit(shape):
     u = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     got = M.resize_rgb_u8(torch.from_numpy(u).permute(2, 0, 1).contiguous(), ho, wo).permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(got, dlib.resize_image(u, ho, wo))
+    # the compiled CPU kernels (metrics/mmod_cpu.py) give the same bits
+    cpu = pytest.importorskip("metrics.mmod_cpu", reason="numba not installed: the torch path is used")
+    np.testing.assert_array_equal(cpu.resize_hwc(x, ho, wo), dlib.resize_image(x, ho, wo))
+    np.testing.assert_array_equal(cpu.resize_hwc(u, ho, wo), dlib.resize_image(u, ho, wo))
+
+
+@pytest.mark.parametrize("size,upsample", [((96, 80), 1), ((40, 52), 2), ((3, 4), 1)])
+def test_cpu_canvas_equals_torch_canvas(detector, size, upsample):
+    """The compiled CPU pre-processing builds the torch path's tiled-pyramid canvas to the bit (odd sizes,
+    upsampling twice, a frame too small for any pyramid level)."""
+    pytest.importorskip("metrics.mmod_cpu", reason="numba not installed: the torch path is used")
+    frames = np.random.default_rng(size[0]).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    got, rects = detector._to_tensor_cpu(frames, upsample)
+    img = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
+    for _ in range(upsample):
+        img = M.pyramid_up(img)
+    ref, ref_rects = detector.to_tensor(img)
+    assert rects == ref_rects
+    if rects:
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(got, ref)
 
 
 # ------------------------------------------------------------------------------------- detections
