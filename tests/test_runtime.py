@@ -46,7 +46,8 @@ def fake_repo(tmp_path_factory) -> tuple[Path, str]:
 def fake_spec(commit: str) -> UpstreamSpec:
     return UpstreamSpec(name="fakeup", description="fake upstream for tests", repo="example/fake", commit=commit,
                         python=sys.executable, requirements=(), hooks="tests.fake_upstream.hooks:FakeHooks",
-                        weights={"fake_ckpt": "ckpt/model.npy"}, options={"crash_below_frames": 0})
+                        weights={"fake_ckpt": "ckpt/model.npy"},
+                        options={"crash_below_frames": 0, "hang_below_frames": 0})
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +213,20 @@ def test_a_crashing_worker_fails_its_clip_and_is_restarted(home, fake_method, tm
 
     info = probe_video(tmp_path / "run" / "videos" / "c.mp4")  # resized to the requested frame size
     assert (info.n_frames, info.width, info.height) == (30, 32, 32)
+
+
+def test_a_hung_worker_is_killed_after_clip_timeout_and_the_run_goes_on(home, fake_method, tmp_path, monkeypatch):
+    from kdbench.dataset import load_dataset
+    from kdbench.runner import run_method
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    s = run_method("fakeup", ds, tmp_path / "run", seed=0, frame_size=(SIZE, SIZE),
+                   options={"hang_below_frames": 28, "clip_timeout": 4}, progress=False)
+    assert s.ok == ["a", "c"] and list(s.failed) == ["b"]  # clip b (26 frames) hangs
+    assert "longer than clip_timeout=4 s" in s.failed["b"] and "--set clip_timeout=SECONDS" in s.failed["b"]
+    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env_json["method_env"]["worker"]["starts"] == 2  # killed, a fresh worker for clip c
 
 
 def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):

@@ -1,14 +1,17 @@
 """Starts a method's persistent worker in its own environment and talks to it (JSON lines over pipes).
 
 A worker that dies (crash, killed for memory) turns the current clip into a :class:`~kdbench.errors.ClipFailure`
-carrying the last lines of its log; the next request starts a fresh worker.
+carrying the last lines of its log; the next request starts a fresh worker. So does a worker that takes longer
+than ``clip_timeout`` seconds on one clip (a hung upstream call): it is killed, never waited on forever.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +41,8 @@ class WorkerClient:
 
     def __init__(self, python: Path, source: Path, hooks: str, *, device: str = "cpu",
                  options: dict[str, Any] | None = None, compat: Sequence[str] = (), links: Sequence[str] = (),
-                 log_path: Path, scratch: Path | None = None, env: dict[str, str] | None = None):
+                 log_path: Path, scratch: Path | None = None, env: dict[str, str] | None = None,
+                 clip_timeout: float | None = None):
         self.python = Path(python)
         self.source = Path(source)
         self.hooks = hooks
@@ -49,6 +53,7 @@ class WorkerClient:
         self.log_path = Path(log_path)
         self.scratch = scratch
         self.extra_env = env or {}
+        self.clip_timeout = clip_timeout if clip_timeout and clip_timeout > 0 else None
         self.proc: subprocess.Popen | None = None
         self.ready: dict[str, Any] | None = None
         self.starts = 0
@@ -92,9 +97,22 @@ class WorkerClient:
         self.ready = msg
         return msg
 
-    def _read(self) -> dict[str, Any] | None:
+    def _read(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The worker's next message; None when it ended. Past ``timeout`` seconds the worker is killed and
+        :class:`TimeoutError` raised."""
         assert self.proc is not None and self.proc.stdout is not None
-        line = self.proc.stdout.readline()
+        if timeout is None:
+            line = self.proc.stdout.readline()
+        else:
+            lines: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=lambda out: lines.put(out.readline()), args=(self.proc.stdout,),
+                             daemon=True).start()
+            try:
+                line = lines.get(timeout=timeout)
+            except queue.Empty:
+                self.proc.kill()  # the reader thread then sees the end of the pipe and ends
+                self.proc.wait()
+                raise TimeoutError(timeout) from None
         return json.loads(line) if line else None
 
     def request(self, image: Path, audio: Path, output: Path, seed: int) -> dict[str, Any]:
@@ -107,7 +125,13 @@ class WorkerClient:
         try:
             self.proc.stdin.write(json.dumps(req) + "\n")
             self.proc.stdin.flush()
-            reply = self._read()
+            reply = self._read(self.clip_timeout)
+        except TimeoutError:
+            self.proc = None
+            raise ClipFailure(f"the worker took longer than clip_timeout={self.clip_timeout:g} s on this clip and "
+                              f"was killed (a fresh one starts for the next clip; raise the limit with --set "
+                              f"clip_timeout=SECONDS, 0 = none); last lines of {self.log_path}:\n"
+                              f"{log_tail(self.log_path)}") from None
         except (BrokenPipeError, OSError, json.JSONDecodeError):
             reply = None
         if reply is None:

@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from ..dataset import ClipSpec
 
 
+RUNTIME_OPTIONS: dict[str, Any] = {
+    "clip_timeout": 0.0,  # seconds one clip may take before its worker is killed and the clip failed; 0 = no limit
+}
+"""Options every upstream method takes besides its spec's (handled here, not sent to the worker)."""
+
+
 def write_inputs(folder: Path, ref_image: np.ndarray, audio: np.ndarray) -> tuple[Path, Path]:
     """The files a worker gets: ``folder/ref.png`` (``uint8[H,W,3]`` RGB, lossless) and ``folder/audio.wav``
     (``int16[N]``, 16 kHz mono)."""
@@ -54,9 +60,11 @@ class UpstreamMethod(Method):
         self.env = env
         self._tmp = Path(tempfile.mkdtemp(prefix=f"kdbench-{self.spec.name}-"))
         log_dir = Path(self.run_dir) if self.run_dir else self._tmp
-        self.client = WorkerClient(env.python, env.source, self.spec.hooks, device=self.device, options=self.options,
+        worker_options = {k: v for k, v in self.options.items() if k not in RUNTIME_OPTIONS}
+        self.client = WorkerClient(env.python, env.source, self.spec.hooks, device=self.device, options=worker_options,
                                    compat=self.spec.compat, links=self.spec.scratch_links,
-                                   log_path=log_dir / f"worker-{self.spec.name}.log", scratch=self._tmp / "scratch")
+                                   log_path=log_dir / f"worker-{self.spec.name}.log", scratch=self._tmp / "scratch",
+                                   clip_timeout=float(self.options["clip_timeout"]))
         ready = self.client.start()
         self.load_seconds = float(ready["load_seconds"])
         self._n = 0
@@ -100,4 +108,4 @@ def upstream_method(spec: UpstreamSpec) -> type[UpstreamMethod]:
     """The Method class for ``spec`` (register it with ``register_method(spec.name)``)."""
     info = MethodInfo(name=spec.name, description=spec.description, version=spec.version, paper_row=spec.paper_row)
     return type(f"Upstream_{spec.name}", (UpstreamMethod,), {"spec": spec, "info": info,
-                                                              "default_options": dict(spec.options)})
+                                                              "default_options": {**spec.options, **RUNTIME_OPTIONS}})
