@@ -51,7 +51,11 @@ def load_fid_inception(path: str | os.PathLike, device: str = "cpu") -> torch.nn
     """Build pytorch-fid's Inception from the checkpoint at ``path``, in eval mode on ``device``."""
     from .checkpoints import load_state_dict
 
-    return build_fid_inception(load_state_dict(path)).to(device)
+    model = build_fid_inception(load_state_dict(path)).to(device)
+    if torch.device(device).type == "cpu":
+        # oneDNN's channels-last convolutions: ~1.4x faster on CPU; pool3 features move by ~1e-6 (summation order)
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 @torch.no_grad()
@@ -67,9 +71,13 @@ def inception_activations(frames: np.ndarray, model: torch.nn.Module, device: st
         raise ValueError(f"expected uint8[T,H,W,3] RGB frames, got {frames.dtype}{list(frames.shape)}")
     model.eval()
     out = np.empty((len(frames), DIMS), dtype=np.float32)
+    first_conv = next(model.parameters())
+    channels_last = first_conv.is_contiguous(memory_format=torch.channels_last) and not first_conv.is_contiguous()
     for start in range(0, len(frames), max(1, int(batch_size))):
         chunk = torch.from_numpy(np.ascontiguousarray(frames[start:start + batch_size])).to(device)
-        x = chunk.permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
+        x = chunk.permute(0, 3, 1, 2).to(torch.float32).div(255)  # channels-last in memory, as decoded
+        if not channels_last:
+            x = x.contiguous()
         pred = model(x)[0]
         if pred.shape[2] != 1 or pred.shape[3] != 1:
             pred = torch.nn.functional.adaptive_avg_pool2d(pred, output_size=(1, 1))
