@@ -165,6 +165,8 @@ def main() -> None:
                                "panel2_std": float(official[panel].std()),
                                "panel2_frame_to_frame_mean_abs": float(np.abs(np.diff(official[panel].astype(int),
                                                                                       axis=0)).mean())}
+    if (out / "official.mp4").exists():  # upstream's own lossy encode of the same grid: why it is not compared
+        report["official_mp4_vs_official_grid"] = diff(read_video(out / "official.mp4")[0], official)
     report["worker_grid_vs_official_grid"] = diff(worker, official)
     report["worker_panel2_vs_official_panel2"] = diff(worker[panel], official[panel])
     report["kdbench_run_vs_official_normalised"] = diff(mine, normalised["official"])

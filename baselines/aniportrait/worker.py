@@ -47,6 +47,11 @@ class AniPortraitHooks(FrameHooks):
         if o["acc"] and dev == "cpu":
             raise ValueError("acc (FILM frame interpolation) is hard-wired to CUDA and fp16 upstream "
                              "(src/utils/frame_interpolation.py); run it with --device cuda or leave acc off")
+        # audio2vid.py imports these at module level, long before it seeds. Importing src.utils.audio_util imports
+        # librosa, whose pkg_resources import draws from Python's random: imported in frames(), after the per-clip
+        # seeding, it moved the Audio2Pose id (random.seed(42); randint(0, 99) gave 14 instead of upstream's 81).
+        import src.utils.audio_util  # noqa: F401
+        import src.utils.pose_util  # noqa: F401
         import torch
         from diffusers import AutoencoderKL, DDIMScheduler
         from omegaconf import OmegaConf
