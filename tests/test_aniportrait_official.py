@@ -3,8 +3,8 @@
 Set ``KDBENCH_TEST_ANIPORTRAIT=1`` with ``KDBENCH_HOME`` holding a ready AniPortrait (real weights, or the random
 ones of ``scripts/aniportrait_random_weights.py``, then ``KDBENCH_ALLOW_UNVERIFIED=1``). One clip on the CPU: the
 first hdtf-mini portrait with 5.2 s of its audio (AniPortrait's pose chunking needs more than 5 s), 128x128, 3 DDIM
-steps; three generations one after the other (official, ``kdbench run``, the worker again), ~10 GB RSS each with
-the random weights (full SD-1.5 widths), tens of minutes on 2 cores.
+steps; three generations one after the other (official, ``kdbench run``, the worker again), ~12 GB RSS each with
+the random weights (full SD-1.5 widths), ~30 min each on 2 busy cores.
 """
 
 from __future__ import annotations
