@@ -115,7 +115,8 @@ _OFFICIAL: dict[int, np.ndarray] = {}
 
 def _official_grid(env, img: Path, wav: Path, tmp: Path, seed: int) -> np.ndarray:
     """The fake audio2vid.py as upstream is run (``python -m scripts.audio2vid --config CLIP.yaml``, from the source
-    tree) with a per-clip YAML; Python's ``random`` is seeded first, as kdbench does (upstream leaves it unseeded)."""
+    tree) with a per-clip YAML; Python's ``random`` (unseeded upstream) is seeded where upstream seeds torch, after
+    the module-level imports, as ``scripts/aniportrait_official.py`` does for the real script."""
     import yaml
 
     if seed in _OFFICIAL:  # the inputs of every call are the same 5.5 s clip (_inputs is deterministic)
@@ -126,8 +127,9 @@ def _official_grid(env, img: Path, wav: Path, tmp: Path, seed: int) -> np.ndarra
     clip_cfg.write_text(yaml.safe_dump(cfg))
     argv = ["audio2vid", "--config", str(clip_cfg), "-W", str(SIZE), "-H", str(SIZE), "--steps", str(STEPS),
             "--seed", str(seed)]
-    code = (f"import random, runpy, sys; random.seed({seed}); sys.argv = {argv!r}; "
-            "runpy.run_module('scripts.audio2vid', run_name='__main__')")
+    code = ("import random, runpy, sys, torch; manual_seed = torch.manual_seed; "
+            "torch.manual_seed = lambda s: (random.seed(s), manual_seed(s))[1]; "
+            f"sys.argv = {argv!r}; runpy.run_module('scripts.audio2vid', run_name='__main__')")
     before = set((env.source / "output").rglob("*.npy")) if (env.source / "output").exists() else set()
     subprocess.run([str(env.python), "-c", code], cwd=env.source, check=True, capture_output=True)
     (new,) = set((env.source / "output").rglob("*.npy")) - before

@@ -47,6 +47,11 @@ class AniPortraitHooks(FrameHooks):
         if o["acc"] and dev == "cpu":
             raise ValueError("acc (FILM frame interpolation) is hard-wired to CUDA and fp16 upstream "
                              "(src/utils/frame_interpolation.py); run it with --device cuda or leave acc off")
+        # audio2vid.py imports these at module level, long before it seeds. Importing src.utils.audio_util imports
+        # librosa, whose pkg_resources import draws from Python's random: imported in frames(), after the per-clip
+        # seeding, it moved the Audio2Pose id (random.seed(42); randint(0, 99) gave 14 instead of upstream's 81).
+        import src.utils.audio_util  # noqa: F401
+        import src.utils.pose_util  # noqa: F401
         import torch
         from diffusers import AutoencoderKL, DDIMScheduler
         from omegaconf import OmegaConf
@@ -67,12 +72,12 @@ class AniPortraitHooks(FrameHooks):
         audio_infer_config = OmegaConf.load(config.audio_inference_config)
         self.wav2vec_path = os.path.abspath(audio_infer_config["a2m_model"]["model_path"])
         self.a2m_model = Audio2MeshModel(audio_infer_config["a2m_model"])
-        a2m = torch.load(audio_infer_config["pretrained_model"]["a2m_ckpt"], weights_only=True)
-        self.a2m_model.load_state_dict(a2m, strict=False)
+        self.a2m_model.load_state_dict(torch.load(audio_infer_config["pretrained_model"]["a2m_ckpt"],
+                                                  weights_only=True), strict=False)
         self.a2m_model.to(dev).eval()
         self.a2p_model = Audio2PoseModel(audio_infer_config["a2p_model"])
-        a2p = torch.load(audio_infer_config["pretrained_model"]["a2p_ckpt"], weights_only=True)
-        self.a2p_model.load_state_dict(a2p, strict=False)
+        self.a2p_model.load_state_dict(torch.load(audio_infer_config["pretrained_model"]["a2p_ckpt"],
+                                                  weights_only=True), strict=False)
         self.a2p_model.to(dev).eval()
 
         vae = AutoencoderKL.from_pretrained(config.pretrained_vae_path).to(dev, dtype=dtype)
@@ -86,8 +91,9 @@ class AniPortraitHooks(FrameHooks):
         image_enc = CLIPVisionModelWithProjection.from_pretrained(config.image_encoder_path).to(dtype=dtype,
                                                                                                 device=dev)
         scheduler = DDIMScheduler(**OmegaConf.to_container(infer_config.noise_scheduler_kwargs))
-        denoising = torch.load(config.denoising_unet_path, map_location="cpu", weights_only=True)
-        denoising_unet.load_state_dict(denoising, strict=False)
+        # each state dict is a temporary, as upstream's inline torch.load: a named one would stay alive (GBs) to the end
+        denoising_unet.load_state_dict(torch.load(config.denoising_unet_path, map_location="cpu", weights_only=True),
+                                       strict=False)
         reference_unet.load_state_dict(torch.load(config.reference_unet_path, map_location="cpu", weights_only=True))
         pose_guider.load_state_dict(torch.load(config.pose_guider_path, map_location="cpu", weights_only=True))
         self.pipe = Pose2VideoPipeline(vae=vae, image_encoder=image_enc, reference_unet=reference_unet,

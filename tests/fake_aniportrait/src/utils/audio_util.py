@@ -1,8 +1,13 @@
 import math
 import os
+import random
 import wave
 
 import numpy as np
+
+# The real module imports librosa, whose pkg_resources import draws from Python's random: a caller that imports
+# this module after seeding draws another Audio2Pose id than audio2vid.py, which imports it before it seeds.
+random.random()
 
 
 def prepare_audio_feature(wav_file, fps=30, sampling_rate=16000, wav2vec_model_path=None):
