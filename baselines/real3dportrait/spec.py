@@ -44,6 +44,8 @@ SPEC = UpstreamSpec(
         "moviepy==1.0.3",
         "transformers==4.46.3",
         "huggingface_hub==0.36.2",
+        "pretrainedmodels==0.7.4",
+        "six",
         "iopath",
         f"pytorch3d @ https://github.com/facebookresearch/pytorch3d/archive/{PYTORCH3D_COMMIT}.tar.gz",
     ),
@@ -71,6 +73,10 @@ SPEC = UpstreamSpec(
         "librosa": "0.11.0 instead of 0.9.2 (0.9.2 needs numpy 1)",
         "praat-parselmouth": "0.4.7 (upstream 0.4.3 has no cp311 wheel); F0 for the audio-to-motion VAE",
         "webrtcvad-wheels": "2.0.14.post1: the prebuilt webrtcvad (imported by utils/audio)",
+        "pretrainedmodels": "0.7.4 as upstream's Colab (imported by modules/img2plane/deeplabv3 at import time; "
+                            "six is its undeclared dependency)",
+        "resolution": "this list installs on CPython 3.11.7 on top of the shared site of torch 2.14.1 (2026-11-28); "
+                      "with it every module real3d_infer.py imports loads, pytorch3d (built as noted) included",
         "dropped": "gradio, dlib, faiss-cpu, tensorboard, lpips, pytorch_lightning, s3prl, pyaudio, dearpygui, "
                    "decord and the TTS/training extras: real3d_infer.py imports none of them",
     },
