@@ -273,8 +273,8 @@ def test_spec_links_every_weight_the_manifest_knows():
 
 
 @pytest.mark.skipif(os.environ.get("KDBENCH_TEST_REAL3DPORTRAIT") != "1",
-                    reason="set KDBENCH_TEST_REAL3DPORTRAIT=1 with `kdbench setup real3dportrait` done (real upstream, "
-                           "weights or scripts/real3dportrait_random_weights.py's) to compare with the official script")
+                    reason="set KDBENCH_TEST_REAL3DPORTRAIT=1 with `kdbench setup real3dportrait` done (real upstream "
+                           "and weights, pytorch3d built as the README says) to compare with the official script")
 def test_real_upstream_equals_the_official_script(tmp_path):
     from kdbench.dataset import load_dataset
     from kdbench.runtime.client import WorkerClient
