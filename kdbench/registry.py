@@ -67,6 +67,7 @@ METHODS = Registry(
         "sadtalker": "baselines.sadtalker.method:SadTalker",
         "anitalker": "baselines.anitalker.method:AniTalker",
         "aniportrait": "baselines.aniportrait.method:AniPortrait",
+        "real3dportrait": "baselines.real3dportrait.method:Real3DPortrait",
     },
 )
 

@@ -197,7 +197,8 @@ def test_pins_are_shown_and_packaged_dlib_files_match_their_sha256(capsys):
     kinds = {n: e.pin_kind for n, e in m.items()}
     assert kinds["syncnet_v2"] == "git-blob" and kinds["kdtalker_norm"] == "sha256"
     assert kinds["mmod_human_face_detector"] == "sha256+git-blob" and kinds["pt_inception"] == "sha256-prefix"
-    baselines_only = {n for n, e in m.items() if set(e.used_by) <= {"sadtalker", "anitalker", "aniportrait"}}
+    upstream_methods = {"sadtalker", "anitalker", "aniportrait", "real3dportrait"}
+    baselines_only = {n for n, e in m.items() if set(e.used_by) <= upstream_methods}
     assert {n for n, k in kinds.items() if k == "tofu"} == {  # no checksum published upstream for any baseline file
         "hopenet_robust_alpha1", "buffalo_l", "kdtalker", "wav2lip", "liveportrait_appearance",
         "liveportrait_motion", "liveportrait_warping", "liveportrait_spade"} | baselines_only

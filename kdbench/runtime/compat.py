@@ -165,6 +165,32 @@ def cuda_to_cpu() -> str:
     return "no CUDA: .cuda() is a no-op and .to('cuda') goes to the CPU"
 
 
+def numpy2_removed_names() -> str:
+    """Two numpy 1.x names that numpy 2 removed, restored as aliases of their numpy 2 homes.
+
+    Real3D-Portrait (written for numpy 1.23) filters ``np.VisibleDeprecationWarning`` at import
+    (``deep_3drecon/util/preprocess.py``; numpy 2 keeps the class in ``numpy.exceptions``) and imports
+    ``quantile`` from ``numpy.lib.function_base`` (``fit_3dmm_landmark.py``; the private module is gone, the
+    function is ``numpy.quantile``). Same objects, so nothing computes differently; with numpy 1.x nothing is done.
+    """
+    import numpy as np
+
+    done = []
+    if not hasattr(np, "VisibleDeprecationWarning"):
+        np.VisibleDeprecationWarning = np.exceptions.VisibleDeprecationWarning
+        done.append("np.VisibleDeprecationWarning")
+    try:
+        import numpy.lib.function_base  # noqa: F401
+    except ImportError:
+        mod = types.ModuleType("numpy.lib.function_base")
+        mod.quantile = np.quantile
+        sys.modules["numpy.lib.function_base"] = mod
+        done.append("numpy.lib.function_base.quantile")
+    if not done:
+        return f"not needed (numpy {np.__version__})"
+    return f"numpy {np.__version__}: aliased {', '.join(done)}"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
@@ -174,6 +200,7 @@ FIXES: dict[str, types.FunctionType] = {
 
 
     "cuda_to_cpu": cuda_to_cpu,
+    "numpy2_removed_names": numpy2_removed_names,
 }
 
 

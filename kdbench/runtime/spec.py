@@ -71,6 +71,7 @@ SPECS: dict[str, str] = {
     "sadtalker": "baselines.sadtalker.spec:SPEC",
     "anitalker": "baselines.anitalker.spec:SPEC",
     "aniportrait": "baselines.aniportrait.spec:SPEC",
+    "real3dportrait": "baselines.real3dportrait.spec:SPEC",
 }
 """Built-in upstream methods: name -> ``"module:object"`` of their :class:`UpstreamSpec`."""
 
