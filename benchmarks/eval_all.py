@@ -284,7 +284,7 @@ def tool_hopenet(a: dict) -> dict:
     t0 = time.perf_counter()
     model = Hopenet()
     detector = dlib.cnn_face_detection_model_v1(a["weights"]["mmod_human_face_detector"])
-    model.load_state_dict(torch.load(a["weights"]["hopenet_robust_alpha1"]))
+    model.load_state_dict(torch.load(a["weights"]["hopenet_robust_alpha1"], weights_only=True))  # torch>=2.6 default
     tf = transforms.Compose([transforms.Resize(224), transforms.CenterCrop(224), transforms.ToTensor(),
                              transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
     model.eval()
