@@ -13,6 +13,9 @@ which ``torch.from_numpy(canvas).permute(0, 3, 1, 2)`` turns into the network's 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numba import njit
 
@@ -99,7 +102,8 @@ def pyramid_canvas(frames: np.ndarray, upsample: int, rects: list[tuple[int, int
 
     ``upsample`` x ``pyramid_up`` (uint8), level 0 normalised into ``rects[0]``, each further level resized from
     the previous one inside the canvas; zeros elsewhere. ``rects`` / ``rows`` / ``cols`` come from
-    :func:`metrics.mmod.tiled_pyramid_rects` of the upsampled size.
+    :func:`metrics.mmod.tiled_pyramid_rects` of the upsampled size. Frames run on parallel threads (the
+    kernels release the GIL), so a batch uses every core.
     """
     from .mmod import pyramid_up_size
 
@@ -109,12 +113,12 @@ def pyramid_canvas(frames: np.ndarray, upsample: int, rects: list[tuple[int, int
 
     def plan(hi: int, wi: int, ho: int, wo: int) -> tuple:
         key = (hi, wi, ho, wo)
-        if key not in plans:
+        if key not in plans:  # two threads may both make a plan: the same values, the last one kept
             plans[key] = axis_weights(*key)
         return plans[key]
 
-    for b, frame in enumerate(frames):
-        img = np.ascontiguousarray(frame)
+    def one_frame(b: int) -> None:
+        img = np.ascontiguousarray(frames[b])
         for _ in range(upsample):
             ho, wo = pyramid_up_size(img.shape[0], img.shape[1])
             up = np.empty((ho, wo, 3), np.uint8)
@@ -128,4 +132,13 @@ def pyramid_canvas(frames: np.ndarray, upsample: int, rects: list[tuple[int, int
             else:
                 _resize(prev, dst, plan(prev.shape[0], prev.shape[1], dst.shape[0], dst.shape[1]))
             prev = dst
+
+    # the kernels release the GIL: one thread per frame, up to one per core (each frame's pixels are its own)
+    threads = min(len(frames), os.cpu_count() or 1)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one_frame, range(len(frames))))
+    else:
+        for b in range(len(frames)):
+            one_frame(b)
     return canvas

@@ -156,6 +156,46 @@ def test_cpu_canvas_equals_torch_canvas(detector, size, upsample):
         assert torch.equal(got, ref)
 
 
+def test_network_equals_the_files_layers_one_by_one(detector, inputs):
+    """The speed-ups of the network (bn_con folded into the convolutions, the last 9x9 one-filter convolution
+    split into kernel rows, channels-last, zero-padded filters) give the scores of the file's layers applied as
+    written — conv, then ``x * g + b``, then ReLU — computed here in float64, to float32 rounding."""
+    import torch.nn.functional as F
+
+    face = inputs["crop128"]  # a 128x128 face: its tiled pyramid has scores of both signs
+    x, _ = detector.to_tensor(torch.from_numpy(np.stack([face, face[:, ::-1]])).permute(0, 3, 1, 2).contiguous())
+    ref = x.double()
+    for layer in detector.spec.layers:
+        ref = F.conv2d(ref, torch.from_numpy(layer.weight).double(), torch.from_numpy(layer.bias).double(),
+                       stride=layer.stride, padding=layer.padding)
+        if layer.scale is not None:
+            ref = ref * torch.from_numpy(layer.scale).double().view(1, -1, 1, 1) \
+                + torch.from_numpy(layer.shift).double().view(1, -1, 1, 1)
+        if layer.relu:
+            ref = ref.relu()
+    with torch.no_grad():
+        got = detector(x)
+    assert got.shape == ref.shape
+    assert isinstance(detector.convs[-1], M.RowSplitConv)
+    assert (ref > 0).any() and (ref < 0).any()  # scores of both signs: the comparison is not all zeros
+    np.testing.assert_allclose(got.double().numpy(), ref.numpy(), rtol=0, atol=2e-5 * float(ref.abs().max()))
+
+
+def test_row_split_convolution_is_the_convolution():
+    """``RowSplitConv`` on its own, with unequal padding and a non-square kernel, against ``F.conv2d``."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((1, 5, 7, 3)).astype(np.float32)
+    b = rng.standard_normal(1).astype(np.float32)
+    x = torch.from_numpy(rng.standard_normal((2, 5, 20, 11)).astype(np.float32))
+    for pad in [(0, 0), (3, 1), (2, 0)]:
+        ref = F.conv2d(x.double(), torch.from_numpy(w).double(), torch.from_numpy(b).double(), padding=pad)
+        got = M.RowSplitConv(w, b, pad)(x)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got.double().numpy(), ref.numpy(), rtol=0, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------- detections
 def test_live_dlib_on_a_small_face(detector, dat, inputs):
     dlib = pytest.importorskip("dlib")
