@@ -208,6 +208,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     metric networks (:mod:`kdbench.executor`); per-clip records are the same, and set-level metrics (FID) are
     merged from the actors' sufficient statistics.
     """
+    from .memory import reuse_freed_memory
     from .runner import check_executor
     from .weights import WeightsManager
 
@@ -274,6 +275,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                                  seconds=seconds)
     else:
         env_executor = {"name": "local", "workers": 1}
+        reuse_freed_memory()  # large per-batch buffers re-used instead of page-faulted in anew (kdbench.memory)
         _score_local(ds, store, clip_ids, events, active, record, seconds, progress, f"eval {config['method']}")
     for name, metric in active.items():
         t_agg = time.perf_counter()

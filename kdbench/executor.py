@@ -137,8 +137,10 @@ class _ScoreWorker:
 
     def __init__(self, names: list[str], scoped: dict[str, dict[str, Any]], device: str, context: dict[str, Any]):
         from .evaluate import _instantiate
+        from .memory import reuse_freed_memory
         from .weights import WeightsManager
 
+        reuse_freed_memory()  # as the local evaluator does (kdbench.memory)
         self.where = _where()
         self.seconds: dict[str, float] = {}
         weights = WeightsManager()
