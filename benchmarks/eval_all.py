@@ -178,13 +178,18 @@ def _random_hopenet(path: Path) -> Path:
     return path
 
 
-def _random_inception(path: Path) -> Path:
+def _sibling(name: str) -> Any:
+    """Another benchmark script of this folder as a module (loaded by path: the folder is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_bench_fid", _HERE / "fid.py")
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", _HERE / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod._random_checkpoint(path)
+    return mod
+
+
+def _random_inception(path: Path) -> Path:
+    _sibling("fid")._random_checkpoint(path)
     return path
 
 
@@ -424,26 +429,11 @@ def run_process(cmd: list[str], env: dict[str, str], log: Path | None = None) ->
             "rc": p.returncode, "stdout": stdout, "stderr": stderr}
 
 
-def _ffmpeg_path(work: Path) -> str:
-    """PATH with an ``ffmpeg`` on it (the system's, else imageio-ffmpeg's): syncnet-python calls ``ffmpeg``."""
-    path = os.environ.get("PATH", "")
-    if shutil.which("ffmpeg"):
-        return path
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        sys.exit("the reference LSE pipeline needs ffmpeg: install it or `pip install imageio-ffmpeg`")
-    d = work / "bin"
-    d.mkdir(parents=True, exist_ok=True)
-    if not (d / "ffmpeg").exists():
-        (d / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
-    return str(d) + os.pathsep + path
-
-
 def run_reference(work: Path, video: Path, gt_video: Path, weights: dict, min_track: int | None,
                   tools: list[str]) -> dict[str, Any]:
     """Every reference tool in its own process, one after the other."""
-    env = dict(os.environ, PATH=_ffmpeg_path(work), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PATH=_sibling("lse").path_with_ffmpeg(work, os.environ.get("PATH", "")),
+               PYTHONPATH=str(ROOT))
     spec = {"video": str(video), "gt_video": str(gt_video), "work": str(work / "reference"),
             "weights": {k: v["path"] for k, v in weights.items()}, "min_track": min_track}
     res: dict[str, Any] = {"tools": {}}

@@ -51,17 +51,20 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _ffmpeg_dir(tmp: Path) -> str | None:
-    if shutil.which("ffmpeg"):
-        return None
+def path_with_ffmpeg(folder: Path, path: str) -> str:
+    """``path`` (a PATH value) with an ``ffmpeg`` on it, which syncnet-python calls by name: as is when it has one,
+    else with imageio-ffmpeg's executable linked into ``folder/bin`` put first. Also used by eval_all.py."""
+    if shutil.which("ffmpeg", path=path):
+        return path
     try:
         import imageio_ffmpeg
     except ImportError:
         sys.exit("the reference pipeline needs ffmpeg: install it or `pip install imageio-ffmpeg`")
-    d = tmp / "bin"
-    d.mkdir(exist_ok=True)
-    (d / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
-    return str(d)
+    d = folder / "bin"
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / "ffmpeg").exists():
+        (d / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    return str(d) + os.pathsep + path
 
 
 def _sync(device: str) -> None:
@@ -263,9 +266,7 @@ def main() -> None:
             )
         weights, kind = _weights(tmp)
         env = dict(os.environ, KDBENCH_ALLOW_UNVERIFIED="1")
-        ff = _ffmpeg_dir(tmp)
-        if ff:
-            env["PATH"] = ff + os.pathsep + env.get("PATH", "")
+        env["PATH"] = path_with_ffmpeg(tmp, env.get("PATH", ""))
         import torch
 
         print(

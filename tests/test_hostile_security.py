@@ -140,6 +140,15 @@ def _toy(tmp_path, **pin) -> WeightsManager:
                                                                                 **pin)})
 
 
+def _cached_toy(tmp_path, published: bytes, content: bytes):
+    """A manager pinning ``toy`` to sha256(published), with ``content`` in its cache file: (manager, file)."""
+    wm = _toy(tmp_path, sha256=hashlib.sha256(published).hexdigest())
+    p = wm.cache_path("toy")
+    p.parent.mkdir(parents=True)
+    p.write_bytes(content)
+    return wm, p
+
+
 def test_hand_placed_unpinned_file_is_tofu_never_verified(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
     monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
@@ -164,10 +173,7 @@ def test_hand_placed_unpinned_file_is_tofu_never_verified(tmp_path, capsys, monk
 def test_verification_cache_not_fooled_by_same_size_file_with_restored_mtime(tmp_path, monkeypatch):
     monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
     good = b"the published weights"
-    wm = _toy(tmp_path, sha256=hashlib.sha256(good).hexdigest())
-    p = wm.cache_path("toy")
-    p.parent.mkdir(parents=True)
-    p.write_bytes(good)
+    wm, p = _cached_toy(tmp_path, good, good)
     assert wm.path("toy") == p and wm.record()["toy"]["verified"] is True
     st = p.stat()
     p.write_bytes(b"the poisoned weights!")  # same size
@@ -179,11 +185,7 @@ def test_verification_cache_not_fooled_by_same_size_file_with_restored_mtime(tmp
 
 def test_weights_verify_rehashes_even_with_a_forged_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
-    good = b"published"
-    wm = _toy(tmp_path, sha256=hashlib.sha256(good).hexdigest())
-    p = wm.cache_path("toy")
-    p.parent.mkdir(parents=True)
-    p.write_bytes(b"poisoned!")
+    wm, p = _cached_toy(tmp_path, b"published", b"poisoned!")
     st = p.stat()
     fp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
           "dev": st.st_dev}

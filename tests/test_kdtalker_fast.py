@@ -18,10 +18,10 @@ torch = pytest.importorskip("torch", reason="KDTalker needs torch (kdbench[kdtal
 
 from baselines.kdtalker import fast as FA  # noqa: E402
 from baselines.kdtalker import liveportrait as LP  # noqa: E402
-from baselines.kdtalker import liveportrait_nets as N  # noqa: E402
 from baselines.kdtalker import pipeline as P  # noqa: E402
 from baselines.kdtalker.denoiser import KDTalkerDenoiser, load_denoiser  # noqa: E402
 from baselines.kdtalker.random_weights import random_denoiser_checkpoint  # noqa: E402
+from tests.liveportrait_fixtures import tiny_liveportrait  # noqa: E402
 
 GPU = os.environ.get("KDBENCH_GPU_TESTS") == "1"
 
@@ -95,25 +95,7 @@ def test_frames_to_uint8_equals_to_uint8():
 # -- rendering (narrow networks on a [1,32,4,8,8] volume, as test_liveportrait.py's ``tiny``) ----------------------
 @pytest.fixture(scope="module")
 def tiny():
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(11)
-        dense = {"block_expansion": 4, "max_features": 16, "num_blocks": 2}
-        warping = N.WarpingNetwork(block_expansion=4, max_features=128, reshape_depth=4, dense_motion_params=dense)
-        spade = N.SPADEDecoder(label_nc=16, out_channels=8)
-        for mod in spade.modules():
-            if isinstance(mod, N.SpectralNormConv2d):
-                mod.power_iteration(30)
-        for mod in list(warping.modules()) + list(spade.modules()):
-            if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):     # trained-like running statistics
-                mod.running_mean.normal_(0, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-        g = torch.Generator().manual_seed(7)
-        f_s = torch.randn(1, 32, 4, 8, 8, generator=g)
-        kp_c = torch.randn(1, 21, 3, generator=g) * 0.3
-    lp = LP.LivePortrait(None, None, warping.eval(), spade.eval())
-    z = torch.zeros(1)
-    src = LP.SourceState(f_s=f_s, kp_c=kp_c, scale=torch.tensor([[0.9]]), R=LP.get_rotation_matrix(z, z, z),
-                         exp=torch.zeros(1, 21, 3), t=torch.zeros(1, 3), pitch=z, yaw=z, roll=z, x_s=kp_c * 0.9)
+    lp, src = tiny_liveportrait(trained_batchnorm=True)
     g = torch.Generator().manual_seed(3)
     kp = src.x_s + 0.08 * torch.randn(5, 21, 3, generator=g)
     return lp, src, kp

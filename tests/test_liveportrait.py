@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch", reason="the LivePortrait renderer needs tor
 
 from baselines.kdtalker import liveportrait as LP  # noqa: E402
 from baselines.kdtalker import liveportrait_nets as N  # noqa: E402
+from tests.liveportrait_fixtures import tiny_liveportrait  # noqa: E402
 
 KEYS_FILE = Path(__file__).parent / "data" / "liveportrait_official_keys.json"
 OFFICIAL = json.loads(KEYS_FILE.read_text())["modules"]
@@ -286,29 +287,9 @@ def test_coordinate_grid_and_gaussian():
 # ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny():
-    """A LivePortrait with the same code but narrow random networks on a [1,32,4,8,8] volume (fast on a CPU).
-
-    Warping: hourglass of 2 levels, 4-16 channels, depth 4; decoder: 16 label channels. The invariants below
-    do not depend on the widths, and the full-size networks are the same classes.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(11)
-        dense = {"block_expansion": 4, "max_features": 16, "num_blocks": 2}
-        warping = N.WarpingNetwork(block_expansion=4, max_features=128, reshape_depth=4,
-                                   dense_motion_params=dense)
-        spade = N.SPADEDecoder(label_nc=16, out_channels=8)
-        for mod in spade.modules():
-            if isinstance(mod, N.SpectralNormConv2d):
-                mod.power_iteration(30)     # stored u, v of a trained checkpoint: sigma = top singular value
-        g = torch.Generator().manual_seed(7)
-        f_s = torch.randn(1, 32, 4, 8, 8, generator=g)
-        kp_c = torch.randn(1, 21, 3, generator=g) * 0.3
-    lp = LP.LivePortrait(None, None, warping.eval(), spade.eval())
-    z = torch.zeros(1)
-    src = LP.SourceState(f_s=f_s, kp_c=kp_c, scale=torch.tensor([[0.9]]), R=LP.get_rotation_matrix(z, z, z),
-                         exp=torch.zeros(1, 21, 3), t=torch.zeros(1, 3), pitch=z, yaw=z, roll=z,
-                         x_s=kp_c * 0.9)
-    return lp, src
+    """A LivePortrait with the same code but narrow random networks (tests/liveportrait_fixtures.py). The
+    invariants below do not depend on the widths, and the full-size networks are the same classes."""
+    return tiny_liveportrait()
 
 
 def test_warping_identity_and_translation(tiny):

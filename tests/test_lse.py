@@ -203,19 +203,22 @@ def test_full_protocol_equals_syncnet_instance(syncnet_state, hdtf, manager, tmp
 
 
 # ------------------------------------------------------------------------------------------------ S3FD
+def _s3fd_pair(state: dict) -> tuple[RefS3FD, s3fd.S3FDNet]:
+    """The reference S3FD (syncnet-python) and kdbench's network, both with ``state``."""
+    ref_net = RefS3FDNet(device="cpu")
+    ref_net.load_state_dict(state)
+    net = s3fd.S3FDNet()
+    net.load_state_dict(state)
+    return RefS3FD(ref_net, device="cpu"), net.eval()
+
+
 @pytest.mark.parametrize(
     "planted, frame_ids, thresholds",
     [({}, [0], (0.9,)), ({"face_level": 2, "face_logit": 2.5, "head_scale": 2.0}, [39], (0.9, 0.5))],
     ids=["one-face", "dense"],
 )
 def test_s3fd_detections_equal_reference(planted, frame_ids, thresholds, hdtf):
-    state = fx.random_s3fd_state(seed=0, **planted)
-    ref_net = RefS3FDNet(device="cpu")
-    ref_net.load_state_dict(state)
-    ref = RefS3FD(ref_net, device="cpu")
-    net = s3fd.S3FDNet()
-    net.load_state_dict(state)
-    net.eval()
+    ref, net = _s3fd_pair(fx.random_s3fd_state(seed=0, **planted))
     frames = hdtf[0][frame_ids]
     for conf_th in thresholds:
         got = s3fd.detect_faces(net, frames, 0.25, conf_th, batch_size=2)
@@ -234,13 +237,7 @@ def test_s3fd_detections_equal_reference(planted, frame_ids, thresholds, hdtf):
 def test_s3fd_several_faces_and_tracks_equal_reference(hdtf):
     """Several candidate boxes per frame (both NMS stages), several tracks, and a face that appears at frame 5
     and disappears after frame 11: kdbench's detector + tracker vs the reference's S3FD.detect_faces + _track."""
-    state = fx.random_s3fd_state(seed=0, face_level=2, face_logit=2.5, head_scale=2.0)
-    ref_net = RefS3FDNet(device="cpu")
-    ref_net.load_state_dict(state)
-    ref = RefS3FD(ref_net, device="cpu")
-    net = s3fd.S3FDNet()
-    net.load_state_dict(state)
-    net.eval()
+    ref, net = _s3fd_pair(fx.random_s3fd_state(seed=0, face_level=2, face_logit=2.5, head_scale=2.0))
     n = 16
     frames = np.full((n, 512, 512, 3), 90, np.uint8)  # a grey studio, one person, a second from frame 5 to 11
     for t in range(n):
