@@ -6,11 +6,9 @@ that the script can be reproduced at all), the same seed gives the same frames o
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +20,11 @@ pytest.importorskip("cv2", reason="AniPortrait's per-clip code uses OpenCV")
 
 from baselines.aniportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from kdbench.weights import WeightEntry, WeightsManager  # noqa: E402
+from tests.baseline_fixtures import set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_aniportrait")
-SITE = sysconfig.get_paths()["purelib"]
 SIZE, STEPS = 16, 3
 OPTIONS = {**SPEC.options, "size": SIZE, "steps": STEPS}
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _fake_weights(folder: Path) -> dict[str, Path]:
@@ -71,28 +64,10 @@ def home(tmp_path_factory) -> Path:
     packages shared), the fake weights linked into ``pretrained_model/`` by ``kdbench setup``."""
     import shutil
 
-    from kdbench.files import sha256_file
-    from kdbench.runtime.setup import setup_method
-
     root = tmp_path_factory.mktemp("aniportrait")
     repo = root / "upstream"
     shutil.copytree(FAKE, repo, ignore=shutil.ignore_patterns("__pycache__"))
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fake AniPortrait")
-    home = root / "home"
-    manifest = {}
-    for name, path in _fake_weights(root / "w").items():
-        dest = home / "weights" / name / path.name
-        dest.parent.mkdir(parents=True)
-        dest.write_bytes(path.read_bytes())
-        manifest[name] = WeightEntry(name=name, file=dest.name, url="https://example.invalid/x",
-                                     sha256=sha256_file(dest))
-    spec = dataclasses.replace(SPEC, commit=_git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
-    setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
-                 weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
-    assert env_for("aniportrait", home).status() == "ready"
-    return home
+    return set_up_fake_method(SPEC, repo, root / "home", _fake_weights(root / "w"))
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:

@@ -6,10 +6,8 @@ own audio, the lossless hand-over to the normaliser, and the option checks."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +19,9 @@ pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 wit
 
 from baselines.anitalker.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from kdbench.weights import WeightEntry, WeightsManager  # noqa: E402
+from tests.baseline_fixtures import set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_anitalker")
-SITE = sysconfig.get_paths()["purelib"]
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _fake_weights(folder: Path) -> dict[str, Path]:
@@ -62,31 +55,14 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 def home(tmp_path_factory) -> Path:
     """KDBENCH_HOME with ``anitalker`` set up from a git repository of the fake tree (no requirements installed:
     the running interpreter's packages are shared), the fake weights linked where AniTalker expects them."""
-    from kdbench.files import sha256_file
-    from kdbench.runtime.setup import setup_method
-
     root = tmp_path_factory.mktemp("anitalker")
     repo = root / "upstream"
     (repo / "code").mkdir(parents=True)
     for f in (FAKE / "code").glob("*.py"):
         (repo / "code" / f.name).write_text(f.read_text())
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fake AniTalker")
-    home = root / "home"
     files = _fake_weights(root / "w")
-    manifest = {}
-    for name, path in files.items():
-        dest = home / "weights" / name / Path(SPEC.weights[name]).name
-        dest.parent.mkdir(parents=True)
-        dest.write_bytes(path.read_bytes())
-        manifest[name] = WeightEntry(name=name, file=dest.name, url="https://example.invalid/x",
-                                     sha256=sha256_file(dest))
-    spec = dataclasses.replace(SPEC, commit=_git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
-    setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
-                 weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
-    assert env_for("anitalker", home).status() == "ready"
-    return home
+    return set_up_fake_method(SPEC, repo, root / "home", files,
+                              file_names={name: Path(SPEC.weights[name]).name for name in files})
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:

@@ -9,13 +9,11 @@ The real upstream: ``KDBENCH_TEST_REAL3DPORTRAIT=1`` with ``kdbench setup real3d
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -29,15 +27,10 @@ pytest.importorskip("yaml", reason="the fake upstream reads its checkpoint confi
 
 from baselines.real3dportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from kdbench.weights import WeightEntry, WeightsManager  # noqa: E402
+from tests.baseline_fixtures import set_up_fake_method  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).with_name("fake_real3dportrait")
-SITE = sysconfig.get_paths()["purelib"]
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _zip(folder: Path, dest: Path) -> Path:
@@ -99,30 +92,12 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 def home(tmp_path_factory) -> Path:
     """KDBENCH_HOME with ``real3dportrait`` set up from a git repository of the fake tree (no requirements
     installed: the running interpreter's packages are shared), the fake weights linked where upstream reads them."""
-    from kdbench.files import sha256_file
-    from kdbench.runtime.setup import setup_method
-
     root = tmp_path_factory.mktemp("real3dportrait")
     repo = root / "upstream"
     shutil.copytree(FAKE, repo, ignore=shutil.ignore_patterns("__pycache__"))
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fake Real3D-Portrait")
-    home = root / "home"
     files = _fake_weights(root / "w")
     assert set(files) == set(SPEC.weights)
-    manifest = {}
-    for name, path in files.items():
-        dest = home / "weights" / name / path.name
-        dest.parent.mkdir(parents=True)
-        dest.write_bytes(path.read_bytes())
-        manifest[name] = WeightEntry(name=name, file=dest.name, url="https://example.invalid/x",
-                                     sha256=sha256_file(dest), extract=dest.suffix == ".zip")
-    spec = dataclasses.replace(SPEC, commit=_git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
-    setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
-                 weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
-    assert env_for("real3dportrait", home).status() == "ready"
-    return home
+    return set_up_fake_method(SPEC, repo, root / "home", files)
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:

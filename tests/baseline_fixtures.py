@@ -1,0 +1,48 @@
+"""Set-up shared by the tests of baselines run from their official code (tests/test_anitalker.py,
+test_aniportrait.py, test_real3dportrait.py): a fake upstream tree installed the way `kdbench setup` installs
+the real one."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+SITE = sysconfig.get_paths()["purelib"]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def set_up_fake_method(spec, repo: Path, home: Path, weight_files: dict[str, Path],
+                       file_names: dict[str, str] | None = None) -> Path:
+    """``kdbench setup`` of ``spec`` from the fake upstream tree ``repo``; returns ``home`` (its KDBENCH_HOME).
+
+    The tree is committed to git and set up from that commit with no requirements installed (the running
+    interpreter's packages are shared); each fake weight file goes into ``home``'s weight cache under the name in
+    ``file_names`` (default: its own), pinned by its sha256 in the manifest (``.zip`` files extracted, as upstream
+    archives are). Asserts the method's environment is ready.
+    """
+    from kdbench.files import sha256_file
+    from kdbench.runtime.setup import setup_method
+    from kdbench.runtime.spec import env_for
+    from kdbench.weights import WeightEntry, WeightsManager
+
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"fake {spec.name}")
+    manifest = {}
+    for name, path in weight_files.items():
+        dest = home / "weights" / name / (file_names or {}).get(name, path.name)
+        dest.parent.mkdir(parents=True)
+        dest.write_bytes(path.read_bytes())
+        manifest[name] = WeightEntry(name=name, file=dest.name, url="https://example.invalid/x",
+                                     sha256=sha256_file(dest), extract=dest.suffix == ".zip")
+    spec = dataclasses.replace(spec, commit=git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
+    setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
+                 weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
+    assert env_for(spec.name, home).status() == "ready"
+    return home
