@@ -46,3 +46,29 @@ def set_up_fake_method(spec, repo: Path, home: Path, weight_files: dict[str, Pat
                  weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
     assert env_for(spec.name, home).status() == "ready"
     return home
+
+
+def one_clip_dataset(root: Path, img: Path, wav: Path):
+    """A dataset folder ``root`` with one clip, ``clip_a`` (``img`` and ``wav`` moved into it), loaded."""
+    from kdbench.dataset import load_dataset
+
+    (root / "ref").mkdir(parents=True)
+    (root / "audio").mkdir()
+    img.rename(root / "ref" / "clip_a.png")
+    wav.rename(root / "audio" / "clip_a.wav")
+    return load_dataset(root)
+
+
+def run_one_clip(method: str, root: Path, img: Path, wav: Path, out: Path, **kw) -> tuple:
+    """``run_method`` on :func:`one_clip_dataset`; checks ``clip_a`` went through and returns
+    ``(probe of its video, its clip event, the run's env.json)``."""
+    import json
+
+    from kdbench.runner import run_method
+    from kdbench.video import probe_video
+
+    s = run_method(method, one_clip_dataset(root, img, wav), out, progress=False, **kw)
+    assert s.ok == ["clip_a"] and not s.failed
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    clip = next(e for e in events if e.get("clip_id") == "clip_a")
+    return probe_video(out / "videos" / "clip_a.mp4"), clip, json.loads((out / "env.json").read_text())

@@ -20,7 +20,7 @@ pytest.importorskip("cv2", reason="AniPortrait's per-clip code uses OpenCV")
 
 from baselines.aniportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import one_clip_dataset, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_aniportrait")
 SIZE, STEPS = 16, 3
@@ -142,7 +142,6 @@ def test_worker_grid_frames_equal_audio2vid_for_the_same_seed(home, tmp_path):
 
 
 def test_run_keeps_the_video_panel_at_25fps_in_sync(home, tmp_path, monkeypatch):
-    from kdbench.dataset import load_dataset
     from kdbench.normalize import resample_indices
     from kdbench.runner import run_method
     from kdbench.video import probe_video, read_video
@@ -150,11 +149,7 @@ def test_run_keeps_the_video_panel_at_25fps_in_sync(home, tmp_path, monkeypatch)
     monkeypatch.setenv("KDBENCH_HOME", str(home))
     root = tmp_path / "ds"
     img, wav = _inputs(root / "tmp", 5.5)
-    (root / "ref").mkdir()
-    (root / "audio").mkdir()
-    img.rename(root / "ref" / "clip_a.png")
-    wav.rename(root / "audio" / "clip_a.wav")
-    s = run_method("aniportrait", load_dataset(root), tmp_path / "run", seed=7, frame_size=(SIZE, SIZE),
+    s = run_method("aniportrait", one_clip_dataset(root, img, wav), tmp_path / "run", seed=7, frame_size=(SIZE, SIZE),
                    options={"size": SIZE, "steps": STEPS}, warmup=0, progress=False)
     assert s.ok == ["clip_a"] and not s.failed
     info = probe_video(tmp_path / "run" / "videos" / "clip_a.mp4")

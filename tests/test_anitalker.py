@@ -19,7 +19,7 @@ pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 wit
 
 from baselines.anitalker.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import run_one_clip, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_anitalker")
 
@@ -113,27 +113,12 @@ def test_worker_frames_equal_demo_py_for_the_same_seed(home, tmp_path):
 
 
 def test_run_normalises_to_the_audio_and_records_the_environment(home, tmp_path, monkeypatch):
-    import json
-
-    from kdbench.dataset import load_dataset
-    from kdbench.runner import run_method
-    from kdbench.video import probe_video
-
     monkeypatch.setenv("KDBENCH_HOME", str(home))
-    root = tmp_path / "ds"
-    img, wav = _inputs(root / "tmp", 1.2)
-    (root / "ref").mkdir()
-    (root / "audio").mkdir()
-    img.rename(root / "ref" / "clip_a.png")
-    wav.rename(root / "audio" / "clip_a.wav")
-    s = run_method("anitalker", load_dataset(root), tmp_path / "run", seed=3, frame_size=(64, 64), progress=False)
-    assert s.ok == ["clip_a"] and not s.failed
-    info = probe_video(tmp_path / "run" / "videos" / "clip_a.mp4")
+    img, wav = _inputs(tmp_path / "ds" / "tmp", 1.2)
+    info, clip, env_json = run_one_clip("anitalker", tmp_path / "ds", img, wav, tmp_path / "run", seed=3,
+                                        frame_size=(64, 64))
     assert (info.fps, info.n_frames, info.width, info.height) == (25, 30, 64, 64)  # 1.2 s of audio
-    ev = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
-    clip = next(e for e in ev if e.get("clip_id") == "clip_a")
     assert clip["extra"]["worker_n_frames"] == 30 and clip["seconds"] == clip["extra"]["worker_seconds"]
-    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
     assert env_json["method_env"]["method"] == "anitalker"
 
 
