@@ -125,7 +125,7 @@ def test_geometry():
 
 @pytest.mark.parametrize("shape", [(1025, 1026, 854, 855), (37, 41, 30, 34), (256, 256, 513, 514), (7, 9, 5, 7)])
 def test_resize_is_dlibs_bit_for_bit(shape):
-    dlib = pytest.importorskip("dlib")
+    dlib = pytest.importorskip("dlib", reason="dlib is the reference (dlib-bin, in kdbench[metrics])")
     h, w, ho, wo = shape
     rng = np.random.default_rng(h * w)
     x = rng.standard_normal((h, w)).astype(np.float32)
@@ -198,7 +198,7 @@ def test_row_split_convolution_is_the_convolution():
 
 # ------------------------------------------------------------------------------------- detections
 def test_live_dlib_on_a_small_face(detector, dat, inputs):
-    dlib = pytest.importorskip("dlib")
+    dlib = pytest.importorskip("dlib", reason="dlib is the reference (dlib-bin, in kdbench[metrics])")
     face = inputs["crop128"]
     ref_det = dlib.cnn_face_detection_model_v1(dat)
     for up in (0, 1):

@@ -166,7 +166,7 @@ def test_eval_refuses_to_score_a_video_changed_since_generation(run_dir):
 # --- devices and config mismatches -----------------------------------------------------------------------------------
 @pytest.fixture
 def no_gpu(monkeypatch):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="the device checks need torch (kdbench[metrics])")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
 
@@ -186,7 +186,7 @@ def test_eval_device_cuda_without_gpu_is_an_error_not_a_cpu_run(run_dir, capsys,
 
 
 def test_unknown_device_and_missing_gpu_index_are_errors(monkeypatch):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="the device checks need torch (kdbench[metrics])")
     from kdbench.envinfo import resolve_device
 
     with pytest.raises(KdbenchError, match="unknown device 'tpu'"):
