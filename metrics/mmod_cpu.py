@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+from .mmod_geometry import axis_plan, pyramid_up_size
+
 F32 = np.float32
 
 
@@ -78,10 +80,8 @@ def _resize(src: np.ndarray, dst: np.ndarray, plan) -> None:
 
 def axis_weights(hin: int, win: int, hout: int, wout: int) -> tuple:
     """The per-axis indices and factors of one resize, as :class:`metrics.mmod._Plan` builds its weights."""
-    from .mmod import _axis_plan
-
-    top, bot, tb = _axis_plan(hin, hout, False)
-    left, right, lr32, lr64, n_simd = _axis_plan(win, wout, True)
+    top, bot, tb = axis_plan(hin, hout, False)
+    left, right, lr32, lr64, n_simd = axis_plan(win, wout, True)
     rw0, rw1 = (1.0 - tb).astype(F32), tb.astype(F32)
     cw1 = lr32.copy()
     cw0 = (F32(1) - cw1).astype(F32)
@@ -105,8 +105,6 @@ def pyramid_canvas(frames: np.ndarray, upsample: int, rects: list[tuple[int, int
     :func:`metrics.mmod.tiled_pyramid_rects` of the upsampled size. Frames run on parallel threads (the
     kernels release the GIL), so a batch uses every core.
     """
-    from .mmod import pyramid_up_size
-
     means = np.ascontiguousarray(means, dtype=F32).reshape(3)
     canvas = np.zeros((len(frames), rows, cols, 3), F32)
     plans: dict[tuple[int, int, int, int], tuple] = {}

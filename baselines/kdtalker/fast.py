@@ -7,7 +7,7 @@ SPADE decode, batch 16, then a blocking copy to the host and the uint8 conversio
 - ``diffusion_graph`` (exact): each window's whole 50-step DDIM loop is captured once as a CUDA graph over static
   input buffers (noise, identity + reference tokens, audio context) and replayed per window. The captured kernels
   are the eager ones with the same arguments (the per-step DDIM scalars and timesteps are baked in at capture, as
-  eager passes them per launch), so the motion is bit-identical to :func:`.pipeline.sample_window`. On a CPU the
+  eager passes them per launch), so the motion is bit-identical to :func:`.window.sample_window`. On a CPU the
   same static-buffer loop runs eagerly (what the tests compare with the plain loop).
 - ``device_uint8`` (exact): the float frames are converted to uint8 on the device with the same float32 operations
   as :meth:`.liveportrait.LivePortrait.to_uint8` (clip, x255, clip, truncate) and copied asynchronously into pinned
@@ -38,6 +38,7 @@ import torch
 from . import COMPILE_MODES
 from .ddim import DDIMSchedule
 from .denoiser import AUDIO_DIM, MOTION_DIM, KDTalkerDenoiser
+from .window import sample_window
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class StaticWindowLoop:
 
     Buffers (float32, on the denoiser's device): ``x_t [1,L,70]`` initial noise, ``prefix [1,2,70]``
     (identity, reference tokens), ``context [1,L+2,512]`` (two zero rows, then the window's audio), ``out [1,L,70]``.
-    :meth:`run` performs exactly the operations of :func:`.pipeline.sample_window`, in the same order.
+    :meth:`run` performs exactly the operations of :func:`.window.sample_window`, in the same order.
     """
 
     def __init__(self, denoiser: KDTalkerDenoiser, schedule: DDIMSchedule, length: int,
@@ -134,7 +135,7 @@ class StaticWindowLoop:
 
 
 class WindowSampler:
-    """Drop-in for :func:`.pipeline.sample_window` that reuses one :class:`StaticWindowLoop` per (steps, length).
+    """Drop-in for :func:`.window.sample_window` that reuses one :class:`StaticWindowLoop` per (steps, length).
 
     ``use_graph``: replay CUDA graphs (needs a CUDA device); otherwise the static loop runs eagerly. If capturing
     fails, it warns once and falls back to the plain eager loop for the rest of the process.
@@ -148,8 +149,6 @@ class WindowSampler:
 
     def __call__(self, denoiser: KDTalkerDenoiser, schedule: DDIMSchedule, x_t: torch.Tensor, ori: torch.Tensor,
                  ref: torch.Tensor, aud: torch.Tensor) -> torch.Tensor:
-        from .pipeline import sample_window
-
         graph = self.use_graph and x_t.device.type == "cuda"
         if denoiser is not self.denoiser or self.failed or aud.dtype != torch.float32:
             return sample_window(denoiser, schedule, x_t, ori, ref, aud)

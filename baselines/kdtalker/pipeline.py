@@ -40,8 +40,9 @@ import torch
 from kdbench.errors import ClipFailure, KdbenchError
 
 from .ddim import DDIMSchedule
-from .denoiser import AUDIO_DIM, MOTION_DIM, KDTalkerDenoiser
+from .denoiser import MOTION_DIM, KDTalkerDenoiser
 from .fast import FastOptions
+from .window import sample_window
 
 if TYPE_CHECKING:
     from kdbench.weights import WeightsManager
@@ -138,31 +139,6 @@ def window_starts(n_padded: int, window: int = WINDOW) -> list[int]:
 def initial_noise(generator: torch.Generator, length: int, device: str | torch.device) -> torch.Tensor:
     """One window's ``x_T [1, length, 70]``: channel 0 of a ``[1, length, 70, 3]`` draw (as upstream)."""
     return torch.randn(1, length, MOTION_DIM, 3, generator=generator, device=device)[..., 0]
-
-
-@torch.no_grad()
-def sample_window(
-    denoiser: KDTalkerDenoiser,
-    schedule: DDIMSchedule,
-    x_t: torch.Tensor,
-    ori: torch.Tensor,
-    ref: torch.Tensor,
-    aud: torch.Tensor,
-) -> torch.Tensor:
-    """DDIM-sample one window.
-
-    ``x_t [1, L, 70]`` initial noise, ``ori``/``ref [1, 70]`` clean conditioning tokens, ``aud [1, L, 512]``
-    -> ``x_0 [1, L, 70]``. The two conditioning tokens get zero audio and are re-prepended every step.
-    """
-    device = x_t.device
-    context = torch.cat([torch.zeros(1, 2, AUDIO_DIM, device=device, dtype=aud.dtype), aud], 1)
-    positional = denoiser.positional_terms(x_t.shape[1] + 2, device, x_t.dtype)
-    prefix = torch.cat([ori[:, None], ref[:, None]], 1)
-    for t in schedule.timesteps:
-        tt = torch.full((1,), int(t), dtype=torch.long, device=device)
-        eps = denoiser(torch.cat([prefix, x_t], 1), tt, context, positional)[:, 2:]
-        x_t = schedule.step(eps, int(t), x_t)
-    return x_t
 
 
 @torch.no_grad()
