@@ -34,8 +34,7 @@ from kdbench.errors import KdbenchError
 from kdbench.method import Generated, Method, MethodInfo
 from kdbench.registry import register_method
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-"""``torch.compile`` modes of the ``compile`` option (the same list as ``fast.COMPILE_MODES``)."""
+from .compile_modes import COMPILE_MODES
 
 WEIGHTS = (
     "kdtalker",

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import COMPILE_MODES
+from .compile_modes import COMPILE_MODES
 from .ddim import DDIMSchedule
 from .denoiser import AUDIO_DIM, MOTION_DIM, KDTalkerDenoiser
 from .window import sample_window
