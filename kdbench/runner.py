@@ -261,6 +261,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     """
 
     check_executor(executor)
+    if executor == "local":  # not ready (weights missing, not set up): fail before the run folder exists
+        _check_ready(method)
     policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
     store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
                                 frame_size=frame_size, grid=grid, policy=policy)
@@ -305,6 +307,19 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
         return _run_local(gen, store, config, summary, todo, weights, warmup, progress, overlap_writes, record)
     finally:
         gen.close()
+
+
+def _check_ready(method: str) -> None:
+    """Raise when ``method`` is unknown or not ready (:mod:`kdbench.readiness`), naming the fixing command."""
+    from .readiness import method_readiness
+    from .weights import WeightsManager
+
+    METHODS.get(method)  # an unknown method: the registry's message with the names that exist
+    weights = WeightsManager()
+    ready = method_readiness(method, weights)
+    if not ready.ready:
+        check_weights(method, weights)  # native weights missing: the message that also says where files go
+        raise KdbenchError(ready.message())
 
 
 def _run_local(gen: ClipGenerator, store: RunStore, config: dict[str, Any], summary: RunSummary, todo: list,

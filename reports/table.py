@@ -751,6 +751,43 @@ def comparison_html(table: ReportTable) -> str:
             f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
+def table1_markdown(table: ReportTable, order: Sequence[str], skipped: dict[str, tuple[str, str]]) -> str:
+    """Table 1 as reproduced: every row of ``order`` (the paper's order) whether it ran or not. A measured
+    cell is the table's cell with the paper's value after it; a row in ``skipped`` (``row -> (why, the command
+    that fixes it)``) shows "—" and a footnote with the reason and the fix."""
+    import pandas as pd
+
+    t1 = paper.paper_table1()
+    notes = list(table.footnotes()[1])
+    cols = list(table.columns)
+    data: dict[str, list[str]] = {table.header(c): [] for c in cols}
+    index = []
+    for row in order:
+        if row in table.rows:
+            prow = _paper_row_for(table.runs[row], list(t1.index))
+            for c in cols:
+                text = table.cell_text(row, c, "md")
+                pv = float(t1.loc[prow, c]) if prow and c in t1.columns else math.nan
+                data[table.header(c)].append(text + (f" (paper {pv:.{table.precision}f})" if not math.isnan(pv)
+                                                     else ""))
+        elif row in skipped:
+            why, fix = skipped[row]
+            notes.append(f"{row}: not run: {why}" + (f"; fix: `{fix}`" if fix else "") + ".")
+            for c in cols:
+                data[table.header(c)].append(f"{DASH} [{len(notes)}]")
+        else:
+            continue
+        index.append(row)
+    disp = pd.DataFrame(data, index=pd.Index(index, name="Method"))
+    parts = [f"**Table 1 reproduced: {table.caption}** Each cell: measured (paper's value).", "",
+             disp.to_markdown(disable_numparse=True), ""]
+    parts += [f"[{i}] {t}  " for i, t in enumerate(notes, 1)]
+    parts += [f"{t}  " for t in table.row_notes()]
+    if any(c.status == "missing" for c in table.cells.values()):
+        parts.append(f"{DASH} not evaluated in that run.  ")
+    return "\n".join(parts).rstrip() + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # Sweeps (Table 6 layout)
 # ---------------------------------------------------------------------------------------------
