@@ -104,3 +104,13 @@ def test_a_broken_example_is_caught():
             build_parser().parse_args(argv)
         assert e.value.code == 2
     assert not is_example(["run", "--overlap-writes"]) and not is_example(["data", "verify"])
+
+
+def test_the_readme_states_sadtalkers_real_defaults():
+    """The README's list of SadTalker's default options is the spec's (no enhancer unless asked for)."""
+    from baselines.sadtalker.spec import SPEC
+
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    listed = re.search(r"`kdbench run --method sadtalker`; default options `([^`]*)`", text).group(1)
+    stated = dict(kv.split("=", 1) for kv in listed.split())
+    assert stated == {k: "none" if v is None else str(v).lower() for k, v in SPEC.options.items()}
