@@ -298,11 +298,16 @@ def cmd_run(args) -> int:
 
 
 def _print_metrics(doc: dict) -> None:
-    print(f"{doc['run']['method']} on {doc['dataset']['name']} ({doc['dataset']['n_clips']} clips, "
+    n = doc['dataset']['n_clips']
+    print(f"{doc['run']['method']} on {doc['dataset']['name']} ({n} clip{'' if n == 1 else 's'}, "
           f"manifest_id {doc['dataset']['manifest_id']})")
     for name, m in doc["metrics"].items():
         if m["status"] != "ok":
             print(f"  {name:13s} {m['status']}: {m.get('skip_reason')}")
+            continue
+        if name == "fps" and doc["run"].get("copies_input"):
+            print(f"  {name:13s} not shown: {doc['run']['method']} copies its input instead of generating, so its "
+                  "FPS would time a file copy (reports leave it out too)")
             continue
         parts = []
         for out_name, a in m["aggregate"].items():
