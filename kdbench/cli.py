@@ -580,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     d_p.add_argument("--clips", help="text file with one clip id per line (default: every raw clip)")
     d_p.add_argument("--seconds", type=float, default=8.0, help="length kept from the start (default 8)")
     d_p.add_argument("--size", type=int, default=512, help="output frame size (default 512)")
-    d_p.add_argument("-q", "--quiet", action="store_true")
+    d_p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d_p.set_defaults(func=cmd_data_prepare)
 
     run = _sub(sp, "run", "generate a dataset's clips with one method into a run folder (resumable)",
@@ -617,22 +617,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option, e.g. lse.protocol=full")
     ev.add_argument("--device", default="auto", help="cpu, cuda or auto")
     _normalizer_args(ev, " (with --videos)")
-    ev.add_argument("-q", "--quiet", action="store_true")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_executor_args(ev)
     ev.set_defaults(func=cmd_eval)
 
     sw = _sub(sp, "sweep", "run and evaluate one method over several values of an option (paper Table 6 layout)",
               "  kdbench sweep --method kdtalker --set ddim_steps=1,5,10,20,50,100,200 --dataset hdtf")
-    sw.add_argument("--method", required=True)
-    sw.add_argument("--dataset", default="hdtf-mini")
-    sw.add_argument("--set", action="append", metavar="KEY=V1,V2,...", required=True)
-    sw.add_argument("--out", help="parent folder of the runs (default runs/sweep-<method>-<key>)")
+    sw.add_argument("--method", required=True, help="method name (see `kdbench ls methods`)")
+    sw.add_argument("--dataset", default="hdtf-mini", help="built-in name or folder (default hdtf-mini)")
+    sw.add_argument("--set", action="append", metavar="KEY=V1,V2,...", required=True,
+                    help="method option: exactly one --set with several comma-separated values (the swept one, "
+                         "one run each); others with one value are fixed for every run")
+    sw.add_argument("--out", help="parent folder of the runs, one KEY=VALUE folder each, plus sweep.md and "
+                                  "sweep.csv (default runs/sweep-<method>-<key>); re-running resumes them")
     sw.add_argument("--metrics", type=_metric_list, help="comma-separated metrics (default: all)")
-    sw.add_argument("--limit", type=_int_at_least(1))
-    sw.add_argument("--seed", type=int, default=0)
-    sw.add_argument("--device", default="auto")
-    sw.add_argument("--warmup", type=_int_at_least(0), default=1)
-    sw.add_argument("-q", "--quiet", action="store_true")
+    sw.add_argument("--limit", type=_int_at_least(1), help="only the first N clips (N >= 1)")
+    sw.add_argument("--seed", type=int, default=0, help="seed for every random draw, the same in every run "
+                                                        "(default 0)")
+    sw.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
+    sw.add_argument("--warmup", type=_int_at_least(0), default=1,
+                    help="untimed warm-up generations before timing, per run (default 1)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sw.set_defaults(func=cmd_sweep)
 
     from .reproduce import EXIT_CODES
@@ -658,12 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--table6", action="store_true", help="also KDTalker at 1,5,10,20,50,100,200 DDIM steps")
     rp.add_argument("--metrics", type=_metric_list, help="comma-separated metrics (default: all)")
     rp.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option")
-    rp.add_argument("--seed", type=int, default=0)
-    rp.add_argument("--device", default="auto")
+    rp.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    rp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
     rp.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
     rp.add_argument("--no-fetch", action="store_true", help="do not download missing weights")
     rp.add_argument("--strict", action="store_true", help="run nothing unless every row is ready (exit 1)")
-    rp.add_argument("-q", "--quiet", action="store_true")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_executor_args(rp)
     rp.set_defaults(func=cmd_reproduce)
 
@@ -694,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--installer", choices=["auto", "uv", "pip"], default="auto",
                     help="auto: uv when on PATH, else pip (pip reads pip.conf, e.g. local wheel folders)")
     st.add_argument("--no-weights", action="store_true", help="link only weights already in the cache")
-    st.add_argument("-q", "--quiet", action="store_true")
+    st.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     st.set_defaults(func=cmd_setup)
 
     w = _sub(sp, "weights", "list, fetch, verify and locate model weights",
@@ -702,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  kdbench weights path pt_inception")
     w.add_argument("action", choices=["ls", "fetch", "verify", "path"])
     w.add_argument("names", nargs="*", help="weight names (default for fetch/verify: all)")
-    w.add_argument("-q", "--quiet", action="store_true")
+    w.add_argument("-q", "--quiet", action="store_true", help="no download progress bars")
     w.set_defaults(func=cmd_weights)
     return p
 

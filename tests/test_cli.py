@@ -168,3 +168,15 @@ def test_eval_of_a_copying_method_without_weights_or_gt_says_why_per_metric(tmp_
     fid = doc["metrics"]["fid"]
     assert fid["status"] == "skipped" and fid["fetch"] == "kdbench weights fetch pt_inception"
     assert list(fid["not_applicable"]) == ["a"]  # why it applied to no clip is kept too
+
+
+def test_every_option_of_every_subcommand_has_a_description():
+    """`--help` teaches: no option is listed bare (e.g. sweep's were)."""
+    missing = []
+    for name, sub in _subcommands(build_parser()):
+        subs = list(_subcommands(sub)) or [(None, sub)]
+        for inner_name, parser in subs:
+            for action in parser._actions:
+                if action.option_strings and action.help is None:
+                    missing.append(f"{name} {inner_name or ''} {action.option_strings[-1]}")
+    assert not missing, missing
