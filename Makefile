@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 	OUT=$(OUT) PY=$(PY) bash scripts/demo.sh
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check kdbench baselines metrics reports tests benchmarks

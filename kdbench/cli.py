@@ -71,23 +71,21 @@ def _print_long(rows: list[dict], fields: list[str]) -> None:
 # --- ls ---------------------------------------------------------------------------------------------
 def cmd_ls(args) -> int:
     from .dataset import BUILTIN_DATASETS
-    from .registry import METHODS, METRICS
+    from .registry import METRICS
 
     if args.what == "methods":
-        from .runtime.spec import SPECS, env_for
-
-        rows = []
-        for n in METHODS.names():
-            try:
-                info = METHODS.get(n).info
-                status = env_for(n).status() if n in SPECS else "built in"
-                if status not in ("ready", "built in"):
-                    status += f" (kdbench setup {n})"
-                rows.append({"name": n, "status": status, "paper_row": info.paper_row or "",
-                             "description": info.description})
-            except Exception as e:  # noqa: BLE001 - a broken plugin is listed, not fatal
-                rows.append({"name": n, "description": f"(cannot load: {e})"})
-        _print_table(rows, ["name", "status", "paper_row", "description"])
+        rows = _method_rows()
+        if args.long:
+            _print_long([{**r, "status": r["detail"]} for r in rows],
+                        ["status", "fix", "paper_row", "runs", "options", "weights", "licence", "description"])
+        else:
+            _print_short(rows, ["name", "status", "paper_row"], "description")
+            blocked = [r for r in rows if r.get("fix")]
+            if blocked:
+                print("\nnot ready:")
+                for r in blocked:
+                    print(f"  {r['name']}: {r['detail']}\n      fix: {r['fix']}")
+            print("(details, options and weights: `kdbench ls methods --long`)")
     elif args.what == "metrics":
         rows = []
         for n in METRICS.names():
@@ -109,6 +107,37 @@ def cmd_ls(args) -> int:
     else:
         _print_table([{"name": k, "description": v} for k, v in BUILTIN_DATASETS.items()], ["name", "description"])
     return 0
+
+
+def _method_rows() -> list[dict]:
+    """One row per method for ``kdbench ls methods``: its readiness (:mod:`kdbench.readiness`, the one ``run``
+    and ``reproduce`` use: ``status`` short, ``detail`` whole, ``fix`` the command) and what ``--long`` shows."""
+    from .readiness import method_readiness
+    from .registry import METHODS
+    from .runtime.spec import SPECS, get_spec
+    from .weights import WeightsManager
+
+    weights = WeightsManager()
+    rows = []
+    for n in METHODS.names():
+        ready = method_readiness(n, weights)
+        row = {"name": n, "status": ready.status.split(":")[0], "detail": ready.status, "fix": ready.fix}
+        try:
+            cls = METHODS.get(n)
+        except Exception as e:  # noqa: BLE001 - a broken plugin is listed, not fatal
+            rows.append({**row, "description": f"(cannot load: {e})"})
+            continue
+        info = cls.info
+        row.update(paper_row=info.paper_row or "", description=info.description,
+                   options=", ".join(f"{k}={v}" for k, v in cls.default_options.items()) or "none")
+        if n in SPECS:
+            spec = get_spec(n)
+            row.update(runs=f"upstream code {spec.repo}@{spec.commit[:12]} in $KDBENCH_HOME/methods/{n} "
+                            f"(`kdbench setup {n}`)", weights=", ".join(spec.weights), licence=spec.licence)
+        else:
+            row.update(runs="in this process (native)", weights=", ".join(info.weights) or "none")
+        rows.append(row)
+    return rows
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -269,11 +298,16 @@ def cmd_run(args) -> int:
 
 
 def _print_metrics(doc: dict) -> None:
-    print(f"{doc['run']['method']} on {doc['dataset']['name']} ({doc['dataset']['n_clips']} clips, "
+    n = doc['dataset']['n_clips']
+    print(f"{doc['run']['method']} on {doc['dataset']['name']} ({n} clip{'' if n == 1 else 's'}, "
           f"manifest_id {doc['dataset']['manifest_id']})")
     for name, m in doc["metrics"].items():
         if m["status"] != "ok":
             print(f"  {name:13s} {m['status']}: {m.get('skip_reason')}")
+            continue
+        if name == "fps" and doc["run"].get("copies_input"):
+            print(f"  {name:13s} not shown: {doc['run']['method']} copies its input instead of generating, so its "
+                  "FPS would time a file copy (reports leave it out too)")
             continue
         parts = []
         for out_name, a in m["aggregate"].items():
@@ -382,18 +416,37 @@ def cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    res = reproduce(args.dataset, args.out, methods=methods, table6=args.table6, metrics=metrics,
-                    sets=parse_sets(args.set), seed=args.seed, device=resolve_device(args.device),
-                    dry_run=args.dry_run, fetch=not args.no_fetch, progress=not args.quiet, **_executor_kwargs(args))
-    print(res["plan"])
+    res = reproduce(args.dataset, args.out, methods=methods, table6=args.table6, metrics=args.metrics,
+                    sets=parse_sets(args.set), set_args=list(args.set or []), seed=args.seed,
+                    device=resolve_device(args.device), dry_run=args.dry_run, fetch=not args.no_fetch,
+                    progress=not args.quiet, strict=args.strict, announce=lambda text: print(f"{text}\n", flush=True),
+                    **_executor_kwargs(args))
     if args.dry_run:
-        return 0
-    for row, why in res["skipped"].items():
-        print(f"skipped {row}: {why}")
-    if res["report"]:
-        print(f"wrote {res['report']} (table with the paper's values: paper_comparison.md)")
-    return 0 if res["ran"] else 1
+        print(res["plan"])
+        if res["exit"]:
+            print("--strict: some rows are not ready (see above)", file=sys.stderr)
+        return res["exit"]
+    if res["plan_after"] is None:  # --strict refused to start
+        print(f"--strict: nothing was run: {len(res['skipped'])} row(s) not ready: {', '.join(res['skipped'])}",
+              file=sys.stderr)
+        return res["exit"]
+    print(f"after the run:\n{res['plan_after']}")
+    for row, (why, fix) in res["skipped"].items():
+        print(f"skipped {row}: {why}" + (f"\n    fix: {fix}" if fix else ""))
+    if res["table"]:
+        print(f"\n{res['table']}")
+    files, report = [p for p in res["written"] if p.is_file()], res["report"]
+    if report:
+        inner = [p for p in files if p.is_relative_to(report)]
+        top = [p.name for p in inner if p.parent == report]
+        more = len(inner) - len(top)
+        print(f"wrote {report}/: {', '.join(top)}" + (f" and {more} more (figures, gallery)" if more else ""))
+    for p in files:
+        if not report or not p.is_relative_to(report):
+            print(f"wrote {p}")
+    if not files:
+        print("no report: no row ran")
+    return res["exit"]
 
 
 _TRUST_LABEL = {"pinned": "ok", "tofu": "tofu", "unverified": "UNVERIFIED"}
@@ -527,7 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     d_p.add_argument("--clips", help="text file with one clip id per line (default: every raw clip)")
     d_p.add_argument("--seconds", type=float, default=8.0, help="length kept from the start (default 8)")
     d_p.add_argument("--size", type=int, default=512, help="output frame size (default 512)")
-    d_p.add_argument("-q", "--quiet", action="store_true")
+    d_p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     d_p.set_defaults(func=cmd_data_prepare)
 
     run = _sub(sp, "run", "generate a dataset's clips with one method into a run folder (resumable)",
@@ -564,23 +617,30 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option, e.g. lse.protocol=full")
     ev.add_argument("--device", default="auto", help="cpu, cuda or auto")
     _normalizer_args(ev, " (with --videos)")
-    ev.add_argument("-q", "--quiet", action="store_true")
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_executor_args(ev)
     ev.set_defaults(func=cmd_eval)
 
     sw = _sub(sp, "sweep", "run and evaluate one method over several values of an option (paper Table 6 layout)",
               "  kdbench sweep --method kdtalker --set ddim_steps=1,5,10,20,50,100,200 --dataset hdtf")
-    sw.add_argument("--method", required=True)
-    sw.add_argument("--dataset", default="hdtf-mini")
-    sw.add_argument("--set", action="append", metavar="KEY=V1,V2,...", required=True)
-    sw.add_argument("--out", help="parent folder of the runs (default runs/sweep-<method>-<key>)")
+    sw.add_argument("--method", required=True, help="method name (see `kdbench ls methods`)")
+    sw.add_argument("--dataset", default="hdtf-mini", help="built-in name or folder (default hdtf-mini)")
+    sw.add_argument("--set", action="append", metavar="KEY=V1,V2,...", required=True,
+                    help="method option: exactly one --set with several comma-separated values (the swept one, "
+                         "one run each); others with one value are fixed for every run")
+    sw.add_argument("--out", help="parent folder of the runs, one KEY=VALUE folder each, plus sweep.md and "
+                                  "sweep.csv (default runs/sweep-<method>-<key>); re-running resumes them")
     sw.add_argument("--metrics", type=_metric_list, help="comma-separated metrics (default: all)")
-    sw.add_argument("--limit", type=_int_at_least(1))
-    sw.add_argument("--seed", type=int, default=0)
-    sw.add_argument("--device", default="auto")
-    sw.add_argument("--warmup", type=_int_at_least(0), default=1)
-    sw.add_argument("-q", "--quiet", action="store_true")
+    sw.add_argument("--limit", type=_int_at_least(1), help="only the first N clips (N >= 1)")
+    sw.add_argument("--seed", type=int, default=0, help="seed for every random draw, the same in every run "
+                                                        "(default 0)")
+    sw.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
+    sw.add_argument("--warmup", type=_int_at_least(0), default=1,
+                    help="untimed warm-up generations before timing, per run (default 1)")
+    sw.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sw.set_defaults(func=cmd_sweep)
+
+    from .reproduce import EXIT_CODES
 
     rp = _sub(sp, "reproduce", "plan and run the paper's Table 1 (and Table 6): weights, environments, runs, "
                                "evaluation, report with the paper's values",
@@ -588,21 +648,27 @@ def build_parser() -> argparse.ArgumentParser:
               "  kdbench reproduce --dataset hdtf --device cuda --executor ray\n"
               "  kdbench reproduce --dataset hdtf-mini --methods real,kdtalker --metrics lse,cpbd\n"
               "  kdbench reproduce --dataset hdtf --methods kdtalker --table6   # + the DDIM sweep",
-              description="Runs every Table 1 row that can run (resuming finished clips), evaluates it and writes "
-                          "OUT/report with --compare-paper. Rows whose method, environment or weights are missing "
-                          "are skipped with the command that fixes them; --dry-run shows the plan only.")
+              description="Runs every Table 1 row that is ready (resuming finished clips), evaluates it and writes "
+                          "OUT/report (table1.md: Table 1 with the paper's values; report.html, table.md, …). A row "
+                          "whose method, environment or weights are missing (the status of `kdbench ls methods`) "
+                          "is skipped with the command that fixes it, gets no run folder, and is footnoted in the "
+                          "report; --strict runs nothing unless every row is ready. --dry-run shows the plan: per "
+                          "row its status and the exact `kdbench run` / `kdbench eval` commands, or what is "
+                          "missing and the fix.\n\nexit codes:\n" + "\n".join(
+                              f"  {code}  {what}" for code, what in sorted(EXIT_CODES.items())))
     rp.add_argument("--dataset", default="hdtf", help="built-in name or folder (default hdtf)")
     rp.add_argument("--out", default="runs/table1", help="parent folder of the runs and the report "
                                                          "(default runs/table1)")
     rp.add_argument("--methods", help="comma-separated rows to run (default: all of Table 1), e.g. real,kdtalker")
     rp.add_argument("--table6", action="store_true", help="also KDTalker at 1,5,10,20,50,100,200 DDIM steps")
-    rp.add_argument("--metrics", help="comma-separated metrics (default: all)")
+    rp.add_argument("--metrics", type=_metric_list, help="comma-separated metrics (default: all)")
     rp.add_argument("--set", action="append", metavar="METRIC.KEY=VALUE", help="metric option")
-    rp.add_argument("--seed", type=int, default=0)
-    rp.add_argument("--device", default="auto")
+    rp.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    rp.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
     rp.add_argument("--dry-run", action="store_true", help="print the plan and what is missing; run nothing")
     rp.add_argument("--no-fetch", action="store_true", help="do not download missing weights")
-    rp.add_argument("-q", "--quiet", action="store_true")
+    rp.add_argument("--strict", action="store_true", help="run nothing unless every row is ready (exit 1)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_executor_args(rp)
     rp.set_defaults(func=cmd_reproduce)
 
@@ -633,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--installer", choices=["auto", "uv", "pip"], default="auto",
                     help="auto: uv when on PATH, else pip (pip reads pip.conf, e.g. local wheel folders)")
     st.add_argument("--no-weights", action="store_true", help="link only weights already in the cache")
-    st.add_argument("-q", "--quiet", action="store_true")
+    st.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     st.set_defaults(func=cmd_setup)
 
     w = _sub(sp, "weights", "list, fetch, verify and locate model weights",
@@ -641,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  kdbench weights path pt_inception")
     w.add_argument("action", choices=["ls", "fetch", "verify", "path"])
     w.add_argument("names", nargs="*", help="weight names (default for fetch/verify: all)")
-    w.add_argument("-q", "--quiet", action="store_true")
+    w.add_argument("-q", "--quiet", action="store_true", help="no download progress bars")
     w.set_defaults(func=cmd_weights)
     return p
 

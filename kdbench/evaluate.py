@@ -77,6 +77,15 @@ def _instantiate(name: str, options: dict[str, Any], device: str, weights, conte
     return metric, None
 
 
+def _weights_before_na(record: dict[str, Any], weights) -> None:
+    """Turn ``record`` (a metric that applied to no clip) into a weights-missing skip when a weight file it
+    declares is missing: "not applicable" would hide that the metric could not have run at all."""
+    absent = [w for w in (record.get("info") or {}).get("weights") or [] if not weights.available(w)]
+    if absent:
+        e = WeightsMissing(f"weights '{absent[0]}' are not available")
+        record.update(_instantiate_failure(record, e, weights), not_applicable=record["not_applicable"])
+
+
 def _copies_input(config: dict[str, Any]) -> bool:
     """The method's ``MethodInfo.copies_input`` (False for external videos and unknown methods)."""
     from .registry import METHODS
@@ -292,7 +301,11 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         results[name]["aggregate"] = agg
         seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t_agg
     for name, m in results.items():
-        if name in seconds:
+        if m.get("status") == "ok" and not m["per_clip"] and not m["failures"] and m.get("not_applicable"):
+            _weights_before_na(m, weights)  # no clip applied, so its weights were never looked up
+        if m.get("status") == "skipped":  # the time until a lazily looked-up weight file was found missing
+            seconds.pop(name, None)
+        elif name in seconds:
             m["seconds"] = seconds[name]
 
     env = collect_env(device)

@@ -86,6 +86,16 @@ class Method(abc.ABC):
         self.load_seconds: float | None = None
         """Load time measured by the method itself (e.g. inside a worker); None: the runner's clock is used."""
 
+    @classmethod
+    def setup_problems(cls, weights: WeightsManager) -> list[tuple[str, str]]:
+        """What must be installed before this method can run: ``[(what is missing, the command that fixes
+        it)]``, empty when ready (:func:`kdbench.readiness.method_readiness`). Default: the weight files of
+        :attr:`MethodInfo.weights` that ``weights`` does not have. Must not load models."""
+        absent = [w for w in cls.info.weights if not weights.available(w)]
+        if not absent:
+            return []
+        return [(f"weights missing: {', '.join(absent)}", f"kdbench weights fetch {' '.join(absent)}")]
+
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load models (counted as load time, not generation time). Default: nothing to load."""
 

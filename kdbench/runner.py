@@ -98,12 +98,16 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
 
 def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str, Any] | None = None,
                 seed: int = 0, device: str = "cpu", frame_size: tuple[int, int] | None = None,
-                grid: str | None = None, policy: dict[str, Any] | None = None) -> tuple[RunStore, dict[str, Any]]:
+                grid: str | None = None, policy: dict[str, Any] | None = None,
+                check_ready: bool = False) -> tuple[RunStore, dict[str, Any]]:
     """Resolve the config and open (create or resume) the run folder. The executor is not part of the config,
-    so a run started with one executor can be finished with another."""
+    so a run started with one executor can be finished with another. ``check_ready``: refuse a method that is
+    not ready here (:mod:`kdbench.readiness`) before the folder exists."""
     device = resolve_device(device)  # an unusable device fails here, before the run folder exists
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
-    config = build_config(method, ds, options or {}, seed, device, frame_size, grid, policy)
+    config = build_config(method, ds, options or {}, seed, device, frame_size, grid, policy)  # bad options first
+    if check_ready:
+        _check_ready(method)
     return RunStore(out).open(config), config
 
 
@@ -263,7 +267,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     check_executor(executor)
     policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
     store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
-                                frame_size=frame_size, grid=grid, policy=policy)
+                                frame_size=frame_size, grid=grid, policy=policy, check_ready=executor == "local")
     chash = config["config_hash"]
     summary = RunSummary(run_dir=store.root)
     clips = ds.limit(limit).clips
@@ -305,6 +309,19 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
         return _run_local(gen, store, config, summary, todo, weights, warmup, progress, overlap_writes, record)
     finally:
         gen.close()
+
+
+def _check_ready(method: str) -> None:
+    """Raise when ``method`` is unknown or not ready (:mod:`kdbench.readiness`), naming the fixing command."""
+    from .readiness import method_readiness
+    from .weights import WeightsManager
+
+    METHODS.get(method)  # an unknown method: the registry's message with the names that exist
+    weights = WeightsManager()
+    ready = method_readiness(method, weights)
+    if not ready.ready:
+        check_weights(method, weights)  # native weights missing: the message that also says where files go
+        raise KdbenchError(ready.message())
 
 
 def _run_local(gen: ClipGenerator, store: RunStore, config: dict[str, Any], summary: RunSummary, todo: list,

@@ -9,8 +9,9 @@
 
 Re-running with the same config skips clips whose last event is ``ok`` and whose video is still the file
 that event describes (size and sha256); a damaged or missing video is generated again. A different config
-in the same folder is refused, naming the settings that differ. Opening a folder repairs a torn last line
-of ``events.jsonl`` (a crash mid-write) and removes temporary files a killed run left behind.
+in the same folder is refused, naming the settings that differ, unless the folder holds no clip yet (a start
+that failed before generating anything): then the new config replaces the old one. Opening a folder repairs a
+torn last line of ``events.jsonl`` (a crash mid-write) and removes temporary files a killed run left behind.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ class RunStore:
         """Create the run folder for ``config`` (which carries ``config_hash``), or resume it."""
         if self.exists():
             old = self.config()
+            if old.get("config_hash") != config["config_hash"] and not self.has_results():
+                # a start that failed before any clip (a method not ready, a worker that did not load): the folder
+                # holds nothing to keep, so the corrected command takes it over instead of being refused
+                log.warning("%s: replacing the config of a run that holds no clip yet: %s", self.root,
+                            "; ".join(config_diff(old, config)) or "hash differs")
+                self.events_path.unlink(missing_ok=True)
+                (self.root / "env.json").unlink(missing_ok=True)
+                (self.root / "videos").mkdir(parents=True, exist_ok=True)
+                write_json_atomic(self.config_path, config)
+                return self
             if old.get("config_hash") != config["config_hash"]:
                 diff = config_diff(old, config)
                 raise KdbenchError(
@@ -87,6 +98,11 @@ class RunStore:
             (self.root / "videos").mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.config_path, config)
         return self
+
+    def has_results(self) -> bool:
+        """True when the folder holds any clip: an event of a clip (done, failed or not applicable) or a video."""
+        videos = self.root / "videos"
+        return bool(self.clip_events()) or (videos.is_dir() and any(videos.glob("*.mp4")))
 
     def repair(self) -> None:
         """Remove temporary files of killed runs and cut a torn last line off ``events.jsonl``."""

@@ -115,13 +115,13 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
                  compare_paper: bool = False, figures: bool = True, precision: int = 3,
                  heatmap_options: dict[str, Any] | None = None, title: str = "kdbench report",
                  ci: int | None = DEFAULT_RESAMPLES, seed: int = 0, compare: Sequence[str] | None = None,
-                 baseline: str | None = None, gallery: bool = True) -> list[Path]:
+                 baseline: str | None = None, gallery: bool = True, notes: Sequence[str] = ()) -> list[Path]:
     """Write the report files for ``run_dirs`` into ``out``; returns the paths written.
 
     ``ci``: bootstrap resamples for the 95% CIs over clips (None/0: none); ``seed`` seeds them.
     ``compare = (A, B)`` and/or ``baseline``: paired comparisons (runs named by row label, folder or
     method; refused with the reason when their clip sets differ). ``gallery``: copy the videos into
-    ``out/gallery`` and show them in report.html."""
+    ``out/gallery`` and show them in report.html. ``notes``: lines shown under the tables (e.g. rows not run)."""
     from .compare import compare_pair, pair_html, pair_latex, pair_markdown
     from .runs import load_run
     from .table import (
@@ -147,7 +147,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    notes: list[str] = []
+    notes = list(notes)
     figs = []
     if figures:
         from .figures import all_figures

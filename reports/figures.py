@@ -134,6 +134,23 @@ def _new_figure(width: float, height: float):
     return fig
 
 
+def fit_suptitle(fig, text: str, fontsize: float):
+    """``fig.suptitle(text)`` wrapped onto as many lines as it takes to fit the figure's width (a one-panel
+    figure is narrower than a long title; matplotlib would cut it on both sides). Returns the Text."""
+    import textwrap
+
+    room = fig.get_figwidth() * fig.dpi * 0.96  # pixels
+    renderer = fig.canvas.get_renderer()
+    title = fig.suptitle(text, fontsize=fontsize)
+    width = title.get_window_extent(renderer).width
+    n = len(text)
+    while width > room and n > 8:
+        n = min(n - 1, int(n * room / width))
+        title.set_text(textwrap.fill(text, n))
+        width = title.get_window_extent(renderer).width
+    return title
+
+
 def _colors(labels: Sequence[str], gt: set[str]) -> list[str]:
     out, k = [], 0
     for lab in labels:
@@ -193,7 +210,7 @@ def plot_distributions(runs: Sequence[RunResult | dict | str | Path], out_dir: s
         ax.grid(axis="x", alpha=0.3)
     for k in range(len(columns), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
-    fig.suptitle("Per-clip values (n = clips with a value, per method and metric; box = quartiles, "
+    fit_suptitle(fig, "Per-clip values (n = clips with a value, per method and metric; box = quartiles, "
                  "dots = clips)", fontsize=11)
     png, npz = out_dir / f"{name}.png", out_dir / f"{name}.npz"
     fig.savefig(png)

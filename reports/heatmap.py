@@ -142,7 +142,9 @@ def write_pose_heatmaps(angles_by_method: Mapping[str, Sequence[np.ndarray]], ou
     if im is not None:
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.85, label="fraction of frames")
     if title:
-        fig.suptitle(title, fontsize=10)
+        from .figures import fit_suptitle
+
+        fit_suptitle(fig, title, fontsize=10)  # wrapped to the width: one panel is narrower than the title
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return hist

@@ -543,6 +543,36 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return out
 
 
+PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {
+    "diversity": {"max_frames": 200, "upsample": 1, "conf_threshold": 1.0, "min_faces": 2},
+    "pose_offline": {"max_frames": 200},
+    "fid": {"stride": 1, "max_frames": None},
+    "cpbd": {"size": 512, "stride": 1, "max_frames": None},
+    "csim": {"frame_stride": 1, "max_frames": 0, "det_size": 640, "det_thresh": 0.5},
+}
+"""The metric options that change the numbers, at the values of the paper's protocol (each metric's defaults;
+``tests/test_report_table.py`` checks they are): which frames are scored, at what size, by which detector
+thresholds. Options that only change speed (batch sizes, workers, caches) are not listed, nor LSE's
+``protocol``, which selects between SyncNet pipelines rather than shortening one."""
+
+
+def protocol_differences(runs: Sequence[RunResult]) -> list[str]:
+    """``["diversity.max_frames=8 (protocol 200)", …]``: the options of evaluated metrics that differ from the
+    paper's protocol (:data:`PROTOCOL_OPTIONS`), each prefixed with its runs' labels when not all runs share it."""
+    found: dict[str, list[str]] = {}
+    for run in runs:
+        for name, entry in run.metrics.items():
+            if (entry or {}).get("status") != "ok":
+                continue
+            options = (entry or {}).get("options") or {}
+            for key, protocol in PROTOCOL_OPTIONS.get(name, {}).items():
+                if key in options and options[key] != protocol:
+                    text = f"{name}.{key}={options[key]} (protocol {protocol})"
+                    found.setdefault(text, []).append(run.label)
+    return [text if len(labels) == len(runs) else f"{text} for {', '.join(labels)}"
+            for text, labels in found.items()]
+
+
 def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterable[Cell] = (),
                   ci: str = "") -> str:
     """``"hdtf-mini, N=3 clips, manifest_id 1a2b3c4d5e6f, device: cuda (NVIDIA H100)."`` — differences
@@ -574,6 +604,9 @@ def table_caption(runs: Sequence[RunResult], n_label: bool = True, cells: Iterab
             text += f"; n={ns[0]} clips per cell"
     elif n_label and len(ns) == 1:
         text += f"; every cell is mean ± std over n={ns[0]} clips"
+    differ = protocol_differences(runs)
+    if differ:
+        text += f". NOT the paper's protocol: {'; '.join(differ)}"
     return text + "."
 
 
@@ -749,6 +782,43 @@ def comparison_html(table: ReportTable) -> str:
         body.append(f"<tr{cls}><th>{esc(str(label))}</th>{tds}</tr>")
     return (f'<table class="results paper"><caption>{esc(PAPER_NOTE)}</caption><thead><tr><th></th>{head}'
             f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def table1_markdown(table: ReportTable, order: Sequence[str], skipped: dict[str, tuple[str, str]]) -> str:
+    """Table 1 as reproduced: every row of ``order`` (the paper's order) whether it ran or not. A measured
+    cell is the table's cell with the paper's value after it; a row in ``skipped`` (``row -> (why, the command
+    that fixes it)``) shows "—" and a footnote with the reason and the fix."""
+    import pandas as pd
+
+    t1 = paper.paper_table1()
+    notes = list(table.footnotes()[1])
+    cols = list(table.columns)
+    data: dict[str, list[str]] = {table.header(c): [] for c in cols}
+    index = []
+    for row in order:
+        if row in table.rows:
+            prow = _paper_row_for(table.runs[row], list(t1.index))
+            for c in cols:
+                text = table.cell_text(row, c, "md")
+                pv = float(t1.loc[prow, c]) if prow and c in t1.columns else math.nan
+                data[table.header(c)].append(text + (f" (paper {pv:.{table.precision}f})" if not math.isnan(pv)
+                                                     else ""))
+        elif row in skipped:
+            why, fix = skipped[row]
+            notes.append(f"{row}: not run: {why}" + (f"; fix: `{fix}`" if fix else "") + ".")
+            for c in cols:
+                data[table.header(c)].append(f"{DASH} [{len(notes)}]")
+        else:
+            continue
+        index.append(row)
+    disp = pd.DataFrame(data, index=pd.Index(index, name="Method"))
+    parts = [f"**Table 1 reproduced: {table.caption}** Each cell: measured (paper's value).", "",
+             disp.to_markdown(disable_numparse=True), ""]
+    parts += [f"[{i}] {t}  " for i, t in enumerate(notes, 1)]
+    parts += [f"{t}  " for t in table.row_notes()]
+    if any(c.status == "missing" for c in table.cells.values()):
+        parts.append(f"{DASH} not evaluated in that run.  ")
+    return "\n".join(parts).rstrip() + "\n"
 
 
 # ---------------------------------------------------------------------------------------------

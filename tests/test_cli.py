@@ -138,3 +138,45 @@ def test_metric_finding_weights_missing_while_scoring_is_skipped_not_failed(tiny
     rec = doc["metrics"]["_lazy_weights"]
     assert rec["status"] == "skipped" and rec["failures"] == {}
     assert "`kdbench weights fetch pt_inception`" in rec["skip_reason"]
+    assert "_lazy_weights" not in doc["timing"]["metrics"]  # its time is not charged to a metric that never ran
+
+
+def test_eval_of_a_copying_method_without_weights_or_gt_says_why_per_metric(tmp_path, monkeypatch, capsys):
+    """``static`` on clips without a GT video, in a home without weights: FPS is not shown (it would time a
+    copy), FID says its weights are missing (not "not applicable"), "1 clip" in the singular."""
+    import numpy as np
+    from PIL import Image
+
+    from kdbench.audio import write_wav
+
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KDBENCH_OFFLINE", "1")
+    root = tmp_path / "ds"
+    (root / "ref").mkdir(parents=True)
+    (root / "audio").mkdir()
+    Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(root / "ref" / "a.png")
+    write_wav(root / "audio" / "a.wav", (np.random.default_rng(0).standard_normal(16000) * 3000).astype(np.int16))
+    assert main(["run", "--method", "static", "--dataset", str(root), "--out", str(tmp_path / "r"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r"), "--metrics", "fps,fid", "-q"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("static on ds (1 clip, manifest_id ")
+    assert out[1].startswith("  fps           not shown: static copies its input instead of generating")
+    assert out[2] == ("  fid           skipped: weights 'pt_inception' (pt_inception-2015-12-05-6726825d.pth) are "
+                      "missing: run `kdbench weights fetch pt_inception`")
+    doc = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    fid = doc["metrics"]["fid"]
+    assert fid["status"] == "skipped" and fid["fetch"] == "kdbench weights fetch pt_inception"
+    assert list(fid["not_applicable"]) == ["a"]  # why it applied to no clip is kept too
+
+
+def test_every_option_of_every_subcommand_has_a_description():
+    """`--help` teaches: no option is listed bare (e.g. sweep's were)."""
+    missing = []
+    for name, sub in _subcommands(build_parser()):
+        subs = list(_subcommands(sub)) or [(None, sub)]
+        for inner_name, parser in subs:
+            for action in parser._actions:
+                if action.option_strings and action.help is None:
+                    missing.append(f"{name} {inner_name or ''} {action.option_strings[-1]}")
+    assert not missing, missing

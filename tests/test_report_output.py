@@ -291,3 +291,30 @@ def test_heatmap_panels_count_clips_and_name_the_pose_estimator(tmp_path):
     saved = np.load(figs[0].npz)
     assert saved["methods"].tolist() == ["Real Video", "KDTalker"]
     assert saved["n_clips"].tolist() == [1, 3] and saved["n_frames"].tolist() == [3, 9]
+
+
+def _title_clear_of_the_edges(png) -> bool:
+    """True when the top quarter of ``png`` (the titles) leaves its outermost pixel columns background: a title
+    wider than the figure is cut there, and then its glyphs touch both edges."""
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("L"))
+    top = img[: img.shape[0] // 4]
+    return bool((top[:, :3] > 240).all() and (top[:, -3:] > 240).all())
+
+
+def test_one_panel_figures_keep_their_whole_title(tmp_path):
+    """A one-panel figure (one metric; one run's heatmap) is narrower than its title: the title wraps instead of
+    being cut on both sides."""
+    from report_fixtures import make_doc
+
+    from reports.heatmap import write_pose_heatmaps
+
+    doc = make_doc("real", {"cpbd": {"cpbd": [0.3, 0.4, 0.35]}})
+    fig = plot_distributions([doc], tmp_path / "figs")
+    assert _title_clear_of_the_edges(fig.png)
+    rng = np.random.default_rng(0)
+    png = tmp_path / "heat.png"
+    write_pose_heatmaps({"KDTalker": [rng.normal(0, 5, (50, 3))]}, png,
+                        title="Head motion; pose estimator: Hopenet (robust, alpha 1) on dlib MMOD crops")
+    assert _title_clear_of_the_edges(png)

