@@ -240,14 +240,20 @@ class FVDMetric(Metric):
         self._load()
         return fvd_protocol(self.options, str(self._weights_sha256), self.device_type)
 
+    def embed(self, windows: np.ndarray) -> np.ndarray:
+        """``float32[N, 400]`` I3D features of ``uint8[N, 3, T, H, W]`` windows, ``batch_size`` per call."""
+        self._load()
+        return i3d_features(windows, self._model, self.device, int(self.options["batch_size"]))
+
+    def windows(self, frames: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """(``uint8[W, 3, T, H, W]`` windows of a video per the options, their first frames)."""
+        starts = windows_of(self.options, len(frames))
+        return clip_windows(frames, starts, int(self.options["num_frames"]), int(self.options["subsample"])), starts
+
     def features(self, frames: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """(``float32[W, 400]`` features of the video's windows, the windows' first frames)."""
-        self._load()
-        starts = windows_of(self.options, len(frames))
-        if not starts:
-            return np.zeros((0, FEATURE_DIM), np.float32), starts
-        windows = clip_windows(frames, starts, int(self.options["num_frames"]), int(self.options["subsample"]))
-        return i3d_features(windows, self._model, self.device, int(self.options["batch_size"])), starts
+        windows, starts = self.windows(frames)
+        return (self.embed(windows) if starts else np.zeros((0, FEATURE_DIM), np.float32)), starts
 
     # -- per clip ----------------------------------------------------------------------------------
     def score_clip(self, clip: Any) -> dict[str, Any]:
@@ -261,8 +267,12 @@ class FVDMetric(Metric):
             if len(f) < need:
                 raise ClipFailure(f"the {side} video has {len(f)} frames; an FVD window needs {need} "
                                   f"(num_frames={self.options['num_frames']}, subsample={self.options['subsample']})")
-        gen, starts = self.features(frames)
-        gt, gt_starts = self.features(gt_frames)
+        (gen_w, starts), (gt_w, gt_starts) = self.windows(frames), self.windows(gt_frames)
+        if gen_w.shape[1:] == gt_w.shape[1:]:  # one batch of both sides' windows (fewer, fuller I3D calls)
+            both = self.embed(np.concatenate([gen_w, gt_w]))
+            gen, gt = both[:len(starts)], both[len(starts):]
+        else:  # each video at its own size, as StyleGAN-V feeds them
+            gen, gt = self.embed(gen_w), self.embed(gt_w)
         self._gen[clip.clip_id], self._gt[clip.clip_id] = gen, gt
         return {"n_windows": len(starts), "n_gt_windows": len(gt_starts), "window_starts": starts,
                 "n_frames": int(len(frames)), "n_gt_frames": int(len(gt_frames)),

@@ -227,11 +227,9 @@ class _StubFVD(kv.FVDMetric):
     def _load(self) -> None:
         self._model, self._weights_sha256 = "stub", "f" * 64
 
-    def features(self, frames):
-        starts = kv.windows_of(self.options, len(frames))
-        w = kv.clip_windows(frames, starts, self.options["num_frames"], self.options["subsample"]).astype(np.float32)
-        pooled = w.reshape(len(starts), -1, 16).mean(axis=1)
-        return (pooled @ np.random.default_rng(0).normal(size=(16, 6))).astype(np.float32), starts
+    def embed(self, windows):
+        pooled = windows.astype(np.float32).reshape(len(windows), -1, 16).mean(axis=1)
+        return (pooled @ np.random.default_rng(0).normal(size=(16, 6))).astype(np.float32)
 
 
 def test_failures_flags_and_records():
@@ -294,6 +292,7 @@ def _clip_sets(frames: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.
     return gens, gts
 
 
+@pytest.mark.slow
 def test_fvd_equals_the_restated_reference_on_hdtf_frames(tiny_i3d, hdtf_frames, tmp_path, monkeypatch,
                                                           one_torch_thread):
     monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
@@ -325,6 +324,7 @@ def test_fvd_equals_the_restated_reference_on_hdtf_frames(tiny_i3d, hdtf_frames,
     assert abs(same.aggregate(srec)["fvd"]["mean"]) <= 1e-5 * want
 
 
+@pytest.mark.slow
 def test_more_windows_per_clip_equal_the_reference_on_the_cut_videos(tiny_i3d, hdtf_frames, tmp_path,
                                                                     one_torch_thread):
     """count/stride/subsample: kdbench's windows equal StyleGAN-V's one window per video (its subsample_factor) on
