@@ -35,8 +35,8 @@ def real_run(tiny_dataset, tmp_path, monkeypatch) -> Path:
 def _install_tiny_i3d() -> str:
     """A tiny random I3D where the weights manager looks for ``i3d_torchscript.pt``; returns its sha256."""
     wm = WeightsManager()
-    path = i3d_module().save_random_i3d(wm.cache_path("i3d_torchscript"), 1 / 16, 0, 64)
-    return wm.path("i3d_torchscript") and wm.record()["i3d_torchscript"]["sha256"] or str(path)
+    i3d_module().save_random_i3d(wm.cache_path("i3d_torchscript"), 1 / 16, 0, 64)
+    return wm.verify("i3d_torchscript")["sha256"]
 
 
 def test_eval_report_and_check(real_run, tmp_path, one_torch_thread):  # noqa: F811
