@@ -43,6 +43,8 @@ METRIC_WEIGHTS: dict[str, str] = {
     "pt_inception": "FID",
     "buffalo_l": "CSIM",
 }
+#: public weights of the metrics whose outputs are not in KDTalker's Table 1 (the report's "other outputs")
+OTHER_WEIGHTS: dict[str, str] = {"i3d_torchscript": "FVD"}
 #: everything ``kdbench run --method kdtalker`` loads besides the packaged dlib landmark model
 KDTALKER_WEIGHTS: tuple[str, ...] = ("kdtalker", "kdtalker_norm", "wav2lip", "liveportrait_appearance",
                                      "liveportrait_motion", "liveportrait_warping", "liveportrait_spade")
@@ -228,6 +230,24 @@ def main_table(path: Path) -> str:
     return "\n".join(lines[:cut]).rstrip() + f"\n\n(full tables: {path})"
 
 
+def fvd_line(out: Path, methods: list[str]) -> str:
+    """One line with each run's FVD (an output not in the paper's table), or ``—`` and how to get it."""
+    import json
+
+    parts, why = [], ""
+    for m in methods:
+        try:
+            entry = json.loads((out / "runs" / m / "metrics.json").read_text())["metrics"].get("fvd") or {}
+        except (OSError, ValueError):
+            entry = {}
+        value = ((entry.get("aggregate") or {}).get("fvd") or {}).get("mean")
+        parts.append(f"{m} {value:.3f}" if isinstance(value, (int, float)) else f"{m} —")
+        if value is None and not why:
+            why = entry.get("skip_reason") or entry.get("error") or "not evaluated"
+    line = "FVD (StyleGAN-V protocol, other outputs of the report, not in the paper's table): " + ", ".join(parts)
+    return line + (f" ({why})" if why else "")
+
+
 def run_demo(out: Path, dataset: str = "hdtf-mini", device: str = "auto", kdtalker: str = "auto",
              offline: bool = False, extra_sets: list[str] | None = None, progress: bool = True) -> int:
     """Everything ``make demo`` does; returns the exit status."""
@@ -242,6 +262,7 @@ def run_demo(out: Path, dataset: str = "hdtf-mini", device: str = "auto", kdtalk
     print("== weights", flush=True)
     wm = WeightsManager()
     have, offline_why = fetch_missing(wm, list(METRIC_WEIGHTS), "the network metrics", progress, forced)
+    fetch_missing(wm, list(OTHER_WEIGHTS), "FVD (not in the paper's table)", progress, forced or offline_why)
     methods = ["real", "static"]
     kdt_note = ""
     want_kdt = kdtalker == "yes" or (kdtalker == "auto" and device.startswith("cuda"))
@@ -286,6 +307,7 @@ def run_demo(out: Path, dataset: str = "hdtf-mini", device: str = "auto", kdtalk
     (report / "demo_options.md").write_text(block + "\n")
     table = main_table(report / "table.md")
     print(f"\n{table.rstrip()}\n\n{block}\n")
+    print(fvd_line(out, methods) + "\n")
     if kdt_note:
         print(kdt_note + "\n")
     print(f"report: {report} (table.md, table.tex, table.csv, report.html, figures/, demo_options.md)")

@@ -30,7 +30,7 @@ from .runstore import RunStore, write_json_atomic
 
 log = logging.getLogger("kdbench.eval")
 
-DEFAULT_METRICS = ("lse", "diversity", "pose_offline", "fid", "cpbd", "csim", "csim_dlib", "fps")
+DEFAULT_METRICS = ("lse", "diversity", "pose_offline", "fid", "cpbd", "csim", "csim_dlib", "fvd", "fps")
 SCHEMA = "kdbench.metrics/1"
 
 

@@ -82,6 +82,7 @@ METRICS = Registry(
         "cpbd": "metrics.cpbd:CPBDMetric",
         "csim": "metrics.csim:CSIMMetric",
         "csim_dlib": "metrics.csim_dlib:DlibIdentity",
+        "fvd": "metrics.fvd:FVDMetric",
     },
 )
 

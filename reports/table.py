@@ -211,6 +211,9 @@ def cell_interval(run: RunResult, cell: Cell, resamples: int, seed: int) -> tupl
         from .fid_ci import fid_interval
 
         return fid_interval(run, resamples=resamples, seed=seed, expected=cell.mean)
+    if cell.metric == "fvd":
+        return None, ("set-level, usually one window per clip: a clip bootstrap would score resamples with fewer "
+                      "distinct windows than the estimate, biased upward (docs/fvd.md)")
     if cell.metric == "fps" and cell.output == "fps":
         parts = fps_clip_parts(run, cell.metric)
         if len(parts) >= 2:

@@ -51,6 +51,11 @@ def test_offline_demo_scores_what_needs_no_download_and_says_how_to_get_the_rest
     main_part = demo.main_table(out / "report" / "table.md")
     assert "| Static image" in main_part and main_part in text
     assert "weights for the network metrics: 5 of 5 missing, not downloading (KDBENCH_OFFLINE=1)" in text
+    assert ("FVD (StyleGAN-V protocol, other outputs of the report, not in the paper's table): real —, static — "
+            "(weights 'i3d_torchscript' (i3d_torchscript.pt) are missing: run `kdbench weights fetch i3d_torchscript`)"
+            ) in text
+    other = (out / "report" / "table.md").read_text().partition("**Outputs not in the paper's Table 1")[2]
+    assert "| fvd.fvd" in other and "kdbench weights fetch i3d_torchscript" in other
     assert "KDTalker not run: weights kdtalker, kdtalker_norm, wav2lip" in text
     assert "kdbench run --method kdtalker --dataset" in text
     last = text.strip().splitlines()[-1]
@@ -133,8 +138,9 @@ def test_online_demo_fetches_verifies_and_scores_every_metric(served, face_datas
     extra = ["--set", "lse.min_track=12", "--set", "diversity.max_frames=2", "--set", "diversity.upsample=0"]
     assert demo.main(["--out", str(out), "--dataset", str(face_dataset), "-q", *extra]) == 0
     text = capsys.readouterr().out
-    total = sum((root / n / WeightsManager().entry(n).file).stat().st_size for n in pins)
+    total = sum((root / n / WeightsManager().entry(n).file).stat().st_size for n in weights_mirror.METRIC_WEIGHTS)
     assert f"downloading 5 files, {demo.human_size(total)}, into {home / 'weights'}" in text
+    assert "weights for FVD (not in the paper's table): downloading 1 files" in text
     wm = WeightsManager()
     for name, sha in pins.items():  # each download landed in the cache and matches its pin
         assert hashlib.sha256(wm.cache_path(name).read_bytes()).hexdigest() == sha
@@ -150,8 +156,12 @@ def test_online_demo_fetches_verifies_and_scores_every_metric(served, face_datas
         assert m["diversity"]["options"]["max_frames"] == 2  # the explicit --set wins over the demo's 8
         assert m["fid"]["options"]["stride"] == 5 and m["csim"]["options"]["frame_stride"] == 5
     assert _metrics(out, "real")["fid"]["aggregate"]["fid"]["mean"] < 1e-3  # the GT scored against itself
+    fvd = {m: _metrics(out, m)["fvd"]["aggregate"]["fvd"]["mean"] for m in ("real", "static")}
+    assert abs(fvd["real"]) < 1e-3 < fvd["static"]  # one 16-frame window of the GT clip per side
+    assert (f"FVD (StyleGAN-V protocol, other outputs of the report, not in the paper's table): "
+            f"real {fvd['real']:.3f}, static {fvd['static']:.3f}\n") in text
     weights = json.dumps(doc)
-    for name in ("syncnet_v2", "sfd_face", "hopenet_robust_alpha1", "pt_inception", "buffalo_l"):
+    for name in ("syncnet_v2", "sfd_face", "hopenet_robust_alpha1", "pt_inception", "buffalo_l", "i3d_torchscript"):
         assert pins[name] in weights, name  # results record the verified checksums
     saved = (out / "report" / "demo_options.md").read_text()
     assert "`--set fid.stride=5` (protocol: stride=1)" in saved and "`--set lse.min_track=12`" in saved

@@ -1,6 +1,6 @@
 """``--executor ray``: the same videos, events and metric values as the local executor; a crashed actor is
-restarted and its clip retried; a killed driver's run resumes; FID merged from sufficient statistics equals FID
-pooled. Ray runs embedded on this machine's CPUs (one instance for the module)."""
+restarted and its clip retried; a killed driver's run resumes; FID and FVD merged from sufficient statistics equal
+FID and FVD pooled. Ray runs embedded on this machine's CPUs (one instance for the module)."""
 
 from __future__ import annotations
 
@@ -168,6 +168,30 @@ def test_fid_on_ray_equals_local_with_random_inception(ray_local, tiny_dataset, 
     assert f_loc > 0 and abs(f_ray - f_loc) <= 1e-5 * f_loc
     assert ray_["aggregate"]["fid"]["n_frames_gen"] == loc["aggregate"]["fid"]["n_frames_gen"] == 6
     assert ray_["aggregate"]["fid"]["n_frames_gt"] == loc["aggregate"]["fid"]["n_frames_gt"] == 6
+
+
+def test_fvd_on_ray_equals_local_with_random_i3d(ray_local, tiny_dataset, tmp_path):
+    """FVD over the windows of all clips (local) vs FVD from two actors' sufficient statistics (ray)."""
+    pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
+    from test_fvd import i3d_module
+
+    from kdbench.weights import WeightsManager
+
+    i3d_module().save_random_i3d(WeightsManager().cache_path("i3d_torchscript"), 1 / 16, 0, 64)
+    ds = load_dataset(tiny_dataset)
+    docs = {}
+    for ex in ("local", "ray"):
+        out = tmp_path / ex
+        run_method("_ray_slow", ds, out, options={"delay": 0}, executor="local", progress=False, warmup=0,
+                   frame_size=(64, 64))
+        docs[ex] = evaluate_run(out, ["fvd"], {"fvd.count": None}, executor=ex, workers=2, progress=False)
+    loc, ray_ = docs["local"]["metrics"]["fvd"], docs["ray"]["metrics"]["fvd"]
+    assert loc["status"] == ray_["status"] == "ok", (loc.get("skip_reason"), ray_.get("skip_reason"))
+    assert loc["per_clip"] == ray_["per_clip"] and len(loc["per_clip"]) == 2  # the clips with a GT video
+    assert len({a["pid"] for a in docs["ray"]["env"]["executor"]["actors"]}) == 2
+    f_loc, f_ray = loc["aggregate"]["fvd"]["mean"], ray_["aggregate"]["fvd"]["mean"]
+    assert f_loc > 0 and abs(f_ray - f_loc) <= 1e-6 * f_loc  # rank 5 of 400: sqrtm's error, not the merge's
+    assert ray_["aggregate"]["fvd"]["n_windows_gen"] == loc["aggregate"]["fvd"]["n_windows_gen"] == 6
 
 
 def test_fid_merge_in_the_metric_equals_pooled(tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from pathlib import Path
 from kdbench.weights import MANIFEST, load_manifest
 
 METRIC_WEIGHTS = ("syncnet_v2", "sfd_face", "hopenet_robust_alpha1", "pt_inception", "buffalo_l")
+OTHER_WEIGHTS = ("i3d_torchscript",)
 
 
 def _write(name: str, path: Path, seed: int) -> None:
@@ -49,11 +50,16 @@ def _write(name: str, path: Path, seed: int) -> None:
 
         pack = csim_fakes.fake_pack(path.parent / "pack", seed=seed)
         csim_fakes.fake_pack_zip(pack, path)
+    elif name == "i3d_torchscript":
+        from tests.test_fvd import i3d_module
+
+        i3d_module().save_random_i3d(path, 1 / 16, seed, 64)  # tiny: the torchscript's interface, CPU-fast
     else:
         raise ValueError(f"no random stand-in for weights {name!r}")
 
 
-def build_mirror(root: Path, names: tuple[str, ...] = METRIC_WEIGHTS, seed: int = 0) -> tuple[Path, dict[str, str]]:
+def build_mirror(root: Path, names: tuple[str, ...] = METRIC_WEIGHTS + OTHER_WEIGHTS,
+                 seed: int = 0) -> tuple[Path, dict[str, str]]:
     """Write ``root/<name>/<file>`` for each name and ``root/weights.toml`` pinning their sha256.
 
     Returns (manifest path, {name: sha256}). Entries not in ``names`` keep the built-in manifest's values.
