@@ -53,7 +53,7 @@ def main() -> None:
     sys.path.insert(0, os.getcwd())
     from kdbench.runtime import compat
 
-    compat.apply(["torchvision_functional_tensor", "torch_load_full_pickle"])
+    compat.apply(["torchvision_functional_tensor", "torch_load_pinned_pickle"])
     import safetensors.torch
     import torch
     import yaml

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 wit
 
 from baselines.anitalker.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import run_one_clip, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_anitalker")
 
@@ -52,7 +53,7 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory) -> Iterator[Path]:
     """KDBENCH_HOME with ``anitalker`` set up from a git repository of the fake tree (no requirements installed:
     the running interpreter's packages are shared), the fake weights linked where AniTalker expects them."""
     root = tmp_path_factory.mktemp("anitalker")
@@ -61,8 +62,10 @@ def home(tmp_path_factory) -> Path:
     for f in (FAKE / "code").glob("*.py"):
         (repo / "code" / f.name).write_text(f.read_text())
     files = _fake_weights(root / "w")
-    return set_up_fake_method(SPEC, repo, root / "home", files,
+    home = set_up_fake_method(SPEC, repo, root / "home", files,
                               file_names={name: Path(SPEC.weights[name]).name for name in files})
+    with fake_manifest(home):  # the fake weights' sha256 pinned as if published
+        yield home
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
@@ -135,9 +138,9 @@ def test_options_outside_what_kdbench_installs_are_refused(home, tmp_path):
 
 
 def test_spec_links_every_weight_the_manifest_knows():
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)  # the built-in one, whatever the module fixture set
     assert set(SPEC.weights) <= set(manifest)
     assert all(manifest[n].hf_repo == "taocode/anitalker_ckpts" for n in SPEC.weights)
     assert SPEC.options == {"step_t": 50, "infer_type": "hubert_audio_only", "face_sr": False}

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ pytest.importorskip("yaml", reason="the fake upstream reads its checkpoint confi
 
 from baselines.real3dportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import run_one_clip, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).with_name("fake_real3dportrait")
@@ -88,7 +89,7 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory) -> Iterator[Path]:
     """KDBENCH_HOME with ``real3dportrait`` set up from a git repository of the fake tree (no requirements
     installed: the running interpreter's packages are shared), the fake weights linked where upstream reads them."""
     root = tmp_path_factory.mktemp("real3dportrait")
@@ -96,7 +97,9 @@ def home(tmp_path_factory) -> Path:
     shutil.copytree(FAKE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     files = _fake_weights(root / "w")
     assert set(files) == set(SPEC.weights)
-    return set_up_fake_method(SPEC, repo, root / "home", files)
+    home = set_up_fake_method(SPEC, repo, root / "home", files)
+    with fake_manifest(home):  # the fake weights' sha256 pinned as if published
+        yield home
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
@@ -215,9 +218,9 @@ def test_numpy2_fix_restores_the_two_names_upstream_imports():
 
 def test_spec_links_every_weight_the_manifest_knows():
     from kdbench.runtime import compat
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)  # the built-in one, whatever the module fixture set
     assert set(SPEC.weights) <= set(manifest)
     hubert = {n for n in SPEC.weights if n.startswith("hubert_large_ls960_ft")}
     assert all(manifest[n].hf_repo == "facebook/hubert-large-ls960-ft" for n in hubert)

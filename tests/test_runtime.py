@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from kdbench.errors import KdbenchError
 from kdbench.registry import METHODS
 from kdbench.runtime.spec import UpstreamSpec, env_for
 from kdbench.weights import WeightEntry, WeightsManager
+from tests.baseline_fixtures import fake_manifest, write_manifest
 
 FAKE = Path(__file__).with_name("fake_upstream")
 SITE = sysconfig.get_paths()["purelib"]  # the running interpreter's packages (numpy, av, PIL), shared offline
@@ -51,7 +53,7 @@ def fake_spec(commit: str) -> UpstreamSpec:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, fake_repo) -> Path:
+def home(tmp_path_factory, fake_repo) -> Iterator[Path]:
     """KDBENCH_HOME with the fake method set up from the git repository (venv from the running interpreter)."""
     from kdbench.files import sha256_file
     from kdbench.runtime.setup import setup_method
@@ -66,7 +68,9 @@ def home(tmp_path_factory, fake_repo) -> Path:
     rec = setup_method(fake_spec(commit), source=str(repo), python=sys.executable, share=SITE, installer="pip",
                        weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
     assert rec["source"] == {"from": str(repo.resolve()), "kind": "git", "commit": commit, "verified": True}
-    return home
+    write_manifest(home / "weights.toml", manifest)
+    with fake_manifest(home):  # runs verify the linked weight against this manifest (its sha256 as if published)
+        yield home
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +255,9 @@ def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):
 
 def test_sadtalker_spec_links_every_weight_the_manifest_knows():
     from baselines.sadtalker.spec import SPEC
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)
     assert set(SPEC.weights) <= set(manifest)
     assert set(SPEC.optional_weights) < set(SPEC.weights)
     assert SPEC.options == {"preprocess": "crop", "size": 256, "pose_style": 0, "still": False,
@@ -264,7 +268,9 @@ def test_sadtalker_spec_links_every_weight_the_manifest_knows():
     assert set(SPEC.compat) <= set(compat.FIXES)
 
 
-def test_status_names_missing_weights(tmp_path):
+def test_status_names_missing_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(write_manifest(tmp_path / "w.toml", {
+        "a": WeightEntry(name="a", file="w.pth", url="https://example.invalid/w")})))
     env = env_for("x", tmp_path)
     assert env.status() == "not set up"
     env.python.parent.mkdir(parents=True)
