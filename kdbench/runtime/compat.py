@@ -143,6 +143,12 @@ def torch_load_pinned_pickle() -> str:
                       "it is trusted on first use (no published checksum)" if path in pins else
                       "it is not a manifest file verified by kdbench"))
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            try:  # listed statically, nothing is run
+                names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)) if path else []
+                first = "it refers to " + ", ".join(n for n in names if n not in {
+                    f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', '')}" for o in allow}) or first
+            except Exception:  # noqa: BLE001 - legacy format: torch's own message says what it met
+                pass
             if not trust_unpinned:
                 raise UnpinnedPickle(
                     f"{path or 'a checkpoint buffer'}: not unpickled, because {why}, and it holds objects outside "
