@@ -118,3 +118,53 @@ def run_one_clip(method: str, root: Path, img: Path, wav: Path, out: Path, **kw)
     events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
     clip = next(e for e in events if e.get("clip_id") == "clip_a")
     return probe_video(out / "videos" / "clip_a.mp4"), clip, json.loads((out / "env.json").read_text())
+
+
+class Payload:
+    """A pickle payload: unpickling it runs ``exec``, which creates ``marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def check_payload_never_runs(env, spec, rel: str, tmp: Path) -> None:
+    """A copy of ``env``'s source tree (weight links kept) where the weight at ``rel`` is a checkpoint carrying a
+    pickle payload and no pin (the worker gets none): the worker refuses it, naming the file, why and the flag, and
+    the payload never runs; with ``KDBENCH_TRUST_UNPINNED=1`` it does run (what the flag accepts)."""
+    import shutil
+
+    import pytest
+    import torch
+
+    from kdbench.errors import KdbenchError
+    from kdbench.runtime.client import WorkerClient
+
+    src = tmp / "src"
+    shutil.copytree(env.source, src, symlinks=True)
+    target = src / rel
+    target.unlink()  # a link into the weight cache: replaced in the copy only
+    marker = tmp / "marker"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, target)
+
+    def start(extra=None):
+        client = WorkerClient(env.python, src, spec.hooks, options=spec.options, compat=spec.compat,
+                              links=spec.scratch_links, log_path=tmp / "w.log", scratch=tmp / "s", env=extra)
+        try:
+            client.start()
+        finally:
+            client.close()
+
+    with pytest.raises(KdbenchError, match="did not start"):
+        start()
+    log = (tmp / "w.log").read_text()
+    assert f"{os.path.realpath(target)}: not unpickled, because it matches no published pin" in log
+    assert "builtins.exec" in log and "--trust-unpinned (or KDBENCH_TRUST_UNPINNED=1)" in log
+    assert not marker.exists()
+    try:
+        start({"KDBENCH_TRUST_UNPINNED": "1"})
+    except KdbenchError:
+        pass  # the payload is not a state dict the model accepts; what matters is that it ran
+    assert marker.read_text() == "ran"

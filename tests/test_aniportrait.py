@@ -21,7 +21,7 @@ pytest.importorskip("cv2", reason="AniPortrait's per-clip code uses OpenCV")
 
 from baselines.aniportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import fake_manifest, one_clip_dataset, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, one_clip_dataset, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_aniportrait")
 SIZE, STEPS = 16, 3
@@ -221,3 +221,7 @@ def test_cuda_to_cpu_keeps_upstreams_hard_coded_cuda_calls_on_the_cpu(monkeypatc
     y = lin.to(device="cuda", dtype=torch.float64)(torch.ones(1, 2, dtype=torch.float64).to("cuda:0"))
     assert y.device.type == "cpu" and y.dtype == torch.float64 and lin.weight.dtype == torch.float64
     assert torch.ones(1).to(torch.device("cuda")).device.type == "cpu"
+
+
+def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
+    check_payload_never_runs(env_for(SPEC.name, home), SPEC, "pretrained_model/audio2mesh.pt", tmp_path)

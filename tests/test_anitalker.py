@@ -20,7 +20,7 @@ pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 wit
 
 from baselines.anitalker.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_anitalker")
 
@@ -148,3 +148,7 @@ def test_spec_links_every_weight_the_manifest_knows():
     from kdbench.runtime import compat
 
     assert set(SPEC.compat) <= set(compat.FIXES)
+
+
+def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
+    check_payload_never_runs(env_for(SPEC.name, home), SPEC, "ckpts/stage1.ckpt", tmp_path)

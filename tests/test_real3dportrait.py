@@ -27,7 +27,7 @@ pytest.importorskip("yaml", reason="the fake upstream reads its checkpoint confi
 
 from baselines.real3dportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).with_name("fake_real3dportrait")
@@ -256,3 +256,8 @@ def test_real_upstream_equals_the_official_script(tmp_path):
     client.close()
     official = _official(env, img, wav, tmp_path / "official", 7, "--drv_pose", "static", "--out_mode", "final")
     assert np.array_equal(a, b) and np.array_equal(a, official)
+
+
+def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
+    check_payload_never_runs(env_for(SPEC.name, home), SPEC, "checkpoints/hubert-large-ls960-ft/pytorch_model.bin",
+                             tmp_path)

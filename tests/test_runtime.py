@@ -298,3 +298,52 @@ def test_recorded_versions_are_the_ones_that_import(home):
     finally:
         shutil.rmtree(fake)
     assert installed_packages(env.python)["numpy"] == np.__version__
+
+
+def test_a_weight_changed_after_setup_is_reported_and_refused_at_run_time(home, fake_method, tmp_path, monkeypatch,
+                                                                          capsys):
+    """As a user would: overwrite the linked weight with another valid checkpoint after `kdbench setup`."""
+    from kdbench.cli import main
+    from kdbench.dataset import load_dataset
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
+    env = env_for("fakeup", home)
+    ckpt = Path(env.record()["weights"]["fake_ckpt"]["target"])
+    original = ckpt.read_bytes()
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    try:
+        np.save(ckpt, np.array([11.0, 20.0, 30.0]))  # a different valid checkpoint, same size
+        assert env.status().startswith("weights changed since setup: fake_ckpt")
+        from kdbench.runtime import spec as runtime_spec
+
+        monkeypatch.setitem(runtime_spec.SPECS, "fakeup", "tests.test_runtime:fake_spec")  # listed as a baseline
+        assert main(["ls", "methods"]) == 0
+        row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("fakeup"))
+        assert "weights changed since setup: fake_ckpt" in row
+        assert main(["weights", "verify", "fake_ckpt"]) == 1
+        assert main(["run", "--method", "fakeup", "--dataset", str(ds.root), "--out", str(tmp_path / "run"),
+                     "--warmup", "0", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "method 'fakeup' is weights changed since setup: fake_ckpt" in err
+        assert not list((tmp_path / "run").glob("videos/*.mp4"))
+    finally:
+        ckpt.write_bytes(original)
+    assert env.status() == "ready"  # the same bytes again: re-hashed (new mtime), accepted
+
+
+def test_env_json_records_the_sha256_verified_for_the_run(home, fake_method, tmp_path, monkeypatch):
+    from kdbench.dataset import load_dataset
+    from kdbench.files import sha256_file
+    from kdbench.runner import run_method
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    env = env_for("fakeup", home)
+    ckpt = Path(env.record()["weights"]["fake_ckpt"]["target"])
+    s = run_method("fakeup", load_dataset(_dataset(tmp_path / "ds")), tmp_path / "run", seed=0,
+                   frame_size=(SIZE, SIZE), limit=1, warmup=0, progress=False)
+    assert s.ok == ["a"]
+    rec = json.loads((tmp_path / "run" / "env.json").read_text())["method_env"]
+    assert rec["weights"]["fake_ckpt"]["sha256"] == sha256_file(ckpt)
+    assert rec["weights"]["fake_ckpt"]["trust"] == "pinned" and rec["trust_unpinned"] is False
+    assert rec["unpinned_weights"] == [] and rec["worker"]["peak_rss_mb"] > 0
