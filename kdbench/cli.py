@@ -412,6 +412,8 @@ def cmd_setup(args) -> int:
     print(f"{spec.name}: {spec.repo}@{rec['source']['commit'][:12]} ({rec['source']['kind']}, "
           f"{'verified' if rec['source']['verified'] else 'unverified'}), Python {rec['python']}, "
           f"{len(rec['packages'])} packages, {len(rec['weights'])} weight files linked, in {rec['seconds']} s")
+    if rec["source"].get("problem"):
+        print(f"  source unverified: {rec['source']['problem']}")
     for why in rec["weights_missing"].values():
         print(f"  missing: {why}")
     print("ready" if not rec["weights_missing"] else

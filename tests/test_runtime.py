@@ -347,3 +347,23 @@ def test_env_json_records_the_sha256_verified_for_the_run(home, fake_method, tmp
     assert rec["weights"]["fake_ckpt"]["sha256"] == sha256_file(ckpt)
     assert rec["weights"]["fake_ckpt"]["trust"] == "pinned" and rec["trust_unpinned"] is False
     assert rec["unpinned_weights"] == [] and rec["worker"]["peak_rss_mb"] > 0
+
+
+def test_setup_source_with_missing_blobs_is_recorded_unverified(tmp_path):
+    """A clone whose object store lacks a blob: git checks it out without that file and exits 0."""
+    from kdbench.runtime.setup import fetch_source
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.py").write_text("A = 1\n")
+    (repo / "big.bin").write_bytes(b"segmenter model bytes")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    blob = _git(repo, "rev-parse", "HEAD:big.bin")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # the blob is gone from the repository
+    spec = fake_spec(_git(repo, "rev-parse", "HEAD"))
+    origin = fetch_source(spec, tmp_path / "src", str(repo), progress=False)
+    assert origin["verified"] is False and origin["commit"] == spec.commit
+    assert origin["problem"].startswith("the checkout differs from the commit in 1 file(s)")
+    assert "big.bin" in origin["problem"] and not (tmp_path / "src" / "big.bin").exists()
