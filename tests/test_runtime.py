@@ -332,7 +332,8 @@ def test_a_weight_changed_after_setup_is_reported_and_refused_at_run_time(home, 
     assert env.status() == "ready"  # the same bytes again: re-hashed (new mtime), accepted
 
 
-def test_env_json_records_the_sha256_verified_for_the_run(home, fake_method, tmp_path, monkeypatch):
+def test_env_json_records_the_sha256_verified_the_warmup_and_the_workers_memory(home, fake_method, tmp_path,
+                                                                                 monkeypatch):
     from kdbench.dataset import load_dataset
     from kdbench.files import sha256_file
     from kdbench.runner import run_method
@@ -341,9 +342,16 @@ def test_env_json_records_the_sha256_verified_for_the_run(home, fake_method, tmp
     env = env_for("fakeup", home)
     ckpt = Path(env.record()["weights"]["fake_ckpt"]["target"])
     s = run_method("fakeup", load_dataset(_dataset(tmp_path / "ds")), tmp_path / "run", seed=0,
-                   frame_size=(SIZE, SIZE), limit=1, warmup=0, progress=False)
+                   frame_size=(SIZE, SIZE), limit=1, warmup=1, progress=False)
     assert s.ok == ["a"]
-    rec = json.loads((tmp_path / "run" / "env.json").read_text())["method_env"]
+    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
+    events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    load = next(e for e in events if e.get("event") == "load")
+    assert load["warmup"]["n"] == 1 and load["warmup"]["clip_id"] == "a" and load["warmup"]["seconds"] > 0
+    assert env_json["warmup"] == load["warmup"]
+    clip = next(e for e in events if e.get("clip_id") == "a")
+    assert clip["peak_rss_mb"] == clip["extra"]["worker_peak_rss_mb"] > 0  # the worker's, not kdbench's
+    rec = env_json["method_env"]
     assert rec["weights"]["fake_ckpt"]["sha256"] == sha256_file(ckpt)
     assert rec["weights"]["fake_ckpt"]["trust"] == "pinned" and rec["trust_unpinned"] is False
     assert rec["unpinned_weights"] == [] and rec["worker"]["peak_rss_mb"] > 0

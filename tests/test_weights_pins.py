@@ -324,3 +324,27 @@ def test_sadtalker_worker_never_runs_a_payload_without_the_flag(tmp_path):
     ready = start({"KDBENCH_TRUST_UNPINNED": "1"})
     assert marker.read_text() == "ran" and ready["trust_unpinned"] is True
     assert ready["loads"][-1]["mode"] == "full pickle (UNPINNED, --trust-unpinned)"
+
+
+def test_the_report_names_rows_made_with_unpinned_weights_or_trust_unpinned(tmp_path):
+    import json
+
+    from reports.cli import write_report
+    from tests.report_fixtures import make_doc, write_run
+
+    runs = {}
+    kd = {"weights": {"kdtalker": {"trust": "tofu"}, "kdtalker_norm": {"trust": "pinned"}}}
+    sad = {"method_env": {"trust_unpinned": True, "weights": {"sadtalker_256": {"trust": "pinned"},
+                                                              "sadtalker_mapping_00229": {"trust": "unverified"}}}}
+    for method, env in (("real", {}), ("kdtalker", kd), ("sadtalker", sad)):
+        doc = make_doc(method, {"cpbd": {"cpbd": [0.3, 0.31, 0.32]}})
+        runs[method] = write_run(tmp_path / method, doc)
+        (runs[method] / "env.json").write_text(json.dumps({**doc["env"], **env}))
+    write_report(list(runs.values()), tmp_path / "out", formats=["md"], figures=False)
+    md = (tmp_path / "out" / "table.md").read_text()
+    notes = [x for x in md.splitlines() if x.startswith("- ")]  # the rows are labelled by their paper row
+    assert notes == [
+        "- KDTalker: produced with weights not pinned to a published checksum: kdtalker (tofu)",
+        "- SadTalker: produced with weights not pinned to a published checksum: sadtalker_mapping_00229 (unverified)",
+        "- SadTalker: run with --trust-unpinned (checkpoints without a published pin could be unpickled fully; see "
+        "method_env.worker.loads in its env.json)"]
