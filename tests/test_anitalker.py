@@ -123,6 +123,12 @@ def test_run_normalises_to_the_audio_and_records_the_environment(home, tmp_path,
     assert (info.fps, info.n_frames, info.width, info.height) == (25, 30, 64, 64)  # 1.2 s of audio
     assert clip["extra"]["worker_n_frames"] == 30 and clip["seconds"] == clip["extra"]["worker_seconds"]
     assert env_json["method_env"]["method"] == "anitalker"
+    # pinned random-weight checkpoints still load: fully unpickled only where kdbench verified the pin just before
+    loads = {Path(x["file"]).name: x["mode"] for x in env_json["method_env"]["worker"]["loads"]}
+    assert loads["stage1.ckpt"] == "full pickle (pinned)" and loads["pytorch_model.bin"] == "full pickle (pinned)"
+    assert loads["stage2_audio_only_hubert.ckpt"] == "weights_only"  # the hooks ask for weights_only themselves
+    assert env_json["method_env"]["weights"]["anitalker_stage1"]["trust"] == "pinned"
+    assert env_json["method_env"]["unpinned_weights"] == [] and env_json["method_env"]["trust_unpinned"] is False
 
 
 def test_options_outside_what_kdbench_installs_are_refused(home, tmp_path):

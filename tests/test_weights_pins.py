@@ -168,15 +168,19 @@ torch = pytest.importorskip("torch", reason="the guard patches torch.load (kdben
 GUARD = """
 import json, sys
 from kdbench.runtime import compat
-compat.PICKLE_POLICY["allow"] = tuple(sys.argv[2].split(",")) if sys.argv[2] else ()
 compat.torch_load_pinned_pickle()
 import torch
-try:
-    obj = torch.load(sys.argv[1], map_location="cpu")
-    print(json.dumps({"ok": sorted(obj) if isinstance(obj, dict) else type(obj).__name__,
-                      "loads": compat.PICKLE_POLICY["loads"]}))
-except Exception as e:
-    print(json.dumps({"error": type(e).__name__, "message": str(e), "loads": compat.PICKLE_POLICY["loads"]}))
+out = []
+for path, allow in json.loads(sys.argv[1]):
+    compat.PICKLE_POLICY["allow"] = tuple(allow)
+    n = len(compat.PICKLE_POLICY["loads"])
+    try:
+        obj = torch.load(path, map_location="cpu")
+        out.append({"ok": sorted(obj) if isinstance(obj, dict) else type(obj).__name__})
+    except Exception as e:
+        out.append({"error": type(e).__name__, "message": str(e)})
+    out[-1]["loads"] = compat.PICKLE_POLICY["loads"][n:]
+print(json.dumps(out))
 """
 
 
@@ -190,17 +194,24 @@ class Payload:
         return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
 
 
-def _guarded_load(path: Path, pins: dict | None = None, allow: tuple = (), trust: bool = False) -> dict:
+def _guarded_loads(items: list[tuple[Path, tuple]], pins: dict | None = None, trust: bool = False) -> list[dict]:
+    """``torch.load`` of each ``(path, allow-list)`` in one worker-like process with the guard applied."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("KDBENCH_TRUST_UNPINNED", None)
+    env.pop("KDBENCH_WORKER_PINS", None)
     if pins is not None:
-        (path.parent / "pins.json").write_text(json.dumps(pins))
-        env["KDBENCH_WORKER_PINS"] = str(path.parent / "pins.json")
+        (items[0][0].parent / "pins.json").write_text(json.dumps(pins))
+        env["KDBENCH_WORKER_PINS"] = str(items[0][0].parent / "pins.json")
     if trust:
         env["KDBENCH_TRUST_UNPINNED"] = "1"
-    out = subprocess.run([sys.executable, "-c", GUARD, str(path), ",".join(allow)], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    arg = json.dumps([[str(p), list(a)] for p, a in items])
+    out = subprocess.run([sys.executable, "-c", GUARD, arg], env=env, capture_output=True, text=True,
+                         check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def _guarded_load(path: Path, pins: dict | None = None, allow: tuple = (), trust: bool = False) -> dict:
+    return _guarded_loads([(path, allow)], pins, trust)[0]
 
 
 def _pin(path: Path, full: bool = True) -> dict:
@@ -266,16 +277,20 @@ def test_the_allow_lists_load_the_official_formats_tensors_only(tmp_path):
                                "checkpoint_callback_best": np.float64(0.5)}],
     }
     marker = tmp_path / "marker"
+    items, expected = [], []
     for i, (hooks, objs) in enumerate(formats.items()):
         for j, obj in enumerate(objs):
-            f = tmp_path / f"{i}-{j}.pth"
-            torch.save(obj, f)
-            got = _guarded_load(f, allow=hooks.pickle_allow)
-            assert got.get("ok") == (sorted(obj) if isinstance(obj, dict) else "dict"), (hooks, got)
-            assert got["loads"][0]["mode"] == "weights_only"
-        f = tmp_path / f"{i}-payload.pth"
-        torch.save({"state_dict": sd, "payload": Payload(marker)}, f)
-        assert _guarded_load(f, allow=hooks.pickle_allow)["error"] == "UnpinnedPickle" and not marker.exists()
+            items.append((tmp_path / f"{i}-{j}.pth", hooks.pickle_allow))
+            torch.save(obj, items[-1][0])
+            expected.append({"ok": sorted(obj)})
+        items.append((tmp_path / f"{i}-payload.pth", hooks.pickle_allow))
+        torch.save({"state_dict": sd, "payload": Payload(marker)}, items[-1][0])
+        expected.append({"error": "UnpinnedPickle"})
+    got = _guarded_loads(items)  # one process, as a worker loads several files
+    for (f, _), want, g in zip(items, expected, got, strict=True):
+        assert {k: g.get(k) for k in want} == want, (f.name, g)
+        assert g["loads"][0]["mode"] == "weights_only"
+    assert not marker.exists()
 
 
 @pytest.mark.skipif(not all(__import__("importlib").util.find_spec(m) for m in ("torchvision", "imageio",
