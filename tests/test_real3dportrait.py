@@ -96,7 +96,7 @@ def home(tmp_path_factory) -> Iterator[Path]:
     repo = root / "upstream"
     shutil.copytree(FAKE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     files = _fake_weights(root / "w")
-    assert set(files) == set(SPEC.weights)
+    assert set(files) == set(SPEC.weights) - set(SPEC.optional_weights)
     home = set_up_fake_method(SPEC, repo, root / "home", files)
     with fake_manifest(home):  # the fake weights' sha256 pinned as if published
         yield home
@@ -224,7 +224,10 @@ def test_spec_links_every_weight_the_manifest_knows():
     assert set(SPEC.weights) <= set(manifest)
     hubert = {n for n in SPEC.weights if n.startswith("hubert_large_ls960_ft")}
     assert all(manifest[n].hf_repo == "facebook/hubert-large-ls960-ft" for n in hubert)
-    drive = {n: manifest[n].gdrive for n in set(SPEC.weights) - hubert}
+    segmenter = manifest["real3dportrait_selfie_segmenter"]  # the upstream tree's blob, pinned by its git id
+    assert SPEC.optional_weights == ("real3dportrait_selfie_segmenter",) and segmenter.git_sha1 == (
+        "584ed7ab19df43f0e547b29d40ea27d332ecafb4") and SPEC.commit in segmenter.url
+    drive = {n: manifest[n].gdrive for n in set(SPEC.weights) - hubert - set(SPEC.optional_weights)}
     assert drive == {"real3dportrait_orig": "1gz8A6xestHp__GbZT5qozb43YaybRJhZ",  # the Colab notebook's ids
                      "real3dportrait_pretrained_ckpts": "1gSUIw2AkkKnlLJnNfS2FCqtaVw9tw3QF",
                      "real3dportrait_bfm_model_front": "1KX9MyGueFB3M-X0Ss152x_johyTXHTfU",
