@@ -483,6 +483,13 @@ def _weights_ls(wm, long: bool) -> int:
     return 0
 
 
+def _optional_weights(method: str) -> tuple[str, ...]:
+    """Weights a baseline needs only for some options (its spec's ``optional_weights``); () for anything else."""
+    from .runtime.spec import SPECS, get_spec
+
+    return get_spec(method).optional_weights if method in SPECS else ()
+
+
 def _weights_verify_all(wm) -> int:
     """``kdbench weights verify`` without names: every present file re-hashed, grouped by what uses it; what is
     missing is said once per method or metric, with the command that fetches it. Exit 1 only when a present file
@@ -515,8 +522,13 @@ def _weights_verify_all(wm) -> int:
         print(f"{user}:")
         for line in lines:
             print(f"  {line}")
-        if missing:
-            print(f"  not fetched ({len(missing)}), needed for {user}: `kdbench weights fetch {' '.join(missing)}`")
+        optional = [n for n in missing if n in _optional_weights(user)]
+        needed = [n for n in missing if n not in optional]
+        if needed:
+            print(f"  not fetched ({len(needed)}), needed for {user}: `kdbench weights fetch {' '.join(needed)}`")
+        if optional:
+            print(f"  not fetched ({len(optional)}), needed only for some {user} options (see the README):"
+                  f" `kdbench weights fetch {' '.join(optional)}`")
     print("FAILED: a present file differs from its pin (delete it and fetch it again)" if bad else
           "no present file is corrupt (missing files are only needed by the methods and metrics named above)")
     return 1 if bad else 0
@@ -708,7 +720,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_setup)
 
     w = _sub(sp, "weights", "list, fetch, verify and locate model weights",
-             "  kdbench weights ls\n  kdbench weights fetch syncnet_v2 sfd_face\n  kdbench weights verify\n"
+             "  kdbench weights ls                     # pin (kind, strength), revision, size, licence; counts\n"
+             "  kdbench weights ls --long              # plus the checksum and where the pin comes from\n"
+             "  kdbench weights fetch syncnet_v2 sfd_face\n"
+             "  kdbench weights verify                 # every present file, grouped by method; exit 1 only if "
+             "one is corrupt\n"
              "  kdbench weights path pt_inception")
     w.add_argument("action", choices=["ls", "fetch", "verify", "path"])
     w.add_argument("names", nargs="*", help="weight names (default for fetch/verify: all)")
