@@ -363,3 +363,22 @@ def test_the_report_names_rows_made_with_unpinned_weights_or_trust_unpinned(tmp_
         "- SadTalker: produced with weights not pinned to a published checksum: sadtalker_mapping_00229 (unverified)",
         "- SadTalker: run with --trust-unpinned (checkpoints without a published pin could be unpickled fully; see "
         "method_env.worker.loads in its env.json)"]
+
+
+def test_verify_says_which_baseline_weights_are_needed_always_and_which_only_for_some_options(tmp_path, capsys,
+                                                                                             monkeypatch):
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("KDBENCH_WEIGHTS_MANIFEST", raising=False)
+    from kdbench.errors import WeightsMissing
+
+    def absent(self, name):
+        raise WeightsMissing(name)
+
+    monkeypatch.setattr("kdbench.weights.WeightsManager.verify", absent)  # nothing present, packaged files included
+    assert main(["weights", "verify"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    i = out.index("sadtalker:")
+    assert out[i + 1] == ("  not fetched (4), needed for sadtalker: `kdbench weights fetch facexlib_alignment_wflw "
+                          "facexlib_detection_resnet50 sadtalker_256 sadtalker_mapping_00229`")
+    assert out[i + 2] == ("  not fetched (4), needed only for some sadtalker options (see the README): `kdbench "
+                          "weights fetch facexlib_parsenet gfpgan_v1_4 sadtalker_512 sadtalker_mapping_00109`")
