@@ -158,3 +158,35 @@ def test_spec_links_every_weight_the_manifest_knows():
 
 def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
     check_payload_never_runs(env_for(SPEC.name, home), SPEC, "ckpts/stage1.ckpt", tmp_path)
+
+
+def test_a_tofu_weight_with_a_payload_is_refused_by_run_unless_trust_unpinned(tmp_path, monkeypatch):
+    """The whole chain as a user meets it: `kdbench setup` with a weight that has no published pin (tofu) whose
+    file carries a pickle payload; `kdbench run` verifies it (first-use pin), the worker refuses to unpickle it."""
+    from kdbench.errors import KdbenchError
+    from kdbench.runner import run_method
+    from tests.baseline_fixtures import Payload, one_clip_dataset
+
+    repo = tmp_path / "upstream"
+    (repo / "code").mkdir(parents=True)
+    for f in (FAKE / "code").glob("*.py"):
+        (repo / "code" / f.name).write_text(f.read_text())
+    files = _fake_weights(tmp_path / "w")
+    marker = tmp_path / "marker"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, files["anitalker_stage1"])
+    home = set_up_fake_method(SPEC, repo, tmp_path / "home", files, tofu=("anitalker_stage1",),
+                              file_names={name: Path(SPEC.weights[name]).name for name in files})
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(home / "weights.toml"))
+    img, wav = _inputs(tmp_path / "ds" / "tmp", 1.0)
+    ds = one_clip_dataset(tmp_path / "ds", img, wav)
+    with pytest.raises(KdbenchError, match="did not start") as ex:
+        run_method("anitalker", ds, tmp_path / "run", warmup=0, progress=False)
+    stage1 = (home / "weights" / "anitalker_stage1" / "stage1.ckpt").resolve()
+    assert (f"{stage1}: not unpickled, because it matches no published pin: it is trusted on first use (no "
+            "published checksum)") in str(ex.value)
+    assert "--trust-unpinned (or KDBENCH_TRUST_UNPINNED=1)" in str(ex.value) and not marker.exists()
+    monkeypatch.setenv("KDBENCH_TRUST_UNPINNED", "1")
+    with pytest.raises(KdbenchError):  # the payload is no LIA state dict: the load fails after it ran
+        run_method("anitalker", ds, tmp_path / "run2", warmup=0, progress=False)
+    assert marker.read_text() == "ran"
