@@ -215,11 +215,13 @@ def _guarded_load(path: Path, pins: dict | None = None, allow: tuple = (), trust
 
 
 def _pin(path: Path, full: bool = True) -> dict:
+    """The record the parent passes for ``path``: pinned by a whole published digest (``full``) or tofu."""
     from kdbench.files import sha256_file
 
     st = path.stat()
     return {os.path.realpath(path): {"name": "w", "sha256": sha256_file(path), "size": st.st_size,
-                                     "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "pin_full": full}}
+                                     "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "pin_full": full,
+                                     "trust": "pinned" if full else "tofu"}}
 
 
 def test_a_payload_in_an_unpinned_checkpoint_never_runs_without_the_flag(tmp_path):
@@ -382,3 +384,15 @@ def test_verify_says_which_baseline_weights_are_needed_always_and_which_only_for
                           "facexlib_detection_resnet50 sadtalker_256 sadtalker_mapping_00229`")
     assert out[i + 2] == ("  not fetched (4), needed only for some sadtalker options (see the README): `kdbench "
                           "weights fetch facexlib_parsenet gfpgan_v1_4 sadtalker_512 sadtalker_mapping_00109`")
+
+
+def test_the_refusal_says_why_each_kind_of_file_is_not_unpickled_fully():
+    from kdbench.runtime.compat import _unpinned_reason
+
+    assert _unpinned_reason(None) == "it is not a manifest file verified by kdbench"
+    assert _unpinned_reason({"trust": "tofu"}) == "it is trusted on first use (no published checksum)"
+    assert _unpinned_reason({"trust": "unverified", "pin_full": False}) == (
+        "it differs from its pin (used under KDBENCH_ALLOW_UNVERIFIED)")
+    assert _unpinned_reason({"trust": "pinned", "pin_full": False}) == "its pin is only a sha256 prefix"
+    assert _unpinned_reason({"trust": "pinned", "pin_full": True}) == (
+        "its size, mtime or inode changed after kdbench verified it")

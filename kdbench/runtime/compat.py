@@ -80,6 +80,19 @@ def _pinned_match(path, pins: dict):
     return rec
 
 
+def _unpinned_reason(rec) -> str:
+    """Why a file's pin record (from ``$KDBENCH_WORKER_PINS``, or None) does not allow full unpickling."""
+    if rec is None:
+        return "it is not a manifest file verified by kdbench"
+    if rec.get("trust") == "unverified":
+        return "it differs from its pin (used under KDBENCH_ALLOW_UNVERIFIED)"
+    if rec.get("trust") == "tofu":
+        return "it is trusted on first use (no published checksum)"
+    if not rec.get("pin_full"):
+        return "its pin is only a sha256 prefix"
+    return "its size, mtime or inode changed after kdbench verified it"
+
+
 def _resolve_globals(names) -> list:
     """``"module:qualname"`` strings -> objects (names whose module is not installed are skipped)."""
     import importlib
@@ -123,7 +136,7 @@ def torch_load_pinned_pickle() -> str:
     def load(f, *args, **kwargs):
         path = _file_of(f)
         rec = _pinned_match(path, pins)
-        if kwargs.get("weights_only") is None and rec is not None:
+        if kwargs.get("weights_only") is not True and rec is not None:
             kwargs["weights_only"] = False
             PICKLE_POLICY["loads"].append({"file": path, "name": rec.get("name"), "sha256": rec.get("sha256"),
                                            "mode": "full pickle (pinned)"})
@@ -137,16 +150,14 @@ def torch_load_pinned_pickle() -> str:
             with torch.serialization.safe_globals(allow):
                 return original(f, *args, **{**kwargs, "weights_only": True})
         except pickle.UnpicklingError as e:
-            why = ("it matches no published pin: "
-                   + ("its size, mtime or inode changed after kdbench verified it" if path in pins and
-                      pins[path].get("pin_full") else
-                      "it is trusted on first use (no published checksum)" if path in pins else
-                      "it is not a manifest file verified by kdbench"))
+            why = "it matches no published pin: " + _unpinned_reason(pins.get(path) if path else None)
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             try:  # listed statically, nothing is run
                 names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)) if path else []
-                first = "it refers to " + ", ".join(n for n in names if n not in {
-                    f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', '')}" for o in allow}) or first
+                allowed = {f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', '')}" for o in allow}
+                refused = [n for n in names if n not in allowed]
+                if refused:
+                    first = "it refers to " + ", ".join(refused)
             except Exception:  # noqa: BLE001 - legacy format: torch's own message says what it met
                 pass
             if not trust_unpinned:

@@ -137,7 +137,8 @@ def worker_pins(records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
         fp = r.get("fingerprint") or {}
         out[os.path.realpath(r["file"])] = {
             "name": name, "sha256": r.get("sha256"), "size": fp.get("size"), "mtime_ns": fp.get("mtime_ns"),
-            "inode": fp.get("inode"), "pin_full": bool(r.get("pin_full")) and r.get("trust") == "pinned"}
+            "inode": fp.get("inode"), "trust": r.get("trust"),
+            "pin_full": bool(r.get("pin_full")) and r.get("trust") == "pinned"}
     return out
 
 
