@@ -277,6 +277,8 @@ def cmd_run(args) -> int:
     from .dataset import load_dataset
     from .runner import run_method
 
+    if args.trust_unpinned:  # read by the baseline workers (kdbench.runtime.compat); recorded in env.json
+        os.environ["KDBENCH_TRUST_UNPINNED"] = "1"
     ds = load_dataset(args.dataset)
     out = Path(args.out or f"runs/{args.method}-{ds.name}")
     s = run_method(args.method, ds, out, options=parse_sets(args.set), seed=args.seed, device=args.device,
@@ -463,6 +465,8 @@ def cmd_setup(args) -> int:
     print(f"{spec.name}: {spec.repo}@{rec['source']['commit'][:12]} ({rec['source']['kind']}, "
           f"{'verified' if rec['source']['verified'] else 'unverified'}), Python {rec['python']}, "
           f"{len(rec['packages'])} packages, {len(rec['weights'])} weight files linked, in {rec['seconds']} s")
+    if rec["source"].get("problem"):
+        print(f"  source unverified: {rec['source']['problem']}")
     for why in rec["weights_missing"].values():
         print(f"  missing: {why}")
     print("ready" if not rec["weights_missing"] else
@@ -476,15 +480,9 @@ def cmd_weights(args) -> int:
 
     wm = WeightsManager()
     if args.action == "ls":
-        rows = wm.status()
-        for r in rows:
-            r["present"] = "yes" if r["present"] else "no"
-        _print_table(rows, ["name", "present", "used_by", "pin", "checksum", "source"])
-        print(f"cache: {wm.home / 'weights'}")
-        print("pin: sha256 / git-blob = the upstream file's published checksum; sha256-prefix = only its first hex "
-              "digits are published; tofu = nothing published: the sha256 seen at first use is pinned and results "
-              "record it as trust: tofu, verified: false")
-        return 0
+        return _weights_ls(wm, args.long)
+    if args.action == "verify" and not args.names:
+        return _weights_verify_all(wm)
     names = args.names or (sorted(wm.entries) if args.action in ("fetch", "verify") else [])
     if args.action == "path":
         if len(names) != 1:
@@ -506,6 +504,86 @@ def cmd_weights(args) -> int:
         except KdbenchError as e:
             bad += 1
             print(f"{'missing' if 'not available' in str(e) or 'download' in str(e) else 'FAILED':8s} {n}: {e}")
+    return 1 if bad else 0
+
+
+def _size_text(n: int | None) -> str:
+    return "-" if not n else f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} B"
+
+
+def _weights_ls(wm, long: bool) -> int:
+    """``kdbench weights ls``: per entry pin kind (strength), revision, size, licence; counts by trust at the end."""
+    rows = wm.status()
+    for r in rows:
+        r["present"] = "yes" if r["present"] else "no"
+        r["size"] = _size_text(r["size"])
+        r["licence"] = r.pop("license")
+    if long:
+        _print_long(rows, ["present", "used_by", "pin", "checksum", "pin_source", "source", "revision", "size",
+                           "licence", "path"])
+    else:
+        _print_table(rows, ["name", "present", "used_by", "pin", "revision", "size", "licence"])
+    counts = {k: sum(r["trust"] == k for r in rows) for k in ("pinned", "tofu")}
+    weak = ", ".join(r["name"] for r in rows if r["pin"].endswith(("(low)", "(ambiguous)")))
+    print(f"{len(rows)} entries: {counts['pinned']} pinned to a published checksum, {counts['tofu']} trusted on first "
+          f"use (tofu)" + (f"; low confidence or ambiguous pins: {weak}" if weak else ""))
+    print(f"cache: {wm.home / 'weights'}")
+    print("pin: sha256 / git-blob = a checksum of the upstream file (official = the official repository's own LFS "
+          "pointer or blob, mirror = mirrors' pointers or download scripts, low / ambiguous: see `weights ls --long`); "
+          "sha256-prefix = only its first hex digits are known; tofu = nothing published: the sha256 seen at first "
+          "use is pinned and results record it as trust: tofu, verified: false. Baseline workers unpickle fully "
+          "only files matching a whole published checksum (docs/security.md)")
+    return 0
+
+
+def _optional_weights(method: str) -> tuple[str, ...]:
+    """Weights a baseline needs only for some options (its spec's ``optional_weights``); () for anything else."""
+    from .runtime.spec import SPECS, get_spec
+
+    return get_spec(method).optional_weights if method in SPECS else ()
+
+
+def _weights_verify_all(wm) -> int:
+    """``kdbench weights verify`` without names: every present file re-hashed, grouped by what uses it; what is
+    missing is said once per method or metric, with the command that fetches it. Exit 1 only when a present file
+    fails its pin."""
+    from .errors import WeightsMissing
+
+    groups: dict[str, list[str]] = {}
+    for name, e in sorted(wm.entries.items()):
+        for user in e.used_by or ("(unused)",):
+            groups.setdefault(user, []).append(name)
+    bad, done = 0, {}
+    for user, names in sorted(groups.items()):
+        lines, missing = [], []
+        for n in names:
+            if n not in done:
+                try:
+                    rec = wm.verify(n)
+                    done[n] = f"{_TRUST_LABEL[rec['trust']]:8s} {n}" + (f": {rec['problem']}" if rec.get("problem")
+                                                                          else "")
+                    bad += rec["trust"] == "unverified"
+                except WeightsMissing:
+                    done[n] = None
+                except KdbenchError as ex:
+                    done[n] = f"FAILED   {n}: {ex}"
+                    bad += 1
+            if done[n] is None:
+                missing.append(n)
+            else:
+                lines.append(done[n])
+        print(f"{user}:")
+        for line in lines:
+            print(f"  {line}")
+        optional = [n for n in missing if n in _optional_weights(user)]
+        needed = [n for n in missing if n not in optional]
+        if needed:
+            print(f"  not fetched ({len(needed)}), needed for {user}: `kdbench weights fetch {' '.join(needed)}`")
+        if optional:
+            print(f"  not fetched ({len(optional)}), needed only for some {user} options (see the README):"
+                  f" `kdbench weights fetch {' '.join(optional)}`")
+    print("FAILED: a present file differs from its pin (delete it and fetch it again)" if bad else
+          "no present file is corrupt (missing files are only needed by the methods and metrics named above)")
     return 1 if bad else 0
 
 
@@ -596,7 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: cuda if available)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. ddim_steps=5")
     run.add_argument("--warmup", type=_int_at_least(0), default=1,
-                     help="untimed warm-up generations before timing (default 1)")
+                     help="untimed warm-up generations of the first clip before timing (default 1; recorded in "
+                          "env.json). A whole clip: on a CPU, or when FPS does not matter, use --warmup 0")
+    run.add_argument("--trust-unpinned", action="store_true",
+                     help="let a baseline worker unpickle fully a checkpoint that matches no published pin (tofu or "
+                          "unverified) and holds more than tensors: this runs code from that file. Same as "
+                          "KDBENCH_TRUST_UNPINNED=1; recorded in env.json and the report")
     _normalizer_args(run)
     run.add_argument("--overlap-writes", action="store_true",
                      help="throughput mode: encode and write clip i on a thread while clip i+1 generates (same "
@@ -703,10 +786,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_setup)
 
     w = _sub(sp, "weights", "list, fetch, verify and locate model weights",
-             "  kdbench weights ls\n  kdbench weights fetch syncnet_v2 sfd_face\n  kdbench weights verify\n"
+             "  kdbench weights ls                     # pin (kind, strength), revision, size, licence; counts\n"
+             "  kdbench weights ls --long              # plus the checksum and where the pin comes from\n"
+             "  kdbench weights fetch syncnet_v2 sfd_face\n"
+             "  kdbench weights verify                 # every present file, grouped by method; exit 1 only if "
+             "one is corrupt\n"
              "  kdbench weights path pt_inception")
     w.add_argument("action", choices=["ls", "fetch", "verify", "path"])
     w.add_argument("names", nargs="*", help="weight names (default for fetch/verify: all)")
+    w.add_argument("--long", action="store_true", help="ls: every detail (checksum, where the pin comes from, source)")
     w.add_argument("-q", "--quiet", action="store_true", help="no download progress bars")
     w.set_defaults(func=cmd_weights)
     return p

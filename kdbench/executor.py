@@ -116,7 +116,8 @@ class _GenerateWorker:
         return d
 
     def info(self) -> dict[str, Any]:
-        return {"load_seconds": self.load_seconds, "method_env": self.gen.env_record(), **self.where}
+        return {"load_seconds": self.load_seconds, "method_env": self.gen.env_record(),
+                "warmup": self.gen.warmup_record, **self.where}
 
     def close(self) -> None:
         self.gen.close()
@@ -248,8 +249,9 @@ def ray_generate(config: dict[str, Any], store, todo: list, record: Callable[[di
     actors = [Actor.remote(config, str(store.root.resolve()), todo[0], warmup) for _ in range(n)]
     infos = ray.get([a.info.remote() for a in actors])
     load_seconds = max(i["load_seconds"] for i in infos)
+    warmups = [i.pop("warmup", None) for i in infos]
     store.append_event({"event": "load", "seconds": load_seconds, "config_hash": config["config_hash"],
-                        "time": time.time(), "executor": "ray", "workers": n})
+                        "time": time.time(), "executor": "ray", "workers": n, "warmup": warmups[0]})
     env = collect_env(config["device"])
     method_env = [i.pop("method_env") for i in infos][0]
     env["executor"] = _cluster_record(ray, "ray", n, address, infos)

@@ -157,8 +157,10 @@ class ClipGenerator:
         self.load_wall_seconds = time.perf_counter() - t0
         # a method that loads in a worker process reports its own load time (models only, not process start)
         seconds = self.impl.load_seconds if self.impl.load_seconds is not None else self.load_wall_seconds
+        self.warmup_record = None
         if warmup and warmup_spec is not None and self.cls.info.generates:
-            _warm_up(self.impl, warmup_spec, warmup)
+            self.warmup_record = {"n": int(warmup), "clip_id": warmup_spec.clip_id,
+                                  "seconds": _warm_up(self.impl, warmup_spec, warmup)}
         return seconds
 
     def env_record(self) -> dict[str, Any]:
@@ -226,7 +228,8 @@ class ClipGenerator:
                                        grid=GridCrop.parse(gen.grid) if gen.grid else self.grid_crop, **self.policy)
             event.update(status="ok", n_frames=report.n_frames, n_generated=n_gen or report.orig_n_frames,
                          seconds=t_gen, timed=self.cls.info.generates, normalizer=report.to_json(),
-                         peak_rss_mb=_peak_rss_mb(), extra=gen.extra, **self.store.video_record(spec.clip_id))
+                         peak_rss_mb=(gen.extra or {}).get("worker_peak_rss_mb") or _peak_rss_mb(),
+                         extra=gen.extra, **self.store.video_record(spec.clip_id))
             if peak_gpu_mb is not None:
                 event["peak_gpu_mb"] = peak_gpu_mb
         except (ClipFailure, KdbenchError) as e:
@@ -332,9 +335,10 @@ def _run_local(gen: ClipGenerator, store: RunStore, config: dict[str, Any], summ
     method, chash = config["method"], config["config_hash"]
     summary.load_seconds = gen.load(todo[0], warmup)
     store.append_event({"event": "load", "seconds": summary.load_seconds, "wall_seconds": gen.load_wall_seconds,
-                        "config_hash": chash, "time": time.time()})
+                        "warmup": gen.warmup_record, "config_hash": chash, "time": time.time()})
     env = collect_env(config["device"])
     env["executor"] = {"name": "local", "workers": 1}
+    env["warmup"] = gen.warmup_record  # untimed generations before the first timed clip (`--warmup 0`: none)
     env["weights"] = weights.record()
     method_env = gen.env_record()
     if method_env:
@@ -394,8 +398,10 @@ def check_executor(executor: str) -> None:
         raise KdbenchError(f"--executor must be one of {', '.join(EXECUTORS)} (got {executor!r})")
 
 
-def _warm_up(impl, spec, n: int) -> None:
-    """Run the method on (a 2 s slice of) the first clip ``n`` times, untimed, so FPS excludes warm-up."""
+def _warm_up(impl, spec, n: int) -> float | None:
+    """Run the method on (a 2 s slice of) the first clip ``n`` times, untimed, so FPS excludes warm-up; returns the
+    wall seconds it took (recorded in the ``load`` event and env.json), None when it failed."""
+    t0 = time.perf_counter()
     try:
         ref = spec.load_ref_image()
         audio = impl.driving_audio(spec, spec.load_audio())[: 2 * 16000]
@@ -404,3 +410,5 @@ def _warm_up(impl, spec, n: int) -> None:
         impl.synchronize()
     except Exception as e:  # noqa: BLE001 - a failing warm-up is reported by the real attempt
         log.warning("warm-up failed: %s", e)
+        return None
+    return round(time.perf_counter() - t0, 3)

@@ -20,6 +20,7 @@ the checksums of a mirror's own files.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightsChecksumError, WeightsMissing
+from .errors import KdbenchError, WeightsChecksumError, WeightsMissing
 from .files import git_blob_sha1, sha256_file
 
 MANIFEST = Path(__file__).with_name("weights.toml")
@@ -55,10 +56,18 @@ class WeightEntry:
     sha256: str | None = None
     sha256_prefix: str | None = None
     git_sha1: str | None = None
+    hf_revision: str | None = None
+    size: int | None = None
     extract: bool = False
     pin_source: str = ""
+    pin_strength: str = ""
     license: str = ""
     used_by: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        why = manifest_entry_problem(self)
+        if why:
+            raise ManifestError(f"weights manifest entry [{self.name}]: {why}")
 
     @property
     def source(self) -> str:
@@ -74,6 +83,17 @@ class WeightEntry:
     def pinned(self) -> bool:
         """Whether the manifest holds a checksum of the upstream file (else: trust on first use)."""
         return bool(self.sha256 or self.git_sha1 or self.sha256_prefix)
+
+    @property
+    def pinned_full(self) -> bool:
+        """Whether the pin is a whole digest (sha256 or git blob sha1), not only a prefix: only such a match lets a
+        baseline worker unpickle the file beyond tensors (:mod:`kdbench.runtime.compat`)."""
+        return bool(self.sha256 or self.git_sha1)
+
+    @property
+    def pin_label(self) -> str:
+        """``pin kind (strength)`` for ``kdbench weights ls``, e.g. ``sha256 (official)``, ``tofu``."""
+        return f"{self.pin_kind} ({self.pin_strength})" if self.pin_strength and self.pinned else self.pin_kind
 
     @property
     def pin_kind(self) -> str:
@@ -94,12 +114,70 @@ class WeightEntry:
         return "none published (tofu: the sha256 seen at first use is pinned)"
 
 
+PIN_STRENGTHS = ("official", "mirror", "low", "ambiguous", "package")
+"""Values of ``pin_strength`` (see the head of ``weights.toml``)."""
+
+_HEX = frozenset("0123456789abcdef")
+
+
+class ManifestError(KdbenchError):
+    """A weights manifest that kdbench refuses (a path where a name belongs, a malformed checksum, ...)."""
+
+
+def _name_problem(what: str, value: Any) -> str | None:
+    """Why ``value`` cannot be an entry name or file name (checked as clip ids are: a name, never a path)."""
+    from .dataset import clip_id_problem
+
+    why = clip_id_problem(value)
+    return None if why is None else f"{what} {value!r} is not a plain file name ({why.replace('clip id', what)})"
+
+
+def manifest_entry_problem(e: WeightEntry) -> str | None:
+    """Why the entry ``e`` is unsafe or malformed, or None. Its name and file become ``weights/<name>/<file>``
+    under ``KDBENCH_HOME``, so both must be plain names (no ``/``, ``\\``, leading dot or control characters)."""
+    for what, value in (("name", e.name), ("file", e.file)):
+        why = _name_problem(what, value)
+        if why:
+            return why
+    for what, value, n in (("sha256", e.sha256, 64), ("git_sha1", e.git_sha1, 40),
+                           ("sha256_prefix", e.sha256_prefix, None), ("hf_revision", e.hf_revision, None)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or set(value) - _HEX or (n and len(value) != n) \
+                or (n is None and not 7 <= len(value) <= 64):
+            return f"{what} = {value!r} is not {f'{n}' if n else '7 to 64'} lowercase hex digits"
+    if e.size is not None and (not isinstance(e.size, int) or isinstance(e.size, bool) or e.size <= 0):
+        return f"size = {e.size!r} is not a positive number of bytes"
+    if e.pin_strength and e.pin_strength not in PIN_STRENGTHS:
+        return f"pin_strength = {e.pin_strength!r} is not one of {', '.join(PIN_STRENGTHS)}"
+    return None
+
+
 def load_manifest(path: Path | None = None) -> dict[str, WeightEntry]:
-    """The manifest at ``path``, else ``$KDBENCH_WEIGHTS_MANIFEST``, else the built-in ``weights.toml``."""
+    """The manifest at ``path``, else ``$KDBENCH_WEIGHTS_MANIFEST``, else the built-in ``weights.toml``.
+
+    Raises :class:`ManifestError` (naming the file and entry) for unknown keys, names or files that are paths,
+    and malformed checksums, before anything is read or written.
+    """
     path = path or Path(os.environ.get("KDBENCH_WEIGHTS_MANIFEST") or MANIFEST)
     with open(path, "rb") as f:
         raw = tomllib.load(f)
-    return {name: WeightEntry(name=name, **{**v, "used_by": tuple(v.get("used_by", ()))}) for name, v in raw.items()}
+    known = {f.name for f in dataclasses.fields(WeightEntry)} - {"name"}
+    out = {}
+    for name, v in raw.items():
+        if not isinstance(v, dict):
+            raise ManifestError(f"{path}: {name!r} is not a [table] of a weights entry")
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ManifestError(f"{path}: entry [{name}] has unknown keys {', '.join(unknown)}; known: "
+                                f"{', '.join(sorted(known))}")
+        if "file" not in v:
+            raise ManifestError(f"{path}: entry [{name}] has no file = \"...\"")
+        try:
+            out[name] = WeightEntry(name=name, **{**v, "used_by": tuple(v.get("used_by", ()))})
+        except ManifestError as e:
+            raise ManifestError(f"{path}: {e}; nothing was read or written") from None
+    return out
 
 
 class WeightsManager:
@@ -172,6 +250,14 @@ class WeightsManager:
         self._verified.pop(f"{name}:{p}", None)
         return self._verify(e, p, force=force)
 
+    def verify_file(self, name: str, path: str | os.PathLike) -> dict[str, Any]:
+        """Verify the file ``path`` (e.g. a link target recorded by ``kdbench setup``) as entry ``name``: re-hashed
+        when its size, mtime, ctime or inode changed since it was last hashed, else the cached sha256 is used.
+        Raises :class:`WeightsChecksumError` when it fails its pin (unless ``KDBENCH_ALLOW_UNVERIFIED=1``)."""
+        e, p = self.entry(name), Path(path)
+        self._verified.pop(f"{name}:{p}", None)
+        return self._verify(e, p)
+
     def _tofu_pin(self, e: WeightEntry, p: Path | None = None) -> Path:
         """Where the first-use sha256 of ``p`` is kept: ``.pinned_sha256`` in the cache folder for the cached file;
         for a file given by path (``KDBENCH_WEIGHT_<NAME>``, overrides) a ``.<file>.pinned_sha256`` next to it, or,
@@ -219,6 +305,8 @@ class WeightsManager:
                 cached = None
         if not (isinstance(cached, dict) and cached.get("fingerprint") == fingerprint and cached.get("sha256")):
             cached = None
+        if e.size is not None and stat.st_size != e.size:  # before hashing: a wrong size needs no hash
+            return self._refuse_or_record(e, p, None, f"size {stat.st_size} bytes != pinned {e.size}", key)
         sha256 = cached["sha256"] if cached else sha256_file(p)
         git_sha1 = cached.get("git_sha1") if cached else None
         if e.git_sha1 and git_sha1 is None:
@@ -237,16 +325,27 @@ class WeightsManager:
                 sidecar.write_text(json.dumps({"fingerprint": fingerprint, "sha256": sha256, "git_sha1": git_sha1}))
             except OSError:
                 pass  # read-only location (e.g. a package's site-packages): verification still holds
-        elif os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
+        else:
+            return self._refuse_or_record(e, p, sha256, why, key)
+        rec = {"file": str(p), "sha256": sha256, "size": stat.st_size, "verified": e.pinned,
+               "trust": "pinned" if e.pinned else "tofu", "pin": e.checksum, "pin_full": e.pinned_full,
+               "fingerprint": {k: fingerprint[k] for k in ("size", "mtime_ns", "inode")}}
+        self._verified[key] = rec
+        return rec
+
+    def _refuse_or_record(self, e: WeightEntry, p: Path, sha256: str | None, why: str, key: str) -> dict[str, Any]:
+        """A file that fails its pin: refused, or under ``KDBENCH_ALLOW_UNVERIFIED=1`` recorded as unverified."""
+        if os.environ.get("KDBENCH_ALLOW_UNVERIFIED") != "1":
             raise WeightsChecksumError(
                 f"weights {e.name!r} at {p} fail verification: {why}. Delete the file and run "
                 f"`kdbench weights fetch {e.name}`, or set KDBENCH_ALLOW_UNVERIFIED=1 to use it anyway "
                 "(results then record weights_verified: false)."
             )
-        trust = "unverified" if not ok else "pinned" if e.pinned else "tofu"
-        rec = {"file": str(p), "sha256": sha256, "verified": ok and e.pinned, "trust": trust, "pin": e.checksum}
-        if not ok:
-            rec["problem"] = why
+        stat = p.stat()
+        rec = {"file": str(p), "sha256": sha256 if sha256 is not None else sha256_file(p), "size": stat.st_size,
+               "verified": False, "trust": "unverified", "pin": e.checksum, "pin_full": e.pinned_full,
+               "problem": why, "fingerprint": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                                               "inode": stat.st_ino}}
         self._verified[key] = rec
         return rec
 
@@ -334,7 +433,7 @@ class WeightsManager:
             elif e.hf_repo:
                 from huggingface_hub import hf_hub_download
 
-                got = hf_hub_download(repo_id=e.hf_repo, filename=str(e.hf_file))
+                got = hf_hub_download(repo_id=e.hf_repo, filename=str(e.hf_file), revision=hf_revision(e))
                 shutil.copyfile(got, tmp)
             elif e.gdrive:
                 import gdown
@@ -359,10 +458,25 @@ class WeightsManager:
         for name, e in sorted(self.entries.items()):
             p = self._candidate(name)
             rows.append({"name": name, "file": e.file, "present": p is not None,
-                         "path": str(p or self.cache_path(name)),
-                         "pin": e.pin_kind, "checksum": e.checksum, "source": e.source, "used_by": ",".join(e.used_by),
-                         "license": e.license})
+                         "path": str(p or self.cache_path(name)), "pin": e.pin_label, "pin_source": e.pin_source,
+                         "trust": "pinned" if e.pinned else "tofu", "checksum": e.checksum, "source": e.source,
+                         "revision": e.hf_revision or ("main (none pinned)" if e.hf_repo else "-"),
+                         "size": e.size, "used_by": ",".join(e.used_by), "license": e.license})
         return rows
+
+
+def hf_revision(e: WeightEntry) -> str | None:
+    """The full commit id of ``e.hf_revision`` (the Hub accepts only full ids; the manifest may hold the short id
+    under which the pin was found: it is looked up among the repository's commits). None: no revision pinned."""
+    if not e.hf_revision or len(e.hf_revision) == 40:
+        return e.hf_revision
+    from huggingface_hub import HfApi
+
+    hits = [c.commit_id for c in HfApi().list_repo_commits(str(e.hf_repo)) if c.commit_id.startswith(e.hf_revision)]
+    if len(hits) != 1:
+        raise OSError(f"the pinned revision {e.hf_revision} of {e.hf_repo} matches {len(hits)} commits of that "
+                      "repository (it was rewritten, or the id is ambiguous); no file was downloaded")
+    return hits[0]
 
 
 def mirror_url(e: WeightEntry) -> str | None:

@@ -147,7 +147,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    notes = list(notes)
+    notes = [*notes, *weights_trust_notes(table.runs)]
     figs = []
     if figures:
         from .figures import all_figures
@@ -335,3 +335,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def weights_trust_notes(runs: dict) -> list[str]:
+    """One note per row whose videos were produced with weights that are not pinned to a published checksum
+    (trusted on first use, or unverified under ``KDBENCH_ALLOW_UNVERIFIED``) or with ``--trust-unpinned``
+    (from each run's ``env.json``: ``method_env`` of a baseline, ``weights`` of a native method)."""
+    notes = []
+    for row, run in runs.items():
+        env = getattr(run, "env", None) or {}
+        menv = env.get("method_env") or {}
+        weak = {n: r.get("trust") for n, r in (env.get("weights") or {}).items()
+                if isinstance(r, dict) and r.get("trust") in ("tofu", "unverified")}
+        weak.update({n: r.get("trust") for n, r in (menv.get("weights") or {}).items()
+                     if isinstance(r, dict) and r.get("trust") in ("tofu", "unverified")})
+        if weak:
+            notes.append(f"{row}: produced with weights not pinned to a published checksum: "
+                         + ", ".join(f"{n} ({t})" for n, t in sorted(weak.items())))
+        if menv.get("trust_unpinned"):
+            notes.append(f"{row}: run with --trust-unpinned (checkpoints without a published pin could be unpickled "
+                         "fully; see method_env.worker.loads in its env.json)")
+    return notes

@@ -38,8 +38,10 @@ def main() -> None:
     seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 42  # audio2vid.py's default
     sys.path.insert(0, os.getcwd())
     from baselines.aniportrait.spec import SPEC
+    from baselines.aniportrait.worker import AniPortraitHooks
     from kdbench.runtime import compat
 
+    compat.PICKLE_POLICY["allow"] = AniPortraitHooks.pickle_allow  # the worker's allow-list (no pins here)
     compat.apply([*SPEC.compat, "cuda_to_cpu", "ffmpeg_on_path"])
     import numpy as np
     import torch

@@ -4,8 +4,13 @@ official ``scripts/audio2vid.py``.
 Run with AniPortrait's environment from its source tree (the shipped configs are read from the cwd):
 
     cd $KDBENCH_HOME/methods/aniportrait/source
-    PYTHONPATH=/path/to/kdbench ../venv/bin/python /path/to/kdbench/scripts/aniportrait_random_weights.py \\
-        --home $KDBENCH_HOME
+    ../venv/bin/python /path/to/kdbench/scripts/aniportrait_random_weights.py --home $KDBENCH_HOME
+
+Order: ``kdbench setup aniportrait`` first (it builds the environment and source tree this script runs in, and stops
+at "not ready: fetch the missing weights"), then this script, then ``KDBENCH_ALLOW_UNVERIFIED=1 kdbench setup
+aniportrait`` again to link the files (random weights cannot match the published sha256 pins: they are recorded as
+unverified, and the worker loads them tensors-only), and ``KDBENCH_ALLOW_UNVERIFIED=1 kdbench run --method
+aniportrait ...``.
 
 It writes ``$KDBENCH_HOME/weights/<name>/<file>`` (the weights manager's cache layout) for every entry of
 ``baselines.aniportrait.spec.SPEC.weights`` except FILM (optional, CUDA-only); ``kdbench setup aniportrait`` then
@@ -66,6 +71,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     sys.path.insert(0, os.getcwd())
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this kdbench checkout (not installed in the venv)
     import torch
     from diffusers import AutoencoderKL
     from omegaconf import OmegaConf

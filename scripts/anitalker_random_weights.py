@@ -5,11 +5,16 @@ Run with AniTalker's environment (``$KDBENCH_HOME/methods/anitalker/venv/bin/pyt
     cd $KDBENCH_HOME/methods/anitalker/source
     ../venv/bin/python /path/to/kdbench/scripts/anitalker_random_weights.py OUT_DIR
 
-Writes ``OUT_DIR/stage1.ckpt`` (a flat state dict of ``LIA_Model``, which ``load_lightning_model`` copies key by key),
-``OUT_DIR/stage2_audio_only_hubert.ckpt`` (``LitModel``'s state dict, loaded with ``strict=True``) and
+Writes ``OUT_DIR/stage1.ckpt`` (a flat state dict of ``LIA_Model``, which ``load_lightning_model`` copies key by
+key), ``OUT_DIR/stage2_audio_only_hubert.ckpt`` (``LitModel``'s state dict, loaded with ``strict=True``) and
 ``OUT_DIR/chinese-hubert-large/`` (a HuBERT-large config — 24 layers, 1024 wide, as the stage-2 model's 25 hidden
-states need — with random weights, and the feature extractor's config), each built by the upstream classes.
-Copy them into the weights cache (``kdbench weights path NAME`` shows where) with KDBENCH_ALLOW_UNVERIFIED=1.
+states need — with random weights, and the feature extractor's config), each built by the upstream classes. Copy
+them into the weights cache (``$KDBENCH_HOME/weights/<name>/<file>``; ``kdbench weights ls --long`` shows each
+path). Order: ``kdbench setup anitalker`` first (it builds the environment and source tree this script runs in, and
+stops at "not ready: fetch the missing weights"), then this script and the copy, then ``KDBENCH_ALLOW_UNVERIFIED=1
+kdbench setup anitalker`` again to link the files (random weights cannot match the published sha256 pins: they are
+recorded as unverified, and the worker loads them tensors-only), and ``KDBENCH_ALLOW_UNVERIFIED=1 kdbench run
+--method anitalker ...``.
 """
 
 from __future__ import annotations

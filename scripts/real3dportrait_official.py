@@ -29,9 +29,10 @@ def main() -> None:
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     sys.path.insert(0, os.getcwd())
     from baselines.real3dportrait.spec import SPEC
-    from baselines.real3dportrait.worker import HUBERT_DIR, _Recorder
+    from baselines.real3dportrait.worker import HUBERT_DIR, Real3DPortraitHooks, _Recorder
     from kdbench.runtime import compat
 
+    compat.PICKLE_POLICY["allow"] = Real3DPortraitHooks.pickle_allow  # the worker's allow-list (no pins here)
     compat.apply(SPEC.compat)
     import imageio
     import numpy as np

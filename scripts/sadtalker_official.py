@@ -30,8 +30,10 @@ def main() -> None:
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     sys.path.insert(0, os.getcwd())
     from baselines.sadtalker.spec import SPEC
+    from baselines.sadtalker.worker import SadTalkerHooks
     from kdbench.runtime import compat
 
+    compat.PICKLE_POLICY["allow"] = SadTalkerHooks.pickle_allow  # the worker's allow-list (no pins here)
     compat.apply(SPEC.compat)
     import numpy as np
     import torch

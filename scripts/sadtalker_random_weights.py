@@ -21,9 +21,16 @@ weights never peak in that corner; random ones often put one of the 98 peaks the
 preprocessing of the first hdtf-mini portrait (``WDA_BenCardin1_000``: crop, then landmarks of the crop) raises
 IndexError, with seed 4 it does not (other portraits may need another seed).
 
-    python scripts/sadtalker_random_weights.py --home $KDBENCH_HOME [--seed 0]
+    cd $KDBENCH_HOME/methods/sadtalker/source
+    ../venv/bin/python /path/to/kdbench/scripts/sadtalker_random_weights.py --home $KDBENCH_HOME [--seed 0]
 
 writes ``$KDBENCH_HOME/weights/<name>/<file>`` (the weights manager's cache layout).
+
+Order: ``kdbench setup sadtalker`` first (it builds the environment and source tree this script runs in, and stops
+at "not ready: fetch the missing weights"), then this script, then ``KDBENCH_ALLOW_UNVERIFIED=1 kdbench setup
+sadtalker`` again to link the files (random weights cannot match the published sha256 pins: they are recorded as
+unverified, and the worker loads them tensors-only), and ``KDBENCH_ALLOW_UNVERIFIED=1 kdbench run --method sadtalker
+...``.
 """
 
 from __future__ import annotations
@@ -51,9 +58,10 @@ def main() -> None:
     p.add_argument("--no-plant-detector", action="store_true", help="leave RetinaFace fully random")
     a = p.parse_args()
     sys.path.insert(0, os.getcwd())
+    sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this kdbench checkout (not installed in the venv)
     from kdbench.runtime import compat
 
-    compat.apply(["torchvision_functional_tensor", "torch_load_full_pickle"])
+    compat.apply(["torchvision_functional_tensor", "torch_load_pinned_pickle"])
     import safetensors.torch
     import torch
     import yaml

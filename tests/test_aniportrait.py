@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ pytest.importorskip("cv2", reason="AniPortrait's per-clip code uses OpenCV")
 
 from baselines.aniportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import one_clip_dataset, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, one_clip_dataset, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_aniportrait")
 SIZE, STEPS = 16, 3
@@ -59,7 +60,7 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory) -> Iterator[Path]:
     """KDBENCH_HOME with ``aniportrait`` set up from a git repository of the fake tree (the running interpreter's
     packages shared), the fake weights linked into ``pretrained_model/`` by ``kdbench setup``."""
     import shutil
@@ -67,7 +68,9 @@ def home(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("aniportrait")
     repo = root / "upstream"
     shutil.copytree(FAKE, repo, ignore=shutil.ignore_patterns("__pycache__"))
-    return set_up_fake_method(SPEC, repo, root / "home", _fake_weights(root / "w"))
+    home = set_up_fake_method(SPEC, repo, root / "home", _fake_weights(root / "w"))
+    with fake_manifest(home):  # the fake weights' sha256 pinned as if published
+        yield home
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
@@ -187,9 +190,9 @@ def test_options_outside_what_runs_are_refused(home, tmp_path):
 def test_spec_links_every_weight_the_manifest_knows():
     from kdbench.normalize import GridCrop
     from kdbench.runtime import compat
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)  # the built-in one, whatever the module fixture set
     assert set(SPEC.weights) <= set(manifest)
     repos = {manifest[n].hf_repo for n in SPEC.weights}
     assert repos == {"ZJYang/AniPortrait", "stable-diffusion-v1-5/stable-diffusion-v1-5", "stabilityai/sd-vae-ft-mse",
@@ -218,3 +221,7 @@ def test_cuda_to_cpu_keeps_upstreams_hard_coded_cuda_calls_on_the_cpu(monkeypatc
     y = lin.to(device="cuda", dtype=torch.float64)(torch.ones(1, 2, dtype=torch.float64).to("cuda:0"))
     assert y.device.type == "cpu" and y.dtype == torch.float64 and lin.weight.dtype == torch.float64
     assert torch.ones(1).to(torch.device("cuda")).device.type == "cpu"
+
+
+def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
+    check_payload_never_runs(env_for(SPEC.name, home), SPEC, "pretrained_model/audio2mesh.pt", tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ pytest.importorskip("imageio_ffmpeg", reason="the AniTalker hooks write FFV1 wit
 
 from baselines.anitalker.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import run_one_clip, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
 
 FAKE = Path(__file__).with_name("fake_anitalker")
 
@@ -52,7 +53,7 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory) -> Iterator[Path]:
     """KDBENCH_HOME with ``anitalker`` set up from a git repository of the fake tree (no requirements installed:
     the running interpreter's packages are shared), the fake weights linked where AniTalker expects them."""
     root = tmp_path_factory.mktemp("anitalker")
@@ -61,8 +62,10 @@ def home(tmp_path_factory) -> Path:
     for f in (FAKE / "code").glob("*.py"):
         (repo / "code" / f.name).write_text(f.read_text())
     files = _fake_weights(root / "w")
-    return set_up_fake_method(SPEC, repo, root / "home", files,
+    home = set_up_fake_method(SPEC, repo, root / "home", files,
                               file_names={name: Path(SPEC.weights[name]).name for name in files})
+    with fake_manifest(home):  # the fake weights' sha256 pinned as if published
+        yield home
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
@@ -120,6 +123,12 @@ def test_run_normalises_to_the_audio_and_records_the_environment(home, tmp_path,
     assert (info.fps, info.n_frames, info.width, info.height) == (25, 30, 64, 64)  # 1.2 s of audio
     assert clip["extra"]["worker_n_frames"] == 30 and clip["seconds"] == clip["extra"]["worker_seconds"]
     assert env_json["method_env"]["method"] == "anitalker"
+    # pinned random-weight checkpoints still load: fully unpickled only where kdbench verified the pin just before
+    loads = {Path(x["file"]).name: x["mode"] for x in env_json["method_env"]["worker"]["loads"]}
+    assert loads["stage1.ckpt"] == "full pickle (pinned)" and loads["pytorch_model.bin"] == "full pickle (pinned)"
+    assert loads["stage2_audio_only_hubert.ckpt"] == "weights_only"  # the hooks ask for weights_only themselves
+    assert env_json["method_env"]["weights"]["anitalker_stage1"]["trust"] == "pinned"
+    assert env_json["method_env"]["unpinned_weights"] == [] and env_json["method_env"]["trust_unpinned"] is False
 
 
 def test_options_outside_what_kdbench_installs_are_refused(home, tmp_path):
@@ -135,9 +144,9 @@ def test_options_outside_what_kdbench_installs_are_refused(home, tmp_path):
 
 
 def test_spec_links_every_weight_the_manifest_knows():
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)  # the built-in one, whatever the module fixture set
     assert set(SPEC.weights) <= set(manifest)
     assert all(manifest[n].hf_repo == "taocode/anitalker_ckpts" for n in SPEC.weights)
     assert SPEC.options == {"step_t": 50, "infer_type": "hubert_audio_only", "face_sr": False}
@@ -145,3 +154,39 @@ def test_spec_links_every_weight_the_manifest_knows():
     from kdbench.runtime import compat
 
     assert set(SPEC.compat) <= set(compat.FIXES)
+
+
+def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
+    check_payload_never_runs(env_for(SPEC.name, home), SPEC, "ckpts/stage1.ckpt", tmp_path)
+
+
+def test_a_tofu_weight_with_a_payload_is_refused_by_run_unless_trust_unpinned(tmp_path, monkeypatch):
+    """The whole chain as a user meets it: `kdbench setup` with a weight that has no published pin (tofu) whose
+    file carries a pickle payload; `kdbench run` verifies it (first-use pin), the worker refuses to unpickle it."""
+    from kdbench.errors import KdbenchError
+    from kdbench.runner import run_method
+    from tests.baseline_fixtures import Payload, one_clip_dataset
+
+    repo = tmp_path / "upstream"
+    (repo / "code").mkdir(parents=True)
+    for f in (FAKE / "code").glob("*.py"):
+        (repo / "code" / f.name).write_text(f.read_text())
+    files = _fake_weights(tmp_path / "w")
+    marker = tmp_path / "marker"
+    torch.save({"state_dict": {}, "payload": Payload(marker)}, files["anitalker_stage1"])
+    home = set_up_fake_method(SPEC, repo, tmp_path / "home", files, tofu=("anitalker_stage1",),
+                              file_names={name: Path(SPEC.weights[name]).name for name in files})
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(home / "weights.toml"))
+    img, wav = _inputs(tmp_path / "ds" / "tmp", 1.0)
+    ds = one_clip_dataset(tmp_path / "ds", img, wav)
+    with pytest.raises(KdbenchError, match="did not start") as ex:
+        run_method("anitalker", ds, tmp_path / "run", warmup=0, progress=False)
+    stage1 = (home / "weights" / "anitalker_stage1" / "stage1.ckpt").resolve()
+    assert (f"{stage1}: not unpickled, because it matches no published pin: it is trusted on first use (no "
+            "published checksum)") in str(ex.value)
+    assert "--trust-unpinned (or KDBENCH_TRUST_UNPINNED=1)" in str(ex.value) and not marker.exists()
+    monkeypatch.setenv("KDBENCH_TRUST_UNPINNED", "1")
+    with pytest.raises(KdbenchError):  # the payload is no LIA state dict: the load fails after it ran
+        run_method("anitalker", ds, tmp_path / "run2", warmup=0, progress=False)
+    assert marker.read_text() == "ran"

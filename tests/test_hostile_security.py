@@ -197,13 +197,15 @@ def test_weights_verify_rehashes_even_with_a_forged_cache(tmp_path, monkeypatch)
 def test_pins_are_shown_and_packaged_dlib_files_match_their_sha256(capsys):
     m = load_manifest()
     kinds = {n: e.pin_kind for n, e in m.items()}
-    assert kinds["syncnet_v2"] == "git-blob" and kinds["kdtalker_norm"] == "sha256"
-    assert kinds["mmod_human_face_detector"] == "sha256+git-blob" and kinds["pt_inception"] == "sha256-prefix"
-    upstream_methods = {"sadtalker", "anitalker", "aniportrait", "real3dportrait"}
-    baselines_only = {n for n, e in m.items() if set(e.used_by) <= upstream_methods}
-    assert {n for n, k in kinds.items() if k == "tofu"} == {  # no checksum published upstream for any baseline file
-        "hopenet_robust_alpha1", "buffalo_l", "kdtalker", "wav2lip", "liveportrait_appearance",
-        "liveportrait_motion", "liveportrait_warping", "liveportrait_spade"} | baselines_only
+    assert kinds["syncnet_v2"] == "sha256+git-blob" and kinds["kdtalker_norm"] == "sha256"
+    assert kinds["mmod_human_face_detector"] == "sha256+git-blob" and kinds["pt_inception"] == "sha256+sha256-prefix"
+    assert {n for n, k in kinds.items() if k == "tofu"} == {  # no public checksum found (docs/security.md)
+        "buffalo_l", "kdtalker", "wav2lip", "anitalker_hubert_config", "anitalker_hubert_preprocessor",
+        "anitalker_hubert_model", "real3dportrait_orig", "real3dportrait_pretrained_ckpts",
+        "real3dportrait_bfm_model_front", "real3dportrait_bfm_index_mp468", "sd15_unet_config",
+        "sd_vae_ft_mse_config", "sd_image_variations_encoder_config", "wav2vec2_base_960h_config",
+        "wav2vec2_base_960h_preprocessor", "hubert_large_ls960_ft_config", "hubert_large_ls960_ft_preprocessor",
+        "hubert_large_ls960_ft_vocab", "hubert_large_ls960_ft_tokenizer_config", "hubert_large_ls960_ft_special_tokens"}
     assert all(e.pin_source for e in m.values())
     wm = WeightsManager()
     for name in ("mmod_human_face_detector", "shape_predictor_68", "dlib_face_recognition_resnet", "shape_predictor_5"):

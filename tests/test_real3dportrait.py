@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ pytest.importorskip("yaml", reason="the fake upstream reads its checkpoint confi
 
 from baselines.real3dportrait.spec import SPEC  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
-from tests.baseline_fixtures import run_one_clip, set_up_fake_method  # noqa: E402
+from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, run_one_clip, set_up_fake_method  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).with_name("fake_real3dportrait")
@@ -88,15 +89,17 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
+def home(tmp_path_factory) -> Iterator[Path]:
     """KDBENCH_HOME with ``real3dportrait`` set up from a git repository of the fake tree (no requirements
     installed: the running interpreter's packages are shared), the fake weights linked where upstream reads them."""
     root = tmp_path_factory.mktemp("real3dportrait")
     repo = root / "upstream"
     shutil.copytree(FAKE, repo, ignore=shutil.ignore_patterns("__pycache__"))
     files = _fake_weights(root / "w")
-    assert set(files) == set(SPEC.weights)
-    return set_up_fake_method(SPEC, repo, root / "home", files)
+    assert set(files) == set(SPEC.weights) - set(SPEC.optional_weights)
+    home = set_up_fake_method(SPEC, repo, root / "home", files)
+    with fake_manifest(home):  # the fake weights' sha256 pinned as if published
+        yield home
 
 
 def _inputs(folder: Path, seconds: float) -> tuple[Path, Path]:
@@ -215,13 +218,16 @@ def test_numpy2_fix_restores_the_two_names_upstream_imports():
 
 def test_spec_links_every_weight_the_manifest_knows():
     from kdbench.runtime import compat
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)  # the built-in one, whatever the module fixture set
     assert set(SPEC.weights) <= set(manifest)
     hubert = {n for n in SPEC.weights if n.startswith("hubert_large_ls960_ft")}
     assert all(manifest[n].hf_repo == "facebook/hubert-large-ls960-ft" for n in hubert)
-    drive = {n: manifest[n].gdrive for n in set(SPEC.weights) - hubert}
+    segmenter = manifest["real3dportrait_selfie_segmenter"]  # the upstream tree's blob, pinned by its git id
+    assert SPEC.optional_weights == ("real3dportrait_selfie_segmenter",) and segmenter.git_sha1 == (
+        "584ed7ab19df43f0e547b29d40ea27d332ecafb4") and SPEC.commit in segmenter.url
+    drive = {n: manifest[n].gdrive for n in set(SPEC.weights) - hubert - set(SPEC.optional_weights)}
     assert drive == {"real3dportrait_orig": "1gz8A6xestHp__GbZT5qozb43YaybRJhZ",  # the Colab notebook's ids
                      "real3dportrait_pretrained_ckpts": "1gSUIw2AkkKnlLJnNfS2FCqtaVw9tw3QF",
                      "real3dportrait_bfm_model_front": "1KX9MyGueFB3M-X0Ss152x_johyTXHTfU",
@@ -253,3 +259,8 @@ def test_real_upstream_equals_the_official_script(tmp_path):
     client.close()
     official = _official(env, img, wav, tmp_path / "official", 7, "--drv_pose", "static", "--out_mode", "final")
     assert np.array_equal(a, b) and np.array_equal(a, official)
+
+
+def test_a_payload_in_an_unpinned_weight_never_runs_in_the_worker_without_the_flag(home, tmp_path):
+    check_payload_never_runs(env_for(SPEC.name, home), SPEC, "checkpoints/hubert-large-ls960-ft/pytorch_model.bin",
+                             tmp_path)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from kdbench.errors import KdbenchError
 from kdbench.registry import METHODS
 from kdbench.runtime.spec import UpstreamSpec, env_for
 from kdbench.weights import WeightEntry, WeightsManager
+from tests.baseline_fixtures import fake_manifest, write_manifest
 
 FAKE = Path(__file__).with_name("fake_upstream")
 SITE = sysconfig.get_paths()["purelib"]  # the running interpreter's packages (numpy, av, PIL), shared offline
@@ -51,7 +53,7 @@ def fake_spec(commit: str) -> UpstreamSpec:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory, fake_repo) -> Path:
+def home(tmp_path_factory, fake_repo) -> Iterator[Path]:
     """KDBENCH_HOME with the fake method set up from the git repository (venv from the running interpreter)."""
     from kdbench.files import sha256_file
     from kdbench.runtime.setup import setup_method
@@ -66,7 +68,9 @@ def home(tmp_path_factory, fake_repo) -> Path:
     rec = setup_method(fake_spec(commit), source=str(repo), python=sys.executable, share=SITE, installer="pip",
                        weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
     assert rec["source"] == {"from": str(repo.resolve()), "kind": "git", "commit": commit, "verified": True}
-    return home
+    write_manifest(home / "weights.toml", manifest)
+    with fake_manifest(home):  # runs verify the linked weight against this manifest (its sha256 as if published)
+        yield home
 
 
 @pytest.fixture(scope="module")
@@ -265,9 +269,9 @@ def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):
 
 def test_sadtalker_spec_links_every_weight_the_manifest_knows():
     from baselines.sadtalker.spec import SPEC
-    from kdbench.weights import load_manifest
+    from kdbench.weights import MANIFEST, load_manifest
 
-    manifest = load_manifest()
+    manifest = load_manifest(MANIFEST)
     assert set(SPEC.weights) <= set(manifest)
     assert set(SPEC.optional_weights) < set(SPEC.weights)
     assert SPEC.options == {"preprocess": "crop", "size": 256, "pose_style": 0, "still": False,
@@ -278,7 +282,9 @@ def test_sadtalker_spec_links_every_weight_the_manifest_knows():
     assert set(SPEC.compat) <= set(compat.FIXES)
 
 
-def test_status_names_missing_weights(tmp_path):
+def test_status_names_missing_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(write_manifest(tmp_path / "w.toml", {
+        "a": WeightEntry(name="a", file="w.pth", url="https://example.invalid/w")})))
     env = env_for("x", tmp_path)
     assert env.status() == "not set up"
     env.python.parent.mkdir(parents=True)
@@ -306,3 +312,80 @@ def test_recorded_versions_are_the_ones_that_import(home):
     finally:
         shutil.rmtree(fake)
     assert installed_packages(env.python)["numpy"] == np.__version__
+
+
+def test_a_weight_changed_after_setup_is_reported_and_refused_at_run_time(home, fake_method, tmp_path, monkeypatch,
+                                                                          capsys):
+    """As a user would: overwrite the linked weight with another valid checkpoint after `kdbench setup`."""
+    from kdbench.cli import main
+    from kdbench.dataset import load_dataset
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    monkeypatch.delenv("KDBENCH_ALLOW_UNVERIFIED", raising=False)
+    env = env_for("fakeup", home)
+    ckpt = Path(env.record()["weights"]["fake_ckpt"]["target"])
+    original = ckpt.read_bytes()
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    try:
+        np.save(ckpt, np.array([11.0, 20.0, 30.0]))  # a different valid checkpoint, same size
+        assert env.status().startswith("weights changed since setup: fake_ckpt")
+        from kdbench.runtime import spec as runtime_spec
+
+        monkeypatch.setitem(runtime_spec.SPECS, "fakeup", "tests.test_runtime:fake_spec")  # listed as a baseline
+        assert main(["ls", "methods"]) == 0
+        row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("fakeup"))
+        assert "weights changed since setup: fake_ckpt" in row
+        assert main(["weights", "verify", "fake_ckpt"]) == 1
+        assert main(["run", "--method", "fakeup", "--dataset", str(ds.root), "--out", str(tmp_path / "run"),
+                     "--warmup", "0", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "method 'fakeup' is weights changed since setup: fake_ckpt" in err
+        assert not list((tmp_path / "run").glob("videos/*.mp4"))
+    finally:
+        ckpt.write_bytes(original)
+    assert env.status() == "ready"  # the same bytes again: re-hashed (new mtime), accepted
+
+
+def test_env_json_records_the_sha256_verified_the_warmup_and_the_workers_memory(home, fake_method, tmp_path,
+                                                                                 monkeypatch):
+    from kdbench.dataset import load_dataset
+    from kdbench.files import sha256_file
+    from kdbench.runner import run_method
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    env = env_for("fakeup", home)
+    ckpt = Path(env.record()["weights"]["fake_ckpt"]["target"])
+    s = run_method("fakeup", load_dataset(_dataset(tmp_path / "ds")), tmp_path / "run", seed=0,
+                   frame_size=(SIZE, SIZE), limit=1, warmup=1, progress=False)
+    assert s.ok == ["a"]
+    env_json = json.loads((tmp_path / "run" / "env.json").read_text())
+    events = [json.loads(x) for x in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    load = next(e for e in events if e.get("event") == "load")
+    assert load["warmup"]["n"] == 1 and load["warmup"]["clip_id"] == "a" and load["warmup"]["seconds"] > 0
+    assert env_json["warmup"] == load["warmup"]
+    clip = next(e for e in events if e.get("clip_id") == "a")
+    assert clip["peak_rss_mb"] == clip["extra"]["worker_peak_rss_mb"] > 0  # the worker's, not kdbench's
+    rec = env_json["method_env"]
+    assert rec["weights"]["fake_ckpt"]["sha256"] == sha256_file(ckpt)
+    assert rec["weights"]["fake_ckpt"]["trust"] == "pinned" and rec["trust_unpinned"] is False
+    assert rec["unpinned_weights"] == [] and rec["worker"]["peak_rss_mb"] > 0
+
+
+def test_setup_source_with_missing_blobs_is_recorded_unverified(tmp_path):
+    """A clone whose object store lacks a blob: git checks it out without that file and exits 0."""
+    from kdbench.runtime.setup import fetch_source
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.py").write_text("A = 1\n")
+    (repo / "big.bin").write_bytes(b"segmenter model bytes")
+    _git(repo, "add", ".")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    blob = _git(repo, "rev-parse", "HEAD:big.bin")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # the blob is gone from the repository
+    spec = fake_spec(_git(repo, "rev-parse", "HEAD"))
+    origin = fetch_source(spec, tmp_path / "src", str(repo), progress=False)
+    assert origin["verified"] is False and origin["commit"] == spec.commit
+    assert origin["problem"].startswith("the checkout differs from the commit in 1 file(s)")
+    assert "big.bin" in origin["problem"] and not (tmp_path / "src" / "big.bin").exists()

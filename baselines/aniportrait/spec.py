@@ -80,7 +80,7 @@ SPEC = UpstreamSpec(
         "wav2vec2_base_960h": f"{_W2V}/pytorch_model.bin",
     },
     optional_weights=("aniportrait_film_net",),
-    compat=("torch_load_full_pickle",),
+    compat=("torch_load_pinned_pickle",),
     options={"steps": 25, "cfg": 3.5, "size": 512, "acc": False, "fi_step": 3},
     grid="3:2,pad=2",
     paper_row="AniPortrait",

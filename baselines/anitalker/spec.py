@@ -50,7 +50,7 @@ SPEC = UpstreamSpec(
         "anitalker_hubert_preprocessor": "ckpts/chinese-hubert-large/preprocessor_config.json",
         "anitalker_hubert_model": "ckpts/chinese-hubert-large/pytorch_model.bin",
     },
-    compat=("torch_load_full_pickle", "torch_qr"),
+    compat=("torch_load_pinned_pickle", "torch_qr"),
     options={"step_t": 50, "infer_type": "hubert_audio_only", "face_sr": False},
     paper_row="AniTalker",
     licence="Apache-2.0 (code and weights, X-LANCE/AniTalker; HF taocode/anitalker_ckpts)",

@@ -18,7 +18,7 @@ import random
 import sys
 from pathlib import Path
 
-from kdbench.runtime.hooks import FrameHooks
+from kdbench.runtime.hooks import NUMPY_PICKLE_GLOBALS, FrameHooks
 
 MOTION_DIM = 20  # demo.py --motion_dim ("Do not change")
 IMAGE_SIZE = 256  # demo.py --image_size ("Do not change")
@@ -30,6 +30,9 @@ class AniTalkerHooks(FrameHooks):
     fps = FPS
     packages = ("torch", "torchvision", "numpy", "scipy", "pytorch-lightning", "espnet", "transformers", "librosa",
                 "moviepy", "imageio-ffmpeg")
+    # stage1.ckpt is read by upstream's load_lightning_model: a Lightning checkpoint's hyper-parameters are an
+    # argparse.Namespace or Lightning's AttributeDict (a dict), its loop counters numpy scalars
+    pickle_allow = NUMPY_PICKLE_GLOBALS + ("argparse:Namespace", "pytorch_lightning.utilities.parsing:AttributeDict")
 
     # -- helpers -----------------------------------------------------------------------------------------------
     def _dev(self) -> str:

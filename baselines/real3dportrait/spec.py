@@ -94,8 +94,12 @@ SPEC = UpstreamSpec(
         "hubert_large_ls960_ft_vocab": f"{_HUBERT}/vocab.json",
         "hubert_large_ls960_ft_tokenizer_config": f"{_HUBERT}/tokenizer_config.json",
         "hubert_large_ls960_ft_special_tokens": f"{_HUBERT}/special_tokens_map.json",
+        # a blob of the upstream tree itself (> 4 MiB: absent from some mirrors and partial clones); when fetched,
+        # the pinned copy replaces the tree's, else the tree's own file is used
+        "real3dportrait_selfie_segmenter": "data_gen/utils/mp_feature_extractors/selfie_multiclass_256x256.tflite",
     },
-    compat=("numpy2_removed_names", "torch_load_full_pickle", "ffmpeg_on_path", "cuda_to_cpu"),
+    optional_weights=("real3dportrait_selfie_segmenter",),
+    compat=("numpy2_removed_names", "torch_load_pinned_pickle", "ffmpeg_on_path", "cuda_to_cpu"),
     scratch_links=("checkpoints", "data_gen", "deep_3drecon"),
     options={"temperature": 0.2, "mouth_amp": 0.45, "blink_mode": "period", "map_to_init_pose": True},
     paper_row="Real3DPortrait",

@@ -62,7 +62,7 @@ SPEC = UpstreamSpec(
         "facexlib_parsenet": "gfpgan/weights/parsing_parsenet.pth",
     },
     optional_weights=("sadtalker_512", "sadtalker_mapping_00109", "gfpgan_v1_4", "facexlib_parsenet"),
-    compat=("ffmpeg_on_path", "torchvision_functional_tensor", "torch_load_full_pickle", "imageio_plugins_spec"),
+    compat=("ffmpeg_on_path", "torchvision_functional_tensor", "torch_load_pinned_pickle", "imageio_plugins_spec"),
     scratch_links=("gfpgan",),
     options={"preprocess": "crop", "size": 256, "pose_style": 0, "still": False, "expression_scale": 1.0,
              "enhancer": None, "batch_size": 2},

@@ -32,26 +32,149 @@ def torchvision_functional_tensor() -> str:
     return "aliased torchvision.transforms.functional_tensor to _functional_tensor"
 
 
-def torch_load_full_pickle() -> str:
-    """``torch.load`` defaults to ``weights_only=False`` again (it became True in torch 2.6).
+PICKLE_POLICY: dict = {"allow": (), "loads": []}
+"""What :func:`torch_load_pinned_pickle` allows: ``allow`` = ``"module:qualname"`` globals of the method's checkpoint
+formats (set by the worker from its hooks' ``pickle_allow``); ``loads`` = one record per ``torch.load`` call
+(file, sha256 when pinned, how it was loaded), reported in the worker's ready message and env.json."""
 
-    Upstream checkpoints were saved by pickling whole dicts (epochs, numpy scalars, optimizer states);
-    torch >= 2.6 refuses those by default. The files are checksum-pinned by kdbench's weights manager, so
-    the old default is restored for calls that do not pass ``weights_only`` themselves.
+TRUST_UNPINNED_ENV = "KDBENCH_TRUST_UNPINNED"
+PINS_ENV = "KDBENCH_WORKER_PINS"
+
+
+class UnpinnedPickle(RuntimeError):
+    """A checkpoint without a matching published pin holds objects outside the method's allow-list: not loaded."""
+
+
+def _pins() -> dict:
+    """``realpath -> {name, sha256, size, mtime_ns, inode, pin_full}`` of the files the parent verified against a
+    published pin just before starting this worker (the JSON file named by ``$KDBENCH_WORKER_PINS``)."""
+    import json
+
+    path = os.environ.get(PINS_ENV)
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _file_of(f):
+    """The real path of what ``torch.load`` got (a path or an open file), or None (a buffer)."""
+    name = f if isinstance(f, (str, os.PathLike)) else getattr(f, "name", None)
+    if not isinstance(name, (str, os.PathLike)):
+        return None
+    return os.path.realpath(os.fspath(name))
+
+
+def _pinned_match(path, pins: dict):
+    """The pin record of ``path`` when it is a fully pinned file whose size, mtime and inode are those the parent
+    hashed (else None: a file changed after verification is not trusted)."""
+    rec = pins.get(path) if path else None
+    if not rec or not rec.get("pin_full"):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if (st.st_size, st.st_mtime_ns, st.st_ino) != (rec.get("size"), rec.get("mtime_ns"), rec.get("inode")):
+        return None
+    return rec
+
+
+def _unpinned_reason(rec) -> str:
+    """Why a file's pin record (from ``$KDBENCH_WORKER_PINS``, or None) does not allow full unpickling."""
+    if rec is None:
+        return "it is not a manifest file verified by kdbench"
+    if rec.get("trust") == "unverified":
+        return "it differs from its pin (used under KDBENCH_ALLOW_UNVERIFIED)"
+    if rec.get("trust") == "tofu":
+        return "it is trusted on first use (no published checksum)"
+    if not rec.get("pin_full"):
+        return "its pin is only a sha256 prefix"
+    return "its size, mtime or inode changed after kdbench verified it"
+
+
+def _resolve_globals(names) -> list:
+    """``"module:qualname"`` strings -> objects (names whose module is not installed are skipped)."""
+    import importlib
+
+    out = []
+    for n in names:
+        module, _, qual = n.partition(":")
+        try:
+            obj = importlib.import_module(module)
+        except ImportError:
+            continue
+        for part in qual.split("."):
+            obj = getattr(obj, part, None)
+        if obj is not None:
+            out.append(obj)
+    return out
+
+
+def torch_load_pinned_pickle() -> str:
+    """``torch.load`` unpickles fully only files that match a published pin; everything else is tensors-only.
+
+    Upstream checkpoints were saved by pickling whole dicts (epochs, numpy scalars, ``argparse.Namespace``), and
+    torch >= 2.6 loads with ``weights_only=True`` by default. Full unpickling runs code from the file, so it is
+    allowed only for a file whose sha256 or git blob id the parent verified against the weights manifest's pin
+    just before starting the worker (``$KDBENCH_WORKER_PINS``; size, mtime and inode unchanged since). Any other
+    file (trusted on first use, unverified, not in the manifest, changed since) is loaded with ``weights_only=True``
+    plus the method's allow-list (``PICKLE_POLICY["allow"]``: the globals its official formats contain); a file
+    that needs more is refused with :class:`UnpinnedPickle` naming it, unless ``KDBENCH_TRUST_UNPINNED=1``
+    (``kdbench run --trust-unpinned``; recorded in env.json and the report).
     """
+    import pickle
+
     import torch
 
     if getattr(torch.load, "_kdbench_compat", False):
         return "already applied"
     original = torch.load
+    pins = _pins()
+    trust_unpinned = os.environ.get(TRUST_UNPINNED_ENV) == "1"
 
-    def load(*args, **kwargs):
-        kwargs.setdefault("weights_only", False)
-        return original(*args, **kwargs)
+    def load(f, *args, **kwargs):
+        path = _file_of(f)
+        rec = _pinned_match(path, pins)
+        if kwargs.get("weights_only") is not True and rec is not None:
+            kwargs["weights_only"] = False
+            PICKLE_POLICY["loads"].append({"file": path, "name": rec.get("name"), "sha256": rec.get("sha256"),
+                                           "mode": "full pickle (pinned)"})
+            return original(f, *args, **kwargs)
+        kwargs.pop("weights_only", None)  # a caller asking for full unpickling itself gets the same rule
+        entry = {"file": path, "name": (pins.get(path) or {}).get("name"), "mode": "weights_only"}
+        PICKLE_POLICY["loads"].append(entry)
+        allow = _resolve_globals(PICKLE_POLICY["allow"])
+        start = f.tell() if hasattr(f, "tell") and hasattr(f, "seek") else None
+        try:
+            with torch.serialization.safe_globals(allow):
+                return original(f, *args, **{**kwargs, "weights_only": True})
+        except pickle.UnpicklingError as e:
+            why = "it matches no published pin: " + _unpinned_reason(pins.get(path) if path else None)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            try:  # listed statically, nothing is run
+                names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path)) if path else []
+                allowed = {f"{getattr(o, '__module__', '')}.{getattr(o, '__qualname__', '')}" for o in allow}
+                refused = [n for n in names if n not in allowed]
+                if refused:
+                    first = "it refers to " + ", ".join(refused)
+            except Exception:  # noqa: BLE001 - legacy format: torch's own message says what it met
+                pass
+            if not trust_unpinned:
+                raise UnpinnedPickle(
+                    f"{path or 'a checkpoint buffer'}: not unpickled, because {why}, and it holds objects outside "
+                    f"the method's allow-list ({first}). Loading it would run code from the file. If you trust this "
+                    f"file, re-run with --trust-unpinned (or {TRUST_UNPINNED_ENV}=1); results then record it.") from e
+            entry["mode"] = "full pickle (UNPINNED, --trust-unpinned)"
+            sys.stderr.write(f"kdbench: {path}: unpickled fully although {why} (--trust-unpinned)\n")
+            if start is not None:
+                f.seek(start)
+            return original(f, *args, **{**kwargs, "weights_only": False})
 
     load._kdbench_compat = True  # type: ignore[attr-defined]
     torch.load = load
-    return f"torch {torch.__version__}: torch.load(weights_only=False) by default"
+    return (f"torch {torch.__version__}: full unpickling only for {sum(bool(r.get('pin_full')) for r in pins.values())}"
+            f" pinned files; others weights_only + allow-list" + (" (--trust-unpinned)" if trust_unpinned else ""))
 
 
 def ffmpeg_on_path() -> str:
@@ -194,7 +317,7 @@ def numpy2_removed_names() -> str:
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
-    "torch_load_full_pickle": torch_load_full_pickle,
+    "torch_load_pinned_pickle": torch_load_pinned_pickle,
     "ffmpeg_on_path": ffmpeg_on_path,
     "torch_qr": torch_qr,
 

@@ -10,6 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+NUMPY_PICKLE_GLOBALS = (
+    "numpy.core.multiarray:scalar", "numpy._core.multiarray:scalar", "numpy:dtype", "numpy:ndarray",
+    "numpy.core.multiarray:_reconstruct", "numpy._core.multiarray:_reconstruct",
+    "numpy.dtypes:Int64DType", "numpy.dtypes:Int32DType", "numpy.dtypes:Float64DType", "numpy.dtypes:Float32DType",
+    "numpy.dtypes:BoolDType",
+)
+"""numpy scalars and arrays as training loops save them (``global_step: np.int64``, a best score, an array of
+statistics): rebuilt from their bytes by numpy's own reconstructors, no code of the file runs."""
+
 
 class WorkerHooks:
     """Load once (:meth:`load`), then :meth:`generate` per clip inside a fresh scratch folder (the cwd).
@@ -20,6 +29,11 @@ class WorkerHooks:
 
     packages: tuple = ("torch", "torchvision", "numpy")
     """Distributions whose versions the worker reports (recorded in env.json)."""
+
+    pickle_allow: tuple = NUMPY_PICKLE_GLOBALS
+    """``"module:qualname"`` globals a checkpoint of this method may hold when it is loaded ``weights_only=True``
+    (every file without a matching published pin; :func:`kdbench.runtime.compat.torch_load_pinned_pickle`): the
+    objects upstream's own save code puts next to the tensors. Classes only, never functions that run code."""
 
     def __init__(self, source: Path, device: str, options: dict[str, Any]):
         self.source = Path(source)

@@ -67,6 +67,20 @@ def tree_digest(folder: Path) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
+def _checkout_problem(tree: Path) -> str | None:
+    """Why the checkout in ``tree`` is not the commit's full tree, or None. ``git checkout`` of a repository with
+    missing blobs prints "unable to read sha1 file" and still exits 0, leaving those files out: the tree must be
+    clean (``git status --porcelain`` empty) to be recorded as verified."""
+    proc = subprocess.run(["git", "-C", str(tree), "status", "--porcelain"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"git status failed after the checkout: {(proc.stderr or proc.stdout).strip()[:300]}"
+    changed = proc.stdout.splitlines()
+    if changed:
+        return (f"the checkout differs from the commit in {len(changed)} file(s) (blobs missing from the source "
+                f"repository?): {', '.join(x[3:] for x in changed[:5])}")
+    return None
+
+
 def fetch_source(spec: UpstreamSpec, dest: Path, source: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Put the upstream tree at ``spec.commit`` into ``dest`` (replaced); returns how it was obtained."""
     tmp = dest.with_name(dest.name + ".part")
@@ -78,8 +92,13 @@ def fetch_source(spec: UpstreamSpec, dest: Path, source: str | None = None, prog
         _run(["git", "-C", str(tmp), "-c", "advice.detachedHead=false", "checkout", "--quiet", spec.commit],
              f"checking out the pinned commit {spec.commit} (is it in {src}? `git -C {src} fetch` it)")
         head = _run(["git", "-C", str(tmp), "rev-parse", "HEAD"], "git rev-parse").stdout.strip()
+        problem = _checkout_problem(tmp)
         shutil.rmtree(tmp / ".git")
-        origin = {"from": str(src), "kind": "git", "commit": head, "verified": head.startswith(spec.commit)}
+        origin = {"from": str(src), "kind": "git", "commit": head,
+                  "verified": head.startswith(spec.commit) and problem is None}
+        if problem:
+            origin["problem"] = problem
+            _say(f"WARNING: {problem}; the source is recorded as unverified", progress)
     elif source:
         src = Path(source).resolve()
         if not src.is_dir():
@@ -101,8 +120,12 @@ def fetch_source(spec: UpstreamSpec, dest: Path, source: str | None = None, prog
             _run(["git", "-C", str(tmp), "-c", "advice.detachedHead=false", "checkout", "--quiet", spec.commit],
                  f"checking out the pinned commit {spec.commit}")
             head = _run(["git", "-C", str(tmp), "rev-parse", "HEAD"], "git rev-parse").stdout.strip()
+            problem = _checkout_problem(tmp)
             shutil.rmtree(tmp / ".git")
-            origin = {"from": spec.git_url, "kind": "git", "commit": head, "verified": head == spec.commit}
+            origin = {"from": spec.git_url, "kind": "git", "commit": head,
+                      "verified": head == spec.commit and problem is None}
+            if problem:
+                origin["problem"] = problem
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return origin

@@ -116,15 +116,58 @@ class MethodEnv:
             return None
         return json.loads(self.setup_json.read_text())
 
+    def verify_weights(self) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every weight linked by ``kdbench setup``, verified now against the weights manifest
+        (``$KDBENCH_WEIGHTS_MANIFEST`` or the built-in one) as the native path verifies: re-hashed only when a file's
+        size, mtime, ctime or inode changed since it was last hashed. Returns ``(records, problems)``: name -> the
+        verification record (``sha256`` of the file that will be read, ``trust``, ``pin_full``) and name -> why
+        it cannot be used (missing, link re-pointed, checksum differs, not in the manifest)."""
+        from ..errors import KdbenchError
+        from ..weights import WeightsManager
+
+        rec = self.record() or {}
+        records: dict[str, dict[str, Any]] = {}
+        problems: dict[str, str] = {}
+        wm = WeightsManager(home=self.root.parents[1])
+        for name, link in rec.get("weights", {}).items():
+            path = Path(link["link"])
+            if not path.exists():
+                problems[name] = f"{path} is missing"
+                continue
+            target = path.resolve()
+            if link.get("target") and str(target) != link["target"]:
+                problems[name] = f"{path} now points to {target}, not to the file setup linked ({link['target']})"
+                continue
+            if name not in wm.entries:
+                problems[name] = "not in the weights manifest in use (KDBENCH_WEIGHTS_MANIFEST?)"
+                continue
+            if wm.entries[name].extract and target.is_dir():
+                # an extracted archive: the archive is what is pinned (its files are never fully unpickled)
+                archive = wm._candidate(name)
+                if archive is None or archive.is_dir():
+                    problems[name] = f"the archive {wm.cache_path(name)} that {target} was extracted from is missing"
+                    continue
+                target = archive
+            try:
+                records[name] = wm.verify_file(name, target)
+            except KdbenchError as e:
+                problems[name] = str(e)
+        return records, problems
+
     def status(self) -> str:
-        """``ready``, or what is missing (for ``kdbench ls methods``)."""
+        """``ready``, or what is missing or changed (for ``kdbench ls methods`` and before a run): every linked
+        weight is verified (:meth:`verify_weights`), so a file changed after setup is reported here."""
         rec = self.record()
         if rec is None or not self.python.exists() or not self.source.is_dir():
             return "not set up"
-        missing = [n for n, p in rec.get("weights", {}).items() if not Path(p["link"]).exists()]
+        _, problems = self.verify_weights()
+        missing = [n for n, why in problems.items() if why.endswith(" is missing")]
         missing += list(rec.get("weights_missing", {}))
         if missing:
             return f"weights missing: {', '.join(missing)}"
+        if problems:
+            return (f"weights changed since setup: {', '.join(problems)} (`kdbench weights verify "
+                    f"{' '.join(problems)}` says why)")
         return "ready"
 
 

@@ -5,11 +5,13 @@ Started by :mod:`kdbench.runtime.client` as ``<venv>/bin/python -u -m kdbench.ru
 The worker's real stdout carries only protocol messages; anything upstream prints (Python or C level) goes to
 stderr, which the client writes to a log file in the run folder.
 
-1. ``{"event": "ready", "load_seconds": s, "python": v, "packages": {...}, "compat": {...}}`` once the models are
+1. ``{"event": "ready", "load_seconds": s, "python": v, "packages": {...}, "compat": {...}, "loads": [...],
+   "peak_rss_mb": m}`` once the models are
    loaded (``load_seconds``: models built and weights loaded, device synchronised; not process start or imports
    of the worker itself).
 2. Per request ``{"id", "image", "audio", "seed", "output"}`` one reply ``{"id", "ok": true, "video": output,
-   "n_frames": n | null, "seconds": s}`` or ``{"id", "ok": false, "error": ..., "traceback": ...}``.
+   "n_frames": n | null, "seconds": s, "peak_rss_mb": m}`` (the worker's own peak RSS) or
+   ``{"id", "ok": false, "error": ..., "traceback": ...}``.
    ``seconds``: generation time measured around the hooks' ``generate`` with the device synchronised before
    both clock reads, after seeding and after copying the inputs. Each request runs in a fresh scratch folder
    (the cwd; inputs copied in, the source entries named by ``--links`` linked in), removed afterwards.
@@ -57,6 +59,16 @@ def seed_all(seed: int) -> list:
     return seeded
 
 
+def peak_rss_mb() -> float | None:
+    """This worker's peak resident set size so far (MB; None where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1 << 20) if sys.platform == "darwin" else kb / 1024, 1)
+
+
 def package_versions(names) -> dict:
     from importlib import metadata
 
@@ -87,13 +99,16 @@ class Worker:
         os.chdir(self.source)
         module, _, attr = self.args.hooks.partition(":")
         cls = getattr(importlib.import_module(module), attr)
+        compat.PICKLE_POLICY["allow"] = tuple(getattr(cls, "pickle_allow", ()))
         self.hooks = cls(self.source, self.args.device, json.loads(self.args.options or "{}"))
         t0 = time.perf_counter()
         self.hooks.load()
         self.hooks.synchronize()
         load_s = time.perf_counter() - t0
         msg = {"event": "ready", "load_seconds": load_s, "python": sys.version.split()[0], "pid": os.getpid(),
-               "packages": package_versions(self.hooks.packages), "compat": done, "info": self.hooks.info()}
+               "packages": package_versions(self.hooks.packages), "compat": done, "info": self.hooks.info(),
+               "loads": compat.PICKLE_POLICY["loads"], "peak_rss_mb": peak_rss_mb(),
+               "trust_unpinned": os.environ.get(compat.TRUST_UNPINNED_ENV) == "1"}
         self.send(proto, msg)
 
     @staticmethod
@@ -130,7 +145,8 @@ class Worker:
                 raise RuntimeError(f"the method wrote no video (looked for {result or out_dir / '*.mp4'})")
             Path(req["output"]).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(video), req["output"])
-            return {"id": req.get("id"), "ok": True, "video": req["output"], "n_frames": n_frames, "seconds": seconds}
+            return {"id": req.get("id"), "ok": True, "video": req["output"], "n_frames": n_frames, "seconds": seconds,
+                    "peak_rss_mb": peak_rss_mb()}
         finally:
             os.chdir(self.source)
             shutil.rmtree(scratch, ignore_errors=True)
