@@ -21,10 +21,10 @@ def set_up_fake_method(spec, repo: Path, home: Path, weight_files: dict[str, Pat
                        file_names: dict[str, str] | None = None) -> Path:
     """``kdbench setup`` of ``spec`` from the fake upstream tree ``repo``; returns ``home`` (its KDBENCH_HOME).
 
-    The tree is committed to git and set up from that commit with no requirements installed (the running
-    interpreter's packages are shared); each fake weight file goes into ``home``'s weight cache under the name in
-    ``file_names`` (default: its own), pinned by its sha256 in the manifest (``.zip`` files extracted, as upstream
-    archives are). Asserts the method's environment is ready.
+    The tree is committed to git and set up from that commit with no requirements installed and no native builds
+    (the running interpreter's packages are shared); each fake weight file goes into ``home``'s weight cache under
+    the name in ``file_names`` (default: its own), pinned by its sha256 in the manifest (``.zip`` files extracted,
+    as upstream archives are). Asserts the method's environment is ready.
     """
     from kdbench.files import sha256_file
     from kdbench.runtime.setup import setup_method
@@ -41,7 +41,8 @@ def set_up_fake_method(spec, repo: Path, home: Path, weight_files: dict[str, Pat
         dest.write_bytes(path.read_bytes())
         manifest[name] = WeightEntry(name=name, file=dest.name, url="https://example.invalid/x",
                                      sha256=sha256_file(dest), extract=dest.suffix == ".zip")
-    spec = dataclasses.replace(spec, commit=git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
+    spec = dataclasses.replace(spec, commit=git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable,
+                               native_builds=())
     setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
                  weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
     assert env_for(spec.name, home).status() == "ready"

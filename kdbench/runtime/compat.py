@@ -191,6 +191,61 @@ def numpy2_removed_names() -> str:
     return f"numpy {np.__version__}: aliased {', '.join(done)}"
 
 
+def mesh_renderer_cpu_device() -> str:
+    """Real3D-Portrait's ``MeshRenderer.forward`` runs on a CPU tensor.
+
+    ``deep_3drecon/util/mesh_renderer.py`` creates its pytorch3d ``MeshRasterizer`` on the first call and prints
+    ``"create rasterizer on device cuda:%d" % device.index``; on the CPU ``device.index`` is None, a ``TypeError``.
+    When that module is imported (an import hook: the fix is applied before upstream is on ``sys.path``), ``forward``
+    is wrapped: for a device without an index it creates the rasterizer first, exactly as that branch does, and
+    prints the device's name instead; upstream's ``forward`` then runs unchanged. Nothing changes on CUDA.
+    """
+    import importlib.abc
+    import importlib.machinery
+
+    target = "deep_3drecon.util.mesh_renderer"
+
+    def patch(module) -> None:
+        cls = module.MeshRenderer
+        if getattr(cls.forward, "_kdbench_compat", False):
+            return
+        original = cls.forward
+
+        def forward(self, *args, **kwargs):
+            vertex = args[0] if args else kwargs["vertex"]
+            if self.rasterizer is None and vertex.device.index is None:
+                self.rasterizer = module.MeshRasterizer()
+                print(f"create rasterizer on device {vertex.device}")
+            return original(self, *args, **kwargs)
+
+        forward._kdbench_compat = True  # type: ignore[attr-defined]
+        cls.forward = forward
+
+    if target in sys.modules:
+        patch(sys.modules[target])
+        return "patched MeshRenderer.forward (already imported)"
+
+    class _Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target_module=None):
+            if name != target:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None:
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module):
+                exec_module(module)
+                patch(module)
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    if not any(isinstance(f, _Hook) or type(f).__name__ == "_Hook" for f in sys.meta_path):
+        sys.meta_path.insert(0, _Hook())
+    return "MeshRenderer.forward will accept CPU devices (patched when deep_3drecon.util.mesh_renderer is imported)"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
@@ -201,6 +256,7 @@ FIXES: dict[str, types.FunctionType] = {
 
     "cuda_to_cpu": cuda_to_cpu,
     "numpy2_removed_names": numpy2_removed_names,
+    "mesh_renderer_cpu_device": mesh_renderer_cpu_device,
 }
 
 
