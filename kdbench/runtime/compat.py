@@ -246,6 +246,36 @@ def mesh_renderer_cpu_device() -> str:
     return "MeshRenderer.forward will accept CPU devices (patched when deep_3drecon.util.mesh_renderer is imported)"
 
 
+def mediapipe_mask_2d() -> str:
+    """``mediapipe.Image.numpy_view()`` of a one-channel image is ``[H, W]`` again (0.10.31 returns ``[H, W, 1]``).
+
+    Real3D-Portrait's ``mp_segmenter.py`` reads the segmenter's category mask with
+    ``out.category_mask.numpy_view().copy() # [H, W]`` and unpacks ``segmap[None, None].shape`` into four names, as
+    the mediapipe of its time (its Colab: 0.10.7) returned; mediapipe 0.10.31's ctypes ``Image`` adds a trailing
+    channel axis for one-channel formats (GRAY8, GRAY16, VEC32F1), a ``ValueError`` there. The view is the same
+    memory with that axis dropped; multi-channel images are unchanged.
+    """
+    try:
+        import mediapipe as mp
+    except ImportError:
+        return "not needed (no mediapipe)"
+    cls = mp.Image
+    if getattr(cls.numpy_view, "_kdbench_compat", False):
+        return "already applied"
+    original = cls.numpy_view
+    one_channel = {getattr(mp.ImageFormat, n) for n in ("GRAY8", "GRAY16", "VEC32F1") if hasattr(mp.ImageFormat, n)}
+
+    def numpy_view(self):
+        view = original(self)
+        if self.image_format in one_channel and view.ndim == 3 and view.shape[-1] == 1:
+            return view[..., 0]
+        return view
+
+    numpy_view._kdbench_compat = True  # type: ignore[attr-defined]
+    cls.numpy_view = numpy_view
+    return f"mediapipe {getattr(mp, '__version__', '?')}: one-channel numpy_view() -> [H, W]"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
@@ -257,6 +287,7 @@ FIXES: dict[str, types.FunctionType] = {
     "cuda_to_cpu": cuda_to_cpu,
     "numpy2_removed_names": numpy2_removed_names,
     "mesh_renderer_cpu_device": mesh_renderer_cpu_device,
+    "mediapipe_mask_2d": mediapipe_mask_2d,
 }
 
 
