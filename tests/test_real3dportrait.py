@@ -275,7 +275,8 @@ def test_cpu_fixes_for_mesh_renderer_and_mediapipe_masks(tmp_path):
     """``mesh_renderer_cpu_device``: upstream's ``MeshRenderer.forward`` formats ``device.index`` with %d (None on the
     CPU) when it creates its rasterizer; after the fix, imported later as upstream is, it runs on a CPU tensor and
     creates the rasterizer once. ``mediapipe_mask_2d``: a one-channel ``numpy_view()`` loses its trailing axis,
-    three-channel ones keep theirs (fake modules with the real code's shape: upstream's lines, mediapipe's API)."""
+    three-channel ones keep theirs. ``torchshow_window_title``: torchshow's save path sets the title through the
+    figure manager (fake modules with the real code's shape: upstream's lines, mediapipe's and torchshow's API)."""
     pkg = tmp_path / "deep_3drecon" / "util"
     pkg.mkdir(parents=True)
     (tmp_path / "deep_3drecon" / "__init__.py").write_text("")
@@ -293,9 +294,19 @@ def test_cpu_fixes_for_mesh_renderer_and_mediapipe_masks(tmp_path):
         "class Image:\n    def __init__(self, image_format, data):\n"
         "        self.image_format, self._d = image_format, data\n"
         "    def numpy_view(self):\n        d = self._d\n        return d[..., None] if d.ndim == 2 else d\n")
+    ts = tmp_path / "torchshow"
+    ts.mkdir()
+    (ts / "__init__.py").write_text("")
+    (ts / "visualization.py").write_text(  # torchshow 0.5.1's code path for matplotlib '3.11' < '3.4'
+        "def set_window_title(fig, title):\n    fig.canvas.set_window_title(title)\n"
+        "def display_plt(fig):\n    set_window_title(fig, 'TorchShow')\n")
     code = ("import sys, torch, numpy as np; sys.path.insert(0, sys.argv[1])\n"
             "from kdbench.runtime import compat\n"
-            "print(compat.apply(['mesh_renderer_cpu_device', 'mediapipe_mask_2d']))\n"
+            "print(compat.apply(['mesh_renderer_cpu_device', 'mediapipe_mask_2d', 'torchshow_window_title']))\n"
+            "import types; from torchshow import visualization as vis; titles = []\n"
+            "fig = types.SimpleNamespace(canvas=types.SimpleNamespace(manager=types.SimpleNamespace("
+            "set_window_title=titles.append)))\n"
+            "vis.display_plt(fig); assert titles == ['TorchShow'], titles\n"
             "from deep_3drecon.util import mesh_renderer as m\n"
             "r = m.MeshRenderer(); v = torch.zeros(1, 3, 3)\n"
             "assert r.forward(v, None) == 'rendered' and r.forward(v, None) == 'rendered'\n"

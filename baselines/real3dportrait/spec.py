@@ -98,7 +98,7 @@ SPEC = UpstreamSpec(
         "hubert_large_ls960_ft_special_tokens": f"{_HUBERT}/special_tokens_map.json",
     },
     compat=("numpy2_removed_names", "torch_load_full_pickle", "ffmpeg_on_path", "cuda_to_cpu",
-            "mesh_renderer_cpu_device", "mediapipe_mask_2d"),
+            "mesh_renderer_cpu_device", "mediapipe_mask_2d", "torchshow_window_title"),
     scratch_links=("checkpoints", "data_gen", "deep_3drecon"),
     options={"temperature": 0.2, "mouth_amp": 0.45, "blink_mode": "period", "map_to_init_pose": True},
     paper_row="Real3DPortrait",

@@ -276,6 +276,32 @@ def mediapipe_mask_2d() -> str:
     return f"mediapipe {getattr(mp, '__version__', '?')}: one-channel numpy_view() -> [H, W]"
 
 
+def torchshow_window_title() -> str:
+    """torchshow's ``set_window_title`` works with matplotlib >= 3.10.
+
+    torchshow 0.5.1 picks its code path with ``matplotlib.__version__ < '3.4'``, a string comparison that is true for
+    '3.10'/'3.11', and then calls ``fig.canvas.set_window_title``, which matplotlib 3.6 removed: every
+    ``torchshow.save`` fails (Real3D-Portrait saves a debug image of the head crop with it). The replacement is
+    torchshow's own branch for matplotlib >= 3.4 (``fig.canvas.manager.set_window_title``); the saved image is the
+    same (a window title only matters on screen).
+    """
+    try:
+        import torchshow.visualization as vis
+    except ImportError:
+        return "not needed (no torchshow)"
+    if getattr(vis.set_window_title, "_kdbench_compat", False):
+        return "already applied"
+
+    def set_window_title(fig, title):
+        manager = getattr(fig.canvas, "manager", None)
+        if manager is not None:
+            manager.set_window_title(title)
+
+    set_window_title._kdbench_compat = True  # type: ignore[attr-defined]
+    vis.set_window_title = set_window_title
+    return "torchshow.visualization.set_window_title -> fig.canvas.manager.set_window_title"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
@@ -288,6 +314,7 @@ FIXES: dict[str, types.FunctionType] = {
     "numpy2_removed_names": numpy2_removed_names,
     "mesh_renderer_cpu_device": mesh_renderer_cpu_device,
     "mediapipe_mask_2d": mediapipe_mask_2d,
+    "torchshow_window_title": torchshow_window_title,
 }
 
 
