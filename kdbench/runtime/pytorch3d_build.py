@@ -51,6 +51,7 @@ NVCC_FLAGS = ("-DCUDA_HAS_FP16=1", "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_
 BINDING = """// kdbench: pytorch3d._C with only the mesh rasterizer and face-attribute interpolation
 #include <torch/extension.h>
 #include "interp_face_attrs/interp_face_attrs.h"
+#include "pulsar/constants.h"
 #include "rasterize_meshes/rasterize_meshes.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -58,12 +59,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("interp_face_attrs_backward", &InterpFaceAttrsBackward);
   m.def("rasterize_meshes_backward", &RasterizeMeshesBackward);
   m.def("rasterize_meshes", &RasterizeMeshes);
+  // ext.cpp's constants: pytorch3d.renderer imports the pulsar renderer, which reads them at import time
+  m.attr("EPS") = py::float_(EPS);
+  m.attr("MAX_FLOAT") = py::float_(MAX_FLOAT);
+  m.attr("MAX_INT") = py::int_(MAX_INT);
+  m.attr("MAX_UINT") = py::int_(MAX_UINT);
+  m.attr("MAX_USHORT") = py::int_(MAX_USHORT);
+  m.attr("PULSAR_MAX_GRAD_SPHERES") = py::int_(128);  // MAX_GRAD_SPHERES of pulsar/global.h
 }
 """
 SECONDS_PER_CPU_FILE = 165
-"""Measured (2026-12-06): the binding and rasterize_meshes_cpu.cpp with -O3 against torch 2.14.1 compiled and linked
-in 165 s with 2 jobs at nice 19 on the 2-core development machine (load average 4-8 from other work): about this
-long per file per core. Used only for the time estimate shown."""
+"""Measured (2026-12-06, 2-core development VM, 2 jobs at nice 19): the binding and rasterize_meshes_cpu.cpp with -O3
+against torch 2.14.1 compiled and linked in 165 s at load average 4-8 from other work, 510-543 s at 12-18. Used only
+for the time estimate shown (a lower bound on a busy machine)."""
 SECONDS_PER_CUDA_FILE = 240  # an estimate (not measured here: no nvcc on the development machine)
 
 _PROBE = """import json, os, sys, sysconfig, torch
@@ -193,8 +201,8 @@ def compile_extension(python: Path, src: Path, dest: Path, info: dict[str, Any],
         jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
         est = (n_cpu * SECONDS_PER_CPU_FILE + n_cuda * SECONDS_PER_CUDA_FILE) / min(jobs, n_cpu + n_cuda)
         _say(f"compiling {n_cpu + n_cuda} files ({'CPU + CUDA' if cuda else 'CPU only'}) against torch "
-             f"{info['torch']} with {jobs} job(s): about {est / 60:.0f} min (measured ~{SECONDS_PER_CPU_FILE / 60:.1f}"
-             f" min per C++ file per core on a loaded 2-core machine); built once, then cached", progress)
+             f"{info['torch']} with {jobs} job(s): about {est / 60:.0f} min on idle cores, up to 3x that on a busy "
+             "machine; built once, then cached", progress)
         args = {"sources": files, "cflags": list(CXX_FLAGS), "nvcc_flags": list(NVCC_FLAGS) if cuda else [],
                 "include": str(csrc), "build": str(work / "build"), "cuda": cuda}
         (work / "build").mkdir()
