@@ -618,7 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = _sub(sp, "setup", "install a baseline's official code, environment and weights (methods/<name>/)",
               "  kdbench setup sadtalker\n"
               "  kdbench setup sadtalker --source ~/src/SadTalker          # offline: a clone or folder\n"
-              "  kdbench setup sadtalker --python /usr/bin/python3.11 --share-site /opt/torch/site-packages",
+              "  kdbench setup sadtalker --python /usr/bin/python3.11 --share-site /opt/torch/site-packages\n"
+              "  kdbench setup real3dportrait --pytorch3d-source ~/src/pytorch3d   # compiles its rasterizer once",
               description="Fetch the method's upstream code at its pinned commit (checksum-verified archive, or "
                           "--source), create its virtual environment (uv, else python -m venv), install this "
                           "project's pinned requirements, and link its checksum-pinned weights where the upstream "
