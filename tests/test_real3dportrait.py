@@ -243,7 +243,7 @@ def test_spec_links_every_weight_the_manifest_knows():
                     reason="set KDBENCH_TEST_REAL3DPORTRAIT=1 with `kdbench setup real3dportrait` done on the real "
                            "upstream (weights: real, or scripts/real3dportrait_random_weights.py's with TORCH_HOME at "
                            "its torch_home; see docs/methods/real3dportrait.md) to compare with the official script "
-                           "(CPU: about 10-20 min)")
+                           "(CPU: tens of minutes; the 512x512 rasterizer takes about a minute per frame there)")
 def test_real_upstream_equals_the_official_script(tmp_path):
     """The real upstream: the worker's frames equal those the official script gives its video writer, bit for bit,
     and a second worker process with the same seed gives them again. 0.1 s of audio: 4 frames of 512x512 (HuBERT's
