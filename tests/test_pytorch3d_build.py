@@ -24,6 +24,8 @@ def test_only_the_rasterizer_is_compiled():
     # what pytorch3d's MeshRasterizer and interpolate_face_attributes call (forward and backward)
     assert bound == {"rasterize_meshes", "rasterize_meshes_backward", "interp_face_attrs_forward",
                      "interp_face_attrs_backward"}
+    constants = {line.split('"')[1] for line in pb.BINDING.splitlines() if "m.attr(" in line}
+    assert constants == {"EPS", "MAX_FLOAT", "MAX_INT", "MAX_UINT", "MAX_USHORT", "PULSAR_MAX_GRAD_SPHERES"}
     assert pb.COMMIT.startswith("33824be3") and pb.VERSION == "0.7.9"
 
 
