@@ -461,7 +461,8 @@ def cmd_setup(args) -> int:
 
     spec = get_spec(args.method)
     rec = setup_method(spec, source=args.source, python=args.python, share=args.share_site,
-                       installer=args.installer, fetch_weights=not args.no_weights, progress=not args.quiet)
+                       installer=args.installer, fetch_weights=not args.no_weights, progress=not args.quiet,
+                       pytorch3d_source=args.pytorch3d_source)
     print(f"{spec.name}: {spec.repo}@{rec['source']['commit'][:12]} ({rec['source']['kind']}, "
           f"{'verified' if rec['source']['verified'] else 'unverified'}), Python {rec['python']}, "
           f"{len(rec['packages'])} packages, {len(rec['weights'])} weight files linked, in {rec['seconds']} s")
@@ -766,7 +767,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = _sub(sp, "setup", "install a baseline's official code, environment and weights (methods/<name>/)",
               "  kdbench setup sadtalker\n"
               "  kdbench setup sadtalker --source ~/src/SadTalker          # offline: a clone or folder\n"
-              "  kdbench setup sadtalker --python /usr/bin/python3.11 --share-site /opt/torch/site-packages",
+              "  kdbench setup sadtalker --python /usr/bin/python3.11 --share-site /opt/torch/site-packages\n"
+              "  kdbench setup real3dportrait --pytorch3d-source ~/src/pytorch3d   # compiles its rasterizer once",
               description="Fetch the method's upstream code at its pinned commit (checksum-verified archive, or "
                           "--source), create its virtual environment (uv, else python -m venv), install this "
                           "project's pinned requirements, and link its checksum-pinned weights where the upstream "
@@ -782,6 +784,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--installer", choices=["auto", "uv", "pip"], default="auto",
                     help="auto: uv when on PATH, else pip (pip reads pip.conf, e.g. local wheel folders)")
     st.add_argument("--no-weights", action="store_true", help="link only weights already in the cache")
+    st.add_argument("--pytorch3d-source", metavar="DIR", help="methods that compile pytorch3d's rasterizer "
+                    "(real3dportrait): a local clone of facebookresearch/pytorch3d (or its v0.7.9 tree) instead of "
+                    "downloading GitHub's archive; the build is cached per torch/CUDA/Python")
     st.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     st.set_defaults(func=cmd_setup)
 

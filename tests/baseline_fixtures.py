@@ -61,12 +61,12 @@ def set_up_fake_method(spec, repo: Path, home: Path, weight_files: dict[str, Pat
                        file_names: dict[str, str] | None = None, tofu: tuple[str, ...] = ()) -> Path:
     """``kdbench setup`` of ``spec`` from the fake upstream tree ``repo``; returns ``home`` (its KDBENCH_HOME).
 
-    The tree is committed to git and set up from that commit with no requirements installed (the running
-    interpreter's packages are shared); each fake weight file goes into ``home``'s weight cache under the name in
-    ``file_names`` (default: its own), pinned by its sha256 in the manifest (``.zip`` files extracted, as upstream
-    archives are) as if that sha256 were published, except the names in ``tofu`` (no checksum: trusted on first
-    use). That manifest is written to ``home/weights.toml`` (:func:`fake_manifest` puts it in use). Asserts the
-    method's environment is ready.
+    The tree is committed to git and set up from that commit with no requirements installed and no native builds
+    (the running interpreter's packages are shared); each fake weight file goes into ``home``'s weight cache under
+    the name in ``file_names`` (default: its own), pinned by its sha256 in the manifest (``.zip`` files extracted,
+    as upstream archives are) as if that sha256 were published, except the names in ``tofu`` (no checksum: trusted
+    on first use). That manifest is written to ``home/weights.toml`` (:func:`fake_manifest` puts it in use).
+    Asserts the method's environment is ready.
     """
     from kdbench.files import sha256_file
     from kdbench.runtime.setup import setup_method
@@ -86,7 +86,8 @@ def set_up_fake_method(spec, repo: Path, home: Path, weight_files: dict[str, Pat
                                      pin_strength="" if name in tofu else "official", extract=dest.suffix == ".zip",
                                      used_by=(spec.name,))
     write_manifest(home / "weights.toml", manifest)
-    spec = dataclasses.replace(spec, commit=git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable)
+    spec = dataclasses.replace(spec, commit=git(repo, "rev-parse", "HEAD"), requirements=(), python=sys.executable,
+                               native_builds=())
     setup_method(spec, source=str(repo), python=sys.executable, share=SITE, installer="pip",
                  weights=WeightsManager(home=home, manifest=manifest), home=home, progress=False)
     with fake_manifest(home):

@@ -7,7 +7,7 @@ from kdbench.runtime.spec import UpstreamSpec
 _ORIG = "checkpoints/240210_real3dportrait_orig"
 _HUBERT = "checkpoints/hubert-large-ls960-ft"
 _BFM = "deep_3drecon/BFM"
-PYTORCH3D_COMMIT = "33824be3cbc87a7dd1db0f6a9a9de9ac81b2d0ba"  # facebookresearch/pytorch3d tag v0.7.9
+
 
 SPEC = UpstreamSpec(
     name="real3dportrait",
@@ -47,7 +47,6 @@ SPEC = UpstreamSpec(
         "pretrainedmodels==0.7.4",
         "six",
         "iopath",
-        f"pytorch3d @ https://github.com/facebookresearch/pytorch3d/archive/{PYTORCH3D_COMMIT}.tar.gz",
     ),
     requirement_notes={
         "python": "3.11 instead of 3.9: the shared torch 2.14.1 (Hopper/Blackwell kernels) and current wheels",
@@ -55,11 +54,12 @@ SPEC = UpstreamSpec(
         "torchvision": "0.29.1 to match torch (upstream 0.15.2)",
         "numpy": "2.4.6 (upstream: unpinned, 1.x era): the shared torch, OpenCV 5 and SciPy are numpy 2 builds; "
                  "the two numpy 1 names upstream uses are restored by the numpy2_removed_names compat fix",
-        "pytorch3d": "upstream: conda or `pip install git+...pytorch3d@stable`; here the v0.7.9 source (no PyPI "
-                     "wheel or sdist of pytorch3d exists), built without isolation against the installed torch. "
-                     "Inference uses only its mesh rasterizer (MeshRasterizer, FoVPerspectiveCameras, Meshes, "
-                     "interpolate_face_attributes) in deep_3drecon/util/mesh_renderer.py. v0.7.9 passes "
-                     "-std=c++17 while torch >= 2.10 headers need C++20: see the README (Real3D-Portrait)",
+        "pytorch3d": "upstream: conda or `pip install git+...pytorch3d@stable`; no wheel fits torch 2.14 / "
+                     "Python 3.11, so `kdbench setup` compiles v0.7.9's mesh rasterizer only (native build "
+                     "pytorch3d_rasterizer: rasterize_meshes, plus interp_face_attrs with CUDA; a few minutes, "
+                     "cached per torch/CUDA/Python) and installs pytorch3d's Python package with it. Inference "
+                     "uses only MeshRasterizer, FoVPerspectiveCameras, Meshes and interpolate_face_attributes "
+                     "(deep_3drecon/util/mesh_renderer.py)",
         "mmcv-lite": "2.1.0 instead of mmcv 2.1.0 (CUDA ops, source build): inference imports only "
                      "mmcv.cnn.ConvModule (modules/real3d/segformer.py), pure PyTorch, which mmcv-lite has",
         "mediapipe": "0.10.31 (upstream: unpinned; its Colab 0.10.7): the first release without a numpy<2 pin "
@@ -82,6 +82,7 @@ SPEC = UpstreamSpec(
     },
     build_requirements=("wheel", "setuptools>=75,<81", "ninja"),
     build_isolation=False,
+    native_builds=("pytorch3d_rasterizer",),
     hooks="baselines.real3dportrait.worker:Real3DPortraitHooks",
     weights={
         "real3dportrait_orig": _ORIG,
@@ -99,7 +100,8 @@ SPEC = UpstreamSpec(
         "real3dportrait_selfie_segmenter": "data_gen/utils/mp_feature_extractors/selfie_multiclass_256x256.tflite",
     },
     optional_weights=("real3dportrait_selfie_segmenter",),
-    compat=("numpy2_removed_names", "torch_load_pinned_pickle", "ffmpeg_on_path", "cuda_to_cpu"),
+    compat=("numpy2_removed_names", "torch_load_pinned_pickle", "ffmpeg_on_path", "cuda_to_cpu",
+            "mesh_renderer_cpu_device", "mediapipe_mask_2d", "torchshow_window_title"),
     scratch_links=("checkpoints", "data_gen", "deep_3drecon"),
     options={"temperature": 0.2, "mouth_amp": 0.45, "blink_mode": "period", "map_to_init_pose": True},
     paper_row="Real3DPortrait",

@@ -314,6 +314,117 @@ def numpy2_removed_names() -> str:
     return f"numpy {np.__version__}: aliased {', '.join(done)}"
 
 
+def mesh_renderer_cpu_device() -> str:
+    """Real3D-Portrait's ``MeshRenderer.forward`` runs on a CPU tensor.
+
+    ``deep_3drecon/util/mesh_renderer.py`` creates its pytorch3d ``MeshRasterizer`` on the first call and prints
+    ``"create rasterizer on device cuda:%d" % device.index``; on the CPU ``device.index`` is None, a ``TypeError``.
+    When that module is imported (an import hook: the fix is applied before upstream is on ``sys.path``), ``forward``
+    is wrapped: for a device without an index it creates the rasterizer first, exactly as that branch does, and
+    prints the device's name instead; upstream's ``forward`` then runs unchanged. Nothing changes on CUDA.
+    """
+    import importlib.abc
+    import importlib.machinery
+
+    target = "deep_3drecon.util.mesh_renderer"
+
+    def patch(module) -> None:
+        cls = module.MeshRenderer
+        if getattr(cls.forward, "_kdbench_compat", False):
+            return
+        original = cls.forward
+
+        def forward(self, *args, **kwargs):
+            vertex = args[0] if args else kwargs["vertex"]
+            if self.rasterizer is None and vertex.device.index is None:
+                self.rasterizer = module.MeshRasterizer()
+                print(f"create rasterizer on device {vertex.device}")
+            return original(self, *args, **kwargs)
+
+        forward._kdbench_compat = True  # type: ignore[attr-defined]
+        cls.forward = forward
+
+    if target in sys.modules:
+        patch(sys.modules[target])
+        return "patched MeshRenderer.forward (already imported)"
+
+    class _Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target_module=None):
+            if name != target:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None:
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module):
+                exec_module(module)
+                patch(module)
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    if not any(isinstance(f, _Hook) or type(f).__name__ == "_Hook" for f in sys.meta_path):
+        sys.meta_path.insert(0, _Hook())
+    return "MeshRenderer.forward will accept CPU devices (patched when deep_3drecon.util.mesh_renderer is imported)"
+
+
+def mediapipe_mask_2d() -> str:
+    """``mediapipe.Image.numpy_view()`` of a one-channel image is ``[H, W]`` again (0.10.31 returns ``[H, W, 1]``).
+
+    Real3D-Portrait's ``mp_segmenter.py`` reads the segmenter's category mask with
+    ``out.category_mask.numpy_view().copy() # [H, W]`` and unpacks ``segmap[None, None].shape`` into four names, as
+    the mediapipe of its time (its Colab: 0.10.7) returned; mediapipe 0.10.31's ctypes ``Image`` adds a trailing
+    channel axis for one-channel formats (GRAY8, GRAY16, VEC32F1), a ``ValueError`` there. The view is the same
+    memory with that axis dropped; multi-channel images are unchanged.
+    """
+    try:
+        import mediapipe as mp
+    except ImportError:
+        return "not needed (no mediapipe)"
+    cls = mp.Image
+    if getattr(cls.numpy_view, "_kdbench_compat", False):
+        return "already applied"
+    original = cls.numpy_view
+    one_channel = {getattr(mp.ImageFormat, n) for n in ("GRAY8", "GRAY16", "VEC32F1") if hasattr(mp.ImageFormat, n)}
+
+    def numpy_view(self):
+        view = original(self)
+        if self.image_format in one_channel and view.ndim == 3 and view.shape[-1] == 1:
+            return view[..., 0]
+        return view
+
+    numpy_view._kdbench_compat = True  # type: ignore[attr-defined]
+    cls.numpy_view = numpy_view
+    return f"mediapipe {getattr(mp, '__version__', '?')}: one-channel numpy_view() -> [H, W]"
+
+
+def torchshow_window_title() -> str:
+    """torchshow's ``set_window_title`` works with matplotlib >= 3.10.
+
+    torchshow 0.5.1 picks its code path with ``matplotlib.__version__ < '3.4'``, a string comparison that is true for
+    '3.10'/'3.11', and then calls ``fig.canvas.set_window_title``, which matplotlib 3.6 removed: every
+    ``torchshow.save`` fails (Real3D-Portrait saves a debug image of the head crop with it). The replacement is
+    torchshow's own branch for matplotlib >= 3.4 (``fig.canvas.manager.set_window_title``); the saved image is the
+    same (a window title only matters on screen).
+    """
+    try:
+        import torchshow.visualization as vis
+    except ImportError:
+        return "not needed (no torchshow)"
+    if getattr(vis.set_window_title, "_kdbench_compat", False):
+        return "already applied"
+
+    def set_window_title(fig, title):
+        manager = getattr(fig.canvas, "manager", None)
+        if manager is not None:
+            manager.set_window_title(title)
+
+    set_window_title._kdbench_compat = True  # type: ignore[attr-defined]
+    vis.set_window_title = set_window_title
+    return "torchshow.visualization.set_window_title -> fig.canvas.manager.set_window_title"
+
+
 FIXES: dict[str, types.FunctionType] = {
     "imageio_plugins_spec": imageio_plugins_spec,
     "torchvision_functional_tensor": torchvision_functional_tensor,
@@ -324,6 +435,9 @@ FIXES: dict[str, types.FunctionType] = {
 
     "cuda_to_cpu": cuda_to_cpu,
     "numpy2_removed_names": numpy2_removed_names,
+    "mesh_renderer_cpu_device": mesh_renderer_cpu_device,
+    "mediapipe_mask_2d": mediapipe_mask_2d,
+    "torchshow_window_title": torchshow_window_title,
 }
 
 

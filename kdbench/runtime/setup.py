@@ -12,6 +12,8 @@ Steps (each re-runnable; a finished setup writes ``setup.json`` last, so a half-
    not installed again, so several methods can share one multi-GB CUDA torch.
 3. **requirements**: the spec's pins (``methods/<name>/requirements.txt``), torch first, then the rest (without
    build isolation when the spec asks, so sdists like basicsr build against the installed torch).
+3b. **native builds** (``spec.native_builds``): extensions no wheel provides, compiled against the venv's torch and
+   cached per machine (Real3D-Portrait: pytorch3d's mesh rasterizer, :mod:`kdbench.runtime.pytorch3d_build`).
 4. **weights**: each file, fetched and checksum-verified by the weights manager, is symlinked where upstream
    expects it inside the source tree.
 5. ``setup.json``: commit, source origin and checksum, Python, every installed distribution's version, the links.
@@ -302,11 +304,29 @@ def link_weights(env: MethodEnv, spec: UpstreamSpec, weights, *, fetch: bool, pr
     return links, missing
 
 
+# --- 3b. native builds -----------------------------------------------------------------------------------------------
+def native_builds(env: MethodEnv, spec: UpstreamSpec, *, pytorch3d_source: str | None, home, progress: bool
+                  ) -> dict[str, Any]:
+    """Compile the spec's ``native_builds`` into the venv (each cached across setups); returns name -> record."""
+    done = {}
+    for name in spec.native_builds:
+        if name != "pytorch3d_rasterizer":
+            raise KdbenchError(f"{spec.name}: unknown native build {name!r} (known: pytorch3d_rasterizer)")
+        from .pytorch3d_build import build_pytorch3d
+
+        done[name] = build_pytorch3d(env.python, source=pytorch3d_source, home=home, progress=progress)
+    return done
+
+
 # --- all -------------------------------------------------------------------------------------------------------------
 def setup_method(spec: UpstreamSpec, *, source: str | None = None, python: str | None = None,
                  share: str | None = None, installer: str = "auto", fetch_weights: bool = True,
-                 weights=None, home: str | os.PathLike | None = None, progress: bool = True) -> dict[str, Any]:
-    """Install ``spec`` under ``$KDBENCH_HOME/methods/<name>``; returns the ``setup.json`` record."""
+                 weights=None, home: str | os.PathLike | None = None, progress: bool = True,
+                 pytorch3d_source: str | None = None) -> dict[str, Any]:
+    """Install ``spec`` under ``$KDBENCH_HOME/methods/<name>``; returns the ``setup.json`` record.
+
+    ``pytorch3d_source``: a local pytorch3d clone/folder for the ``pytorch3d_rasterizer`` native build (default:
+    GitHub's archive of the pinned commit)."""
     from ..weights import WeightsManager
 
     env = env_for(spec.name, home)
@@ -320,6 +340,7 @@ def setup_method(spec: UpstreamSpec, *, source: str | None = None, python: str |
                              with_pip=installer == "pip" and bool(spec.requirements), progress=progress)
     share_site(env, share)
     installed = install_requirements(env, spec, installer=installer, shared=bool(share), progress=progress)
+    builds = native_builds(env, spec, pytorch3d_source=pytorch3d_source, home=home, progress=progress)
     weights = weights or WeightsManager(home=home)
     links, missing = link_weights(env, spec, weights, fetch=fetch_weights, progress=progress)
     record = {
@@ -327,7 +348,8 @@ def setup_method(spec: UpstreamSpec, *, source: str | None = None, python: str |
         "python": py_version, "venv": str(env.venv), "installer": installer, "shared_site": share,
         "requirements": installed, "requirement_notes": spec.requirement_notes,
         "packages": installed_packages(env.python), "weights": links, "weights_missing": missing,
-        "compat": list(spec.compat), "kdbench_version": __version__, "seconds": round(time.time() - t0, 1),
+        "native_builds": builds, "compat": list(spec.compat), "kdbench_version": __version__,
+        "seconds": round(time.time() - t0, 1),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     env.setup_json.write_text(json.dumps(record, indent=2))

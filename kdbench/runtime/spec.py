@@ -51,6 +51,9 @@ class UpstreamSpec:
     compat: tuple[str, ...] = ()
     scratch_links: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    native_builds: tuple[str, ...] = ()
+    """Extensions ``kdbench setup`` compiles into the venv after the requirements (no fitting wheel exists):
+    ``"pytorch3d_rasterizer"`` = :mod:`kdbench.runtime.pytorch3d_build` (cached per torch/CUDA/Python)."""
     grid: str | None = None
     """``--grid`` text of the panel to keep when upstream writes a grid of panels (AniPortrait: ``"3:2,pad=2"``)."""
     paper_row: str | None = None

@@ -45,6 +45,9 @@ class GeneFace2Infer:
         bfm = loadmat('deep_3drecon/BFM/BFM_model_front.mat')
         self.mean_shape = torch.tensor(bfm['meanshape'], dtype=torch.float32).cuda()
         self.keypoints = np.load('deep_3drecon/BFM/index_mp468_from_mesh35709.npy')
+        # upstream: MediapipeSegmenter() opens this path (relative to the cwd)
+        with open('data_gen/utils/mp_feature_extractors/selfie_multiclass_256x256.tflite', 'rb') as f:
+            assert f.read(4) == b'TFL3', 'segmenter model'
 
     def infer_once(self, inp):
         self.inp = inp
