@@ -165,6 +165,7 @@ def test_one_baseline_set_up_and_one_not_gives_a_report_with_both_rows(tmp_path,
     home, cls = _fake_upstream_home(tmp_path, "anitalker")
     monkeypatch.setitem(METHODS._entries, "anitalker", cls)
     monkeypatch.setenv("KDBENCH_HOME", str(home))
+    monkeypatch.setenv("KDBENCH_WEIGHTS_MANIFEST", str(home / "weights.toml"))  # the fake weights, pinned
     monkeypatch.setenv("KDBENCH_OFFLINE", "1")
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "ref.png")
