@@ -95,43 +95,55 @@ def test_default_is_file_and_options_are_checked(imported, tmp_path, monkeypatch
     assert str(e.value) == "lse.audio must be one of ('file', 'dataset'), got 'wav'"
 
 
-@pytest.mark.parametrize("protocol", ["full", "s3fd"])
-def test_frame_protocols_hear_the_chosen_track(protocol, imported, tmp_path, monkeypatch):
-    """``file``: the submitted file's track as ffmpeg extracts it (the package's step 1); ``dataset``: the
-    dataset's; each scored on the same frames."""
+def _extracted(submitted) -> np.ndarray:
+    """The package's step 1 on the submitted file: ``ffmpeg -i VIDEO -ac 1 -ar 16000 -acodec pcm_s16le``."""
     import subprocess
 
-    _, _, submitted, _ = imported
-    extracted = np.frombuffer(subprocess.run(
+    return np.frombuffer(subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(submitted), "-ac", "1", "-ar", "16000",
          "-acodec", "pcm_s16le", "-f", "s16le", "-"], capture_output=True, check=True).stdout, "<i2")
-    opts = {"protocol": protocol, "min_track": MIN_TRACK}
+
+
+@pytest.mark.slow
+def test_full_protocol_hears_the_chosen_track(imported, tmp_path, monkeypatch):
+    """``file``: the submitted file's track as ffmpeg extracts it (the package's step 1); ``dataset``: the
+    dataset's; each scored on the same frames."""
+    _, _, submitted, _ = imported
+    extracted = _extracted(submitted)
+    clip = _clip(imported)  # shared: frames decoded once
     recs = {}
-    clip = _clip(imported)  # shared: frames decoded and faces detected once
     for audio in ("file", "dataset"):
-        metric = _metric(imported, tmp_path, monkeypatch, audio=audio, **opts)
+        metric = _metric(imported, tmp_path, monkeypatch, protocol="full", audio=audio)
         recs[audio] = metric.score_clip(clip)
-        expect = extracted if audio == "file" else clip.spec.load_audio()
-        np.testing.assert_array_equal(metric.clip_audio(clip)[0], expect)
-        if protocol == "full":
-            ref = metric.score_windows(lse.full_frame_input(clip.frames), expect)
-        else:
-            ref = metric.score_face_tracks(clip, expect)
-        assert (recs[audio]["lse_c"], recs[audio]["lse_d"]) == (ref["lse_c"], ref["lse_d"])
         assert recs[audio]["audio"] == audio
+        np.testing.assert_array_equal(metric.clip_audio(clip)[0],
+                                      extracted if audio == "file" else clip.spec.load_audio())
+    ref = metric.score_windows(lse.full_frame_input(clip.frames), extracted)
+    assert (recs["file"]["lse_c"], recs["file"]["lse_d"]) == (ref["lse_c"], ref["lse_d"])
     assert recs["file"]["audio_source"].startswith(f"submitted file {submitted}")
     assert recs["dataset"]["audio_source"] == "video (flac)"
     assert recs["file"]["lse_d"] != recs["dataset"]["lse_d"]
 
 
+@pytest.mark.slow
+def test_s3fd_protocol_hears_the_submitted_track(imported, tmp_path, monkeypatch):
+    _, _, submitted, _ = imported
+    clip = _clip(imported)
+    metric = _metric(imported, tmp_path, monkeypatch, protocol="s3fd", min_track=MIN_TRACK)
+    rec = metric.score_clip(clip)
+    ref = metric.score_face_tracks(clip, _extracted(submitted))  # detections cached in the clip
+    assert rec["n_tracks"] >= 1 and (rec["lse_c"], rec["lse_d"]) == (ref["lse_c"], ref["lse_d"])
+    assert rec["audio"] == "file"
+
+
 def test_file_without_a_submission_is_the_run_videos_track(imported, tmp_path, monkeypatch):
     """A run made by `kdbench run` has no submitted file: its video carries the dataset's track."""
+    clip = _clip(imported)
     metric = _metric(imported, tmp_path, monkeypatch, protocol="full")
     metric.context = {}
-    rec = metric.score_clip(_clip(imported))
-    ds_rec = _metric(imported, tmp_path, monkeypatch, protocol="full", audio="dataset").score_clip(_clip(imported))
-    assert (rec["lse_c"], rec["lse_d"]) == (ds_rec["lse_c"], ds_rec["lse_d"])
-    assert rec["audio_source"] == "run video, which carries the dataset's track: video (flac)"
+    audio, source = metric.clip_audio(clip)
+    np.testing.assert_array_equal(audio, clip.spec.load_audio())
+    assert source == "run video, which carries the dataset's track: video (flac)"
 
 
 def test_gone_submission_is_a_clip_failure(imported, tmp_path, monkeypatch):
@@ -150,14 +162,12 @@ def test_gone_submission_is_a_clip_failure(imported, tmp_path, monkeypatch):
 def test_metrics_json_records_the_audio_option(imported, tmp_path, monkeypatch):
     _, store, _, weights = imported
     monkeypatch.setenv("KDBENCH_ALLOW_UNVERIFIED", "1")
-    for audio in ("dataset", "file"):
-        out = tmp_path / f"metrics-{audio}.json"
-        doc = evaluate_run(store.root, ["lse"], sets={"lse.protocol": "full", "lse.audio": audio,
-                                                     "lse.syncnet_weights": str(weights["syncnet_v2"])},
-                           out=out, progress=False)
-        m = doc["metrics"]["lse"]
-        assert m["status"] == "ok" and m["options"]["audio"] == audio
-        assert m["per_clip"][CLIP]["audio"] == audio
+    doc = evaluate_run(store.root, ["lse"], sets={"lse.protocol": "full", "lse.audio": "dataset",
+                                                 "lse.syncnet_weights": str(weights["syncnet_v2"])},
+                       out=tmp_path / "metrics.json", progress=False)
+    m = doc["metrics"]["lse"]
+    assert m["status"] == "ok" and m["options"]["audio"] == "dataset"
+    assert m["per_clip"][CLIP]["audio"] == "dataset" and m["per_clip"][CLIP]["audio_source"] == "video (flac)"
     assert RunStore(store.root).config()["videos"].endswith("videos")
 
 
@@ -183,18 +193,20 @@ def _package(video, weights, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_files_protocol_equals_the_package_on_each_track(imported, tmp_path, monkeypatch):
+def test_files_protocol_equals_the_package_on_the_submitted_file(imported, tmp_path, monkeypatch):
+    """``file``: the package on the submitted file. ``dataset``: the pipeline on the run's copy (the same frames,
+    the dataset's track), which ``tests/test_lse_files.py`` checks against the package on such a file."""
     pytest.importorskip("scenedetect", reason="PySceneDetect (kdbench[lse-files])")
     _, store, submitted, weights = imported
-    refs = {"file": submitted, "dataset": store.video_path(CLIP)}  # the run copy: the dataset's track, same frames
     recs = {}
-    for audio, video in refs.items():
+    for audio, video in (("file", submitted), ("dataset", store.video_path(CLIP))):
         metric = _metric(imported, tmp_path, monkeypatch, protocol="files", min_track=MIN_TRACK, track_rule="best",
                          audio=audio)
         rec = recs[audio] = metric.score_clip(_clip(imported))
-        assert rec["audio"] == audio and rec["files"]["audio_file"] == str(video)
-        offsets, confs, dists = _package(video, weights, tmp_path, monkeypatch)
-        assert len(confs) == rec["n_tracks"] >= 1
-        for t, off, conf, dist in zip(rec["tracks"], offsets, confs, dists, strict=True):
-            assert abs(t["lse_c"] - conf) <= TOL and abs(t["lse_d"] - dist) <= TOL and t["av_offset"] == int(off)
+        assert rec["audio"] == audio and rec["n_tracks"] >= 1
+        assert rec["files"]["video_file"] == rec["files"]["audio_file"] == str(video)
+    offsets, confs, dists = _package(submitted, weights, tmp_path, monkeypatch)
+    assert len(confs) == recs["file"]["n_tracks"]
+    for t, off, conf, dist in zip(recs["file"]["tracks"], offsets, confs, dists, strict=True):
+        assert abs(t["lse_c"] - conf) <= TOL and abs(t["lse_d"] - dist) <= TOL and t["av_offset"] == int(off)
     assert recs["file"]["lse_d"] != recs["dataset"]["lse_d"]
