@@ -37,13 +37,15 @@ def decoded_frames(container, stream):
 
     The decoder already drops the encoder's priming samples (the edit list's start). The end is trimmed here:
     each frame is cut to its packet's duration (an AAC encoder pads the last frame to 1,024 samples and the
-    container stores the true duration of that packet), and nothing is kept past the stream's declared end (the
-    edit list's duration). Untrimmed, a 2.99 s 16 kHz AAC clip decodes to 48,128 samples instead of 47,840.
-    Frames are yielded unchanged when nothing is cut, else as new frames of the same format and layout.
+    container stores the true duration of that packet), and in mp4/mov/m4a nothing is kept past the stream's
+    declared end (the edit list's duration; other containers' durations can be estimates, e.g. MPEG-TS's from
+    the bitrate, which ffmpeg does not cut at). Untrimmed, a 2.99 s 16 kHz AAC clip decodes to 48,128 samples
+    instead of 47,840. Frames are yielded unchanged when nothing is cut, else as new frames of the same format
+    and layout.
     """
     tb = stream.time_base
     end = None
-    if stream.duration and tb:
+    if stream.duration and tb and "mov" in container.format.name.split(","):
         end = (stream.start_time or 0) + stream.duration  # in time_base units
     for frame in container.decode(stream):
         keep = frame.samples

@@ -49,14 +49,15 @@ IDS = [f"{c}-{r}-{'stereo' if ch == 2 else 'mono'}-{n}" for c, r, ch, n in CASES
 
 
 def make_aac(path: Path, rate: int, channels: int, n: int, frames: np.ndarray | None = None) -> Path:
-    """An AAC track of ``n`` samples (two tones plus noise, one per channel) at ``rate``, in mp4 or m4a (ipod),
+    """An AAC track of ``n`` samples (two tones plus noise, one per channel) at ``rate``, in mp4, m4a (ipod), ts or mkv,
     optionally with an H.264 video of ``frames`` at 25 fps (a GT video)."""
     rng = np.random.default_rng(rate + channels + n)
     t = np.arange(n) / rate
     x = np.stack([np.sin(2 * np.pi * (220 + 110 * c) * t + c) for c in range(channels)]) * 0.3
     x = (x + rng.normal(0, 0.01, x.shape)).astype(np.float32)
     layout = "stereo" if channels == 2 else "mono"
-    with av.open(str(path), "w", format="ipod" if path.suffix == ".m4a" else "mp4") as c:
+    fmt = {".m4a": "ipod", ".ts": "mpegts", ".mkv": "matroska"}.get(path.suffix, "mp4")
+    with av.open(str(path), "w", format=fmt) as c:
         vs = None
         if frames is not None:
             vs = c.add_stream("libx264", rate=25)
@@ -196,6 +197,28 @@ def test_canonical_track_equals_ffmpeg_extraction(clip, ffmpeg_on_path):
     got = read_audio(path)
     assert len(got) == len(ref)
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mkv"])
+def test_other_containers_are_not_cut_at_an_estimated_duration(suffix, ffmpeg_on_path, tmp_path):
+    """ffmpeg's MPEG-TS muxer declares a duration the demuxer estimates from the bitrate (here 0.1 s short),
+    Matroska none; ffmpeg cuts at neither, so the driving and canonical tracks keep every decoded sample."""
+    from kdbench.audio import _read_native_int16
+
+    t = np.arange(47900) / 44100
+    pcm = (np.sin(2 * np.pi * 300 * t) * 9000).astype("<i2").tobytes()
+    path = tmp_path / f"clip{suffix}"
+    subprocess.run([ffmpeg_on_path, "-v", "error", "-f", "s16le", "-ar", "44100", "-ac", "1", "-i", "-", "-c:a", "aac",
+                    str(path)], input=pcm, check=True)
+    native = np.frombuffer(ffmpeg(ffmpeg_on_path, "-i", str(path), "-f", "s16le", "-"), "<i2")
+    with av.open(str(path)) as c:
+        s = c.streams.audio[0]
+        declared = float(s.duration * s.time_base) * 44100 if s.duration else None
+    assert declared is None if suffix == ".mkv" else declared < len(native) - 4000
+    np.testing.assert_array_equal(_read_native_int16(path)[0].reshape(-1), native)
+    ref = np.frombuffer(ffmpeg(ffmpeg_on_path, "-i", str(path), "-ac", "1", "-ar", "16000", "-acodec", "pcm_s16le",
+                               "-f", "s16le", "-"), "<i2")
+    np.testing.assert_array_equal(read_audio(path), ref)
 
 
 @pytest.mark.parametrize(("rate", "ch", "n"), [(44100, 2, 3 * 44100 - 333), (48000, 1, 2 * 48000 + 77)])
