@@ -246,3 +246,22 @@ def test_run_store_flac_holds_the_gts_samples(rate, ch, n, ffmpeg_on_path, tmp_p
     assert len(stored) == len(ref) == round(n_native * 16000 / rate)
     np.testing.assert_array_equal(stored, ref)
     np.testing.assert_array_equal(EvalClip(spec=spec, video_path=tmp_path / "run" / "gt.mp4").audio, ref)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_worker_wav_of_a_wav_source_is_exact(subtype, tmp_path):
+    """A wav source: the worker's wav gives librosa the source's own floats (16-bit stays 16-bit; 24-bit and
+    float sources travel as 32-bit float)."""
+    from kdbench.runtime.method import upstream_driving_audio, write_inputs
+
+    rng = np.random.default_rng(5)
+    x = np.clip(rng.normal(0, 0.2, (22050 + 77, 2)), -1, 1)
+    src = tmp_path / "src.wav"
+    soundfile.write(str(src), x, 22050, subtype=subtype)
+    pcm = upstream_driving_audio("librosa", src)
+    assert pcm.rate == 22050 and pcm.samples.dtype == (np.int16 if subtype == "PCM_16" else np.float32)
+    _, wav = write_inputs(tmp_path / "in", np.zeros((4, 4, 3), np.uint8), pcm)
+    assert soundfile.info(str(wav)).subtype == ("PCM_16" if subtype == "PCM_16" else "FLOAT")
+    np.testing.assert_array_equal(librosa.load(str(wav), sr=None, mono=False)[0],
+                                  librosa.load(str(src), sr=None, mono=False)[0])
+    np.testing.assert_array_equal(librosa.load(str(wav), sr=16000)[0], librosa.load(str(src), sr=16000)[0])

@@ -3,7 +3,8 @@
 ``upstream_method(spec)`` builds the class a ``baselines/<name>/method.py`` registers. Per clip it writes the
 reference image (PNG) and the audio its official code would read (a WAV: see ``AUDIO_LOADERS``) into a
 temporary folder, asks the worker for the video and returns it to the runner with the worker's own generation
-time (models loaded, device synchronised), so FPS means the same for every method. The worker's log is ``RUN_DIR/worker-<name>.log``.
+time (models loaded, device synchronised), so FPS means the same for every method. The worker's log is
+``RUN_DIR/worker-<name>.log``.
 """
 
 from __future__ import annotations
