@@ -85,10 +85,14 @@ def ffmpeg_on_path(tmp_path_factory):
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     bindir = tmp_path_factory.mktemp("bin")
     (bindir / "ffmpeg").symlink_to(exe)
+    import audioread
+
     old = os.environ.get("PATH", "")
     os.environ["PATH"] = f"{bindir}{os.pathsep}{old}"
+    audioread.available_backends(flush_cache=True)  # audioread caches the backends it found on first use
     yield str(bindir / "ffmpeg")
     os.environ["PATH"] = old
+    audioread.available_backends(flush_cache=True)
 
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
