@@ -112,7 +112,9 @@ class Method(abc.ABC):
         ``canonical`` is the clip's ``int16[N]`` 16 kHz mono track (what the output video carries and the
         metrics hear). The default hands that over. A method whose official code loads the file another way
         (KDTalker: ``librosa.load(path, sr=16000)``, float, the exact channel average) overrides this, so
-        that it sees the samples its official implementation sees. Not timed.
+        that it sees the samples its official implementation sees; an upstream method run in its own environment
+        returns a :class:`~kdbench.audio.PCM` (the file's samples at their own rate, which its worker gets as a
+        wav: :data:`kdbench.runtime.method.AUDIO_LOADERS`). Not timed.
         """
         return canonical
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import FPS, __version__
-from .audio import check_audio
+from .audio import check_audio, head
 from .config import config_hash, split_scoped
 from .dataset import Dataset
 from .envinfo import collect_env, resolve_device
@@ -404,7 +404,7 @@ def _warm_up(impl, spec, n: int) -> float | None:
     t0 = time.perf_counter()
     try:
         ref = spec.load_ref_image()
-        audio = impl.driving_audio(spec, spec.load_audio())[: 2 * 16000]
+        audio = head(impl.driving_audio(spec, spec.load_audio()), 2.0)
         for _ in range(n):
             impl.generate(spec, ref, audio)
         impl.synchronize()

@@ -38,6 +38,16 @@ Protocols (option ``protocol``, recorded in every per-clip record):
   to running the package on the file (``tests/test_lse_files.py``); slower, and tied to the ffmpeg/OpenCV builds
   it records. ``track_rule=best`` gives the package's own summary (max LSE-C, min LSE-D).
 
+Audio (option ``audio``, recorded in every per-clip record and in ``metrics.json``'s options):
+- ``file`` (default; the paper's protocol: Wav2Lip's scripts run syncnet_python on each generated video file, which
+  extracts that file's own track with ``ffmpeg -ac 1 -ar 16000``): for a run imported from video files
+  (``kdbench eval --videos``), the submitted file's audio track, decoded as that ffmpeg command decodes it, so a
+  method that trims, shifts or re-encodes its audio is scored on what it delivered; with protocol ``files`` the
+  package's pipeline runs on the submitted file itself when the normaliser kept its video stream (else on the
+  normalised copy with the audio extracted from the submitted file). A run made by ``kdbench run`` has no other
+  file: its videos carry the dataset's track, so ``file`` is ``dataset`` there.
+- ``dataset``: the dataset's canonical track (what the normalised copy carries), whatever the submitted file holds.
+
 Per-clip failures (``ClipFailure``): video not at 25 fps, silent audio (peak <= ``silence_peak``), audio
 shorter than the video by more than ``max_audio_shortfall_frames`` frames, fewer than 6 scorable frames,
 no usable face track.
@@ -63,6 +73,7 @@ VSHIFT = 15
 PAIRWISE_EPS = 1e-6
 SYNCNET_SIZE = 224
 PROTOCOLS = ("s3fd", "full", "files")
+AUDIO_SOURCES = ("file", "dataset")
 TRACK_RULES = ("mean", "longest", "best")
 
 
@@ -216,6 +227,7 @@ class LSEMetric(Metric):
         "syncnet_weights": None,  # explicit path to syncnet_v2.model (still checksum-verified)
         "s3fd_weights": None,  # explicit path to sfd_face.pth
         "ffmpeg": None,  # protocol "files": ffmpeg executable (None: the imageio-ffmpeg package's binary)
+        "audio": "file",  # "file" (the scored video file's own track, as the paper's protocol) | "dataset"
     }
 
     def __init__(self, **kwargs: Any):
@@ -227,6 +239,8 @@ class LSEMetric(Metric):
             raise KdbenchError(f"lse.tracker must be 'joonson' or 'syncnet-python', got {o['tracker']!r}")
         if o["track_rule"] not in TRACK_RULES:
             raise KdbenchError(f"lse.track_rule must be one of {TRACK_RULES}, got {o['track_rule']!r}")
+        if o["audio"] not in AUDIO_SOURCES:
+            raise KdbenchError(f"lse.audio must be one of {AUDIO_SOURCES}, got {o['audio']!r}")
         for name, key in (("syncnet_v2", "syncnet_weights"), ("sfd_face", "s3fd_weights")):
             if o[key]:
                 self.weights.overrides[name] = Path(o[key])
@@ -278,6 +292,44 @@ class LSEMetric(Metric):
             self._s3fd = load_s3fd(self._s3fd_path, self.device)
         return self._s3fd
 
+    # -- audio ------------------------------------------------------------------------------------
+    def submitted_file(self, clip: EvalClip) -> Path | None:
+        """The video file a run imported with ``kdbench eval --videos`` was made from (None for other runs).
+
+        Read from the run's ``config.json`` (``videos``: the folder of submitted ``<clip_id>.mp4``), found through
+        the evaluation context's ``run_dir``.
+        """
+        run_dir = (getattr(self, "context", None) or {}).get("run_dir")
+        if not run_dir:
+            return None
+        if not hasattr(self, "_videos_dir"):
+            from kdbench.runstore import RunStore
+
+            videos = (RunStore(run_dir).config() or {}).get("videos")
+            self._videos_dir = Path(videos) if videos else None
+        if self._videos_dir is None:
+            return None
+        path = self._videos_dir / f"{clip.clip_id}.mp4"
+        if not path.is_file():
+            raise ClipFailure(f"lse.audio=file hears the submitted video {path}, which is gone: put it back, or "
+                              "score the dataset's audio with --set lse.audio=dataset")
+        return path
+
+    def clip_audio(self, clip: EvalClip) -> tuple[np.ndarray, str]:
+        """``(int16[N] 16 kHz mono, where it came from)`` per option ``audio``."""
+        src = self.submitted_file(clip) if self.options["audio"] == "file" else None
+        if src is None:
+            audio = clip.audio
+            if self.options["audio"] == "file":
+                return audio, f"run video, which carries the dataset's track: {clip.audio_source}"
+            return audio, str(clip.audio_source)
+        from kdbench.audio import read_audio
+
+        try:
+            return read_audio(src), f"submitted file {src} (ffmpeg -ac 1 -ar 16000, as the reference)"
+        except KdbenchError as e:
+            raise ClipFailure(f"lse.audio=file: {e}; score the dataset's audio with --set lse.audio=dataset") from e
+
     # -- scoring ----------------------------------------------------------------------------------
     def score_windows(self, frames_bgr: np.ndarray, audio: np.ndarray) -> dict[str, Any]:
         """``SyncNetInstance.evaluate`` on frames ``uint8[T,224,224,3]`` BGR and ``int16[A]`` audio."""
@@ -316,16 +368,17 @@ class LSEMetric(Metric):
 
     def score_clip(self, clip: EvalClip) -> dict[str, Any]:
         o = self.options
+        audio, source = self.clip_audio(clip)
         if o["protocol"] == "files":  # the reference converts any frame rate to 25 fps itself
             check_audio_for_video(
-                clip.audio, len(clip.frames), int(o["max_audio_shortfall_frames"]), int(o["silence_peak"])
+                audio, len(clip.frames), int(o["max_audio_shortfall_frames"]), int(o["silence_peak"])
             )
-            return self.score_files(clip) | {"audio_source": "video file (ffmpeg, as the reference)"}
+            return self.score_files(clip) | {"audio": o["audio"]}
         if abs(clip.fps - FPS) > 1e-3:
             raise ClipFailure(
                 f"video is {clip.fps:g} fps; SyncNet scores need 25 fps (normalise the clip first)"
             )
-        frames, audio = clip.frames, clip.audio
+        frames = clip.frames
         check_audio_for_video(
             audio, len(frames), int(o["max_audio_shortfall_frames"]), int(o["silence_peak"])
         )
@@ -340,8 +393,8 @@ class LSEMetric(Metric):
                 "protocol": "full",
             }
         else:
-            rec = self.score_face_tracks(clip)
-        return rec | {"audio_source": clip.audio_source}
+            rec = self.score_face_tracks(clip, audio)
+        return rec | {"audio": o["audio"], "audio_source": source}
 
     def score_files(self, clip: EvalClip) -> dict[str, Any]:
         """Protocol ``files``: syncnet-python's pipeline on ``clip.video_path`` (see ``metrics/lse_files.py``)."""
@@ -365,12 +418,20 @@ class LSEMetric(Metric):
             except ClipFailure as e:
                 return {"error": str(e)}
 
+        video, audio_from = Path(clip.video_path), None
+        submitted = self.submitted_file(clip) if o["audio"] == "file" else None
+        if submitted is not None:
+            if (clip.event.get("normalizer") or {}).get("reencoded") is False:
+                video = submitted  # the normaliser kept its video stream: the package's run on the submitted file
+            else:
+                audio_from = submitted  # frames from the normalised copy, audio from the submitted file
         with tempfile.TemporaryDirectory(prefix="kdbench-lse-") as work:
             tracks, facts = score_video_file(
-                Path(clip.video_path), Path(work), detect=detect, score=score, min_track=int(o["min_track"]),
+                video, Path(work), detect=detect, score=score, min_track=int(o["min_track"]),
                 num_failed_det=int(o["num_failed_det"]), min_face_size=float(o["min_face_size"]),
-                crop_scale=float(o["crop_scale"]), ffmpeg=ff,
+                crop_scale=float(o["crop_scale"]), ffmpeg=ff, audio_from=audio_from,
             )
+        facts = facts | {"video_file": str(video), "audio_file": str(audio_from or video)}
         per_track = [t for t in tracks if "error" not in t]
         if not per_track:
             raise ClipFailure(
@@ -380,6 +441,7 @@ class LSEMetric(Metric):
             )
         rec = combine_tracks(per_track, o["track_rule"])
         return rec | {
+            "audio_source": f"{facts['audio_file']} (ffmpeg, as the reference)",
             "n_tracks": len(per_track),
             "protocol": "files",
             "track_rule": o["track_rule"],
@@ -389,11 +451,13 @@ class LSEMetric(Metric):
             "tools": self._tools,
         }
 
-    def score_face_tracks(self, clip: EvalClip) -> dict[str, Any]:
+    def score_face_tracks(self, clip: EvalClip, audio: np.ndarray | None = None) -> dict[str, Any]:
+        """Protocol ``s3fd`` on ``clip``'s frames and ``audio`` (``int16[N]``; default: ``clip.audio``)."""
         from metrics.face_tracks import crop_track, track_faces
 
         o = self.options
-        frames, audio = clip.frames, clip.audio
+        frames = clip.frames
+        audio = clip.audio if audio is None else audio
         min_track = int(o["min_track"])
         if len(frames) <= min_track:  # the reference skips shots shorter than min_track frames
             raise ClipFailure(

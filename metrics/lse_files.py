@@ -107,11 +107,16 @@ def detect_scenes(avi: Path) -> list[tuple[int, int]]:
     return out
 
 
-def prepare(video: Path, work: Path, ffmpeg: str) -> tuple[list[np.ndarray], Path, Path]:
-    """Steps 1-2: ``(frames BGR read from the JPEGs, video.avi, speech.wav)`` in ``work``."""
+def prepare(video: Path, work: Path, ffmpeg: str, audio_from: Path | None = None
+            ) -> tuple[list[np.ndarray], Path, Path]:
+    """Steps 1-2: ``(frames BGR read from the JPEGs, video.avi, speech.wav)`` in ``work``.
+
+    ``audio_from``: extract the audio (step 1) from this file instead of ``video`` (``lse.audio=file`` when the
+    scored video is a re-encoded copy of the submitted file).
+    """
     extracted, speech, avi = work / "extracted_audio.wav", work / "speech.wav", work / "video.avi"
-    run_ffmpeg([ffmpeg, "-y", "-i", str(video), "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec", "pcm_s16le",
-                "-f", "wav", str(extracted)])
+    run_ffmpeg([ffmpeg, "-y", "-i", str(audio_from or video), "-ac", "1", "-ar", str(SAMPLE_RATE), "-acodec",
+                "pcm_s16le", "-f", "wav", str(extracted)])
     run_ffmpeg([ffmpeg, "-i", str(video), "-async", "1", "-q:v", "2", "-r", str(FRAME_RATE), str(avi), "-y"])
     frames_dir = work / "frames"
     frames_dir.mkdir()
@@ -165,8 +170,9 @@ def score_video_file(
     min_face_size: float = 100,
     crop_scale: float = 0.4,
     ffmpeg: str | None = None,
+    audio_from: Path | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The whole pipeline on ``video`` in the empty folder ``work``.
+    """The whole pipeline on ``video`` in the empty folder ``work`` (its audio from ``audio_from`` if given).
 
     ``detect``: RGB ``uint8[T,H,W,3]`` -> per-frame boxes ``float[K,5]``; ``score``: BGR crops + int16 audio ->
     ``{lse_c, lse_d, av_offset, n_windows}``. Returns the per-track scores (scene order, then track order, as the
@@ -175,7 +181,7 @@ def score_video_file(
     from metrics.face_tracks import crop_track, track_faces
 
     ff = ffmpeg_binary(ffmpeg)
-    frames_bgr, avi, speech = prepare(video, work, ff)
+    frames_bgr, avi, speech = prepare(video, work, ff, audio_from)
     frames_bgr = np.stack(frames_bgr)
     dets = detect(np.ascontiguousarray(frames_bgr[..., ::-1]))
     scenes = detect_scenes(avi)

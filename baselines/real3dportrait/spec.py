@@ -105,6 +105,7 @@ SPEC = UpstreamSpec(
     scratch_links=("checkpoints", "data_gen", "deep_3drecon"),
     options={"temperature": 0.2, "mouth_amp": 0.45, "blink_mode": "period", "map_to_init_pose": True},
     paper_row="Real3DPortrait",
+    audio_loader="ffmpeg_wav16k",
     licence="MIT (code, yerfor/Real3DPortrait); checkpoints from its Google Drive (same terms); BFM 2009 "
             "(Basel Face Model: registration with the University of Basel, non-commercial); "
             "facebook/hubert-large-ls960-ft Apache-2.0",

@@ -1,9 +1,10 @@
 """The :class:`~kdbench.method.Method` for upstream code: one persistent worker per run, one request per clip.
 
 ``upstream_method(spec)`` builds the class a ``baselines/<name>/method.py`` registers. Per clip it writes the
-reference image (PNG) and audio (16 kHz WAV) into a temporary folder, asks the worker for the video and returns
-it to the runner with the worker's own generation time (models loaded, device synchronised), so FPS means the
-same for every method. The worker's log is ``RUN_DIR/worker-<name>.log``.
+reference image (PNG) and the audio its official code would read (a WAV: see ``AUDIO_LOADERS``) into a
+temporary folder, asks the worker for the video and returns it to the runner with the worker's own generation
+time (models loaded, device synchronised), so FPS means the same for every method. The worker's log is
+``RUN_DIR/worker-<name>.log``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import FPS
+from ..audio import PCM
 from ..errors import KdbenchError
 from ..method import Generated, Method, MethodInfo
 from .client import WorkerClient
@@ -34,18 +36,46 @@ RUNTIME_OPTIONS: dict[str, Any] = {
 """Options every upstream method takes besides its spec's (handled here, not sent to the worker)."""
 
 
-def write_inputs(folder: Path, ref_image: np.ndarray, audio: np.ndarray) -> tuple[Path, Path]:
-    """The files a worker gets: ``folder/ref.png`` (``uint8[H,W,3]`` RGB, lossless) and ``folder/audio.wav``
-    (``int16[N]``, 16 kHz mono)."""
+AUDIO_LOADERS = ("librosa", "ffmpeg_wav16k")
+"""What an upstream method's official code calls to read its driving audio (``UpstreamSpec.audio_loader``):
+
+- ``librosa``: ``librosa.load(path, sr=16000)`` (SadTalker ``src/utils/audio.py:load_wav``, AniTalker
+  ``code/demo.py``, AniPortrait ``src/utils/audio_util.py``). The worker gets the samples librosa decodes from the
+  clip's audio file (:func:`kdbench.audio.librosa_decode`: its rate and channels, AAC priming and end padding
+  trimmed as ffmpeg trims them) in a wav, so the method's own librosa mixes and resamples them as it would the file
+  (SadTalker's and AniPortrait's librosa 0.9.2 with resampy's ``kaiser_best``, AniTalker's 0.10.1 with ``soxr_hq``).
+- ``ffmpeg_wav16k``: ``ffmpeg -i A -f wav -ar 16000 A_16k.wav`` (Real3D-Portrait ``save_wav16k``), then
+  ``soundfile.read`` (HuBERT, channel 0) and ``librosa.load`` (F0, channel mean). The worker gets that 16 kHz wav
+  with the file's channels (:func:`kdbench.audio.ffmpeg_wav16k`); upstream's ffmpeg copies it unchanged.
+"""
+
+
+def write_inputs(folder: Path, ref_image: np.ndarray, audio: np.ndarray | PCM) -> tuple[Path, Path]:
+    """The files a worker gets: ``folder/ref.png`` (``uint8[H,W,3]`` RGB, lossless) and ``folder/audio.wav``:
+    ``int16[N]`` 16 kHz mono for an array, the exact samples, rate and channels of a :class:`~kdbench.audio.PCM`."""
     from PIL import Image
 
-    from ..audio import write_wav
+    from ..audio import write_pcm_wav, write_wav
 
     folder.mkdir(parents=True, exist_ok=True)
     image, wav = folder / "ref.png", folder / "audio.wav"
     Image.fromarray(np.ascontiguousarray(ref_image)).save(image)
-    write_wav(wav, audio)
+    if isinstance(audio, PCM):
+        write_pcm_wav(wav, audio)
+    else:
+        write_wav(wav, audio)
     return image, wav
+
+
+def upstream_driving_audio(loader: str, path: Path) -> PCM:
+    """The audio an upstream method's worker gets for the clip's audio file ``path`` (see :data:`AUDIO_LOADERS`)."""
+    from ..audio import ffmpeg_wav16k, librosa_decode
+
+    if loader == "librosa":
+        return librosa_decode(path)
+    if loader == "ffmpeg_wav16k":
+        return ffmpeg_wav16k(path)
+    raise KdbenchError(f"unknown audio loader {loader!r}; expected one of {AUDIO_LOADERS}")
 
 
 class UpstreamMethod(Method):
@@ -88,7 +118,13 @@ class UpstreamMethod(Method):
         self.load_seconds = float(ready["load_seconds"])
         self._n = 0
 
-    def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray) -> Generated:
+    def driving_audio(self, spec: ClipSpec, canonical: np.ndarray) -> np.ndarray | PCM:
+        """What the official code reads from the clip's audio file (or GT video), per the spec's
+        ``audio_loader`` (:data:`AUDIO_LOADERS`); the canonical track when the clip names no file."""
+        src = spec.audio if spec.audio is not None else spec.gt_video
+        return canonical if src is None else upstream_driving_audio(self.spec.audio_loader, Path(src))
+
+    def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray | PCM) -> Generated:
         self._n += 1
         clip_dir = self._tmp / f"clip{self._n}"
         shutil.rmtree(self._tmp / f"clip{self._n - 1}", ignore_errors=True)  # the runner has read the previous one

@@ -57,6 +57,10 @@ class UpstreamSpec:
     grid: str | None = None
     """``--grid`` text of the panel to keep when upstream writes a grid of panels (AniPortrait: ``"3:2,pad=2"``)."""
     paper_row: str | None = None
+    audio_loader: str = "librosa"
+    """How the official code reads the driving audio (:data:`kdbench.runtime.method.AUDIO_LOADERS`): ``librosa``
+    (``librosa.load(path, sr=16000)``) or ``ffmpeg_wav16k`` (``ffmpeg -i A -f wav -ar 16000``, then its own
+    readers)."""
     licence: str = ""
     version: str = "1"
 
