@@ -91,6 +91,13 @@ class Method(abc.ABC):
         """What must be installed before this method can run: ``[(what is missing, the command that fixes
         it)]``, empty when ready (:func:`kdbench.readiness.method_readiness`). Default: the weight files of
         :attr:`MethodInfo.weights` that ``weights`` does not have. Must not load models."""
+        unknown = [w for w in cls.info.weights if w not in weights.entries]
+        if unknown:  # a user manifest (KDBENCH_WEIGHTS_MANIFEST) that lacks the method's entries
+            import os
+
+            where = os.environ.get("KDBENCH_WEIGHTS_MANIFEST") or "the manifest in use"
+            return [(f"weights not in {where}: {', '.join(unknown)}",
+                     "add them to that manifest, or unset KDBENCH_WEIGHTS_MANIFEST")]
         absent = [w for w in cls.info.weights if not weights.available(w)]
         if not absent:
             return []

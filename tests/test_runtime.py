@@ -239,6 +239,7 @@ def test_a_method_not_set_up_says_what_to_run(tmp_path, monkeypatch, capsys):
     from kdbench.runner import run_method
 
     monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("KDBENCH_WEIGHTS_MANIFEST", raising=False)  # the built-in manifest, not the module's fake one
     ds = load_dataset(_dataset(tmp_path / "ds"))
     with pytest.raises(KdbenchError) as e:
         run_method("sadtalker", ds, tmp_path / "run", progress=False)
@@ -331,15 +332,18 @@ def test_a_weight_changed_after_setup_is_reported_and_refused_at_run_time(home, 
         assert env.status().startswith("weights changed since setup: fake_ckpt")
         from kdbench.runtime import spec as runtime_spec
 
-        monkeypatch.setitem(runtime_spec.SPECS, "fakeup", "tests.test_runtime:fake_spec")  # listed as a baseline
+        monkeypatch.setattr(sys.modules[__name__], "FAKE_SPEC", fake_method.spec, raising=False)
+        monkeypatch.setitem(runtime_spec.SPECS, "fakeup", f"{__name__}:FAKE_SPEC")  # listed as a baseline
         assert main(["ls", "methods"]) == 0
         row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("fakeup"))
-        assert "weights changed since setup: fake_ckpt" in row
+        assert "weights changed since setup" in row
+        assert main(["ls", "methods", "--long"]) == 0  # the file named in the details
+        assert "weights changed since setup: fake_ckpt" in capsys.readouterr().out
         assert main(["weights", "verify", "fake_ckpt"]) == 1
         assert main(["run", "--method", "fakeup", "--dataset", str(ds.root), "--out", str(tmp_path / "run"),
                      "--warmup", "0", "-q"]) == 2
         err = capsys.readouterr().err
-        assert "method 'fakeup' is weights changed since setup: fake_ckpt" in err
+        assert "method 'fakeup' is not ready: weights changed since setup: fake_ckpt" in err
         assert not list((tmp_path / "run").glob("videos/*.mp4"))
     finally:
         ckpt.write_bytes(original)
