@@ -1,4 +1,4 @@
-"""Every ``kdbench …`` example in README.md and docs/*.md parses with the real argument parser, so that a pasted
+"""Every ``kdbench …`` example in README.md and docs/**/*.md parses with the real argument parser, so that a pasted
 example never fails with "the following arguments are required" or "unrecognized arguments".
 
 Checked: each ``kdbench`` command on a line of a fenced code block (``&&``/``;``/``|`` chains split, ``#``
@@ -19,7 +19,7 @@ import pytest
 from kdbench.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_OPS = {"&&", "||", ";", "|"}
 
 
