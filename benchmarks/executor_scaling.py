@@ -30,7 +30,7 @@ def main() -> None:
     from kdbench.config import parse_sets
     from kdbench.dataset import load_dataset
     from kdbench.evaluate import evaluate_run
-    from kdbench.executor import init_ray
+    from kdbench.executors.ray_cluster import init_ray
     from kdbench.runner import run_method
 
     ds = load_dataset(args.dataset)

@@ -18,6 +18,7 @@ import numpy as np
 from . import FPS, SAMPLE_RATE
 from .errors import KdbenchError
 from .files import atomic_path
+from .media_errors import media_error
 
 TRUNCATION_SLACK = 2048
 """Decoded samples may fall this far (two AAC frames) short of the header's duration before a file counts
@@ -96,8 +97,6 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
     except (av.FFmpegError, OSError) as e:
-        from .video import media_error
-
         raise media_error(path, e, "audio") from e
     if not chunks:
         raise KdbenchError(f"{path} has an empty audio track")

@@ -326,12 +326,24 @@ BUILTIN_DATASETS = {
 }
 
 
+def pinned_hdtf_mini():
+    """The hdtf-mini :class:`~kdbench.dataset.Dataset` with the checksums pinned in :data:`FILES` (so
+    ``data verify`` compares against them, and a changed file fails its clip when used)."""
+    from .hdtf_mini import FILES, hdtf_mini_root
+
+    root = hdtf_mini_root()
+    ds = derive_from_layout(root, name="hdtf-mini", checksums=False)
+    by_path = {(root / rel).resolve(): sha for rel, (_, sha) in FILES.items()}
+    for c in ds.clips:
+        c.sha256.update({role: by_path[p.resolve()] for role, p in c.files().items() if p.resolve() in by_path})
+    ds.pinned = True
+    return ds
+
+
 def load_dataset(name_or_dir: str | os.PathLike) -> Dataset:
     """Resolve a built-in dataset name or a folder into a :class:`Dataset`."""
     key = str(name_or_dir)
     if key == "hdtf-mini":
-        from .hdtf_mini import pinned_hdtf_mini
-
         return pinned_hdtf_mini()
     if key == "hdtf":
         env = os.environ.get("KDBENCH_HDTF")

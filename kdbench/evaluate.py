@@ -1,8 +1,10 @@
 """``kdbench eval``: score a run (or any folder of ``<clip_id>.mp4``) with registered metrics.
 
-One clip's path: dataset row → run store video → frames decoded once (:class:`EvalClip`) → each
-metric's ``score_clip`` (per-metric features, pure scoring) → ``aggregate`` → ``metrics.json``.
-Metrics whose weights are absent are listed as skipped with the exact command that fetches them.
+The driver: build the metrics, hand the run's clips to the executor (:mod:`kdbench.executors`,
+``--executor local|ray``), collect each clip's outcomes, aggregate, and write ``metrics.json``. The unit of work,
+one clip scored by every metric, is :func:`kdbench.scoring.score_one`: run store video → frames decoded once
+(:class:`kdbench.clip.EvalClip`) → each metric's ``score_clip`` (per-metric features, pure scoring). Metrics whose
+weights are absent are listed as skipped with the exact command that fetches them.
 """
 
 from __future__ import annotations
@@ -12,21 +14,20 @@ import logging
 import os
 import re
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .clip import EvalClip
 from .config import split_scoped
 from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
-from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsChecksumError, WeightsMissing
+from .errors import ClipFailure, KdbenchError, WeightsMissing
+from .executors import ScoreJob, check_executor, get_executor
 from .normalize import DEFAULT_MAX_PAD_FRAMES, normalizer_summary
 from .numerics import PRECISION, on_gpu
 from .options import check_metric_options
-from .registry import METRICS
 from .runstore import RunStore, write_json_atomic
+from .scoring import instantiate_failure, instantiate_metric
 
 log = logging.getLogger("kdbench.eval")
 
@@ -43,47 +44,13 @@ def dataset_of_run(config: dict[str, Any]) -> Dataset:
     return ds
 
 
-def _instantiate_failure(record: dict[str, Any], e: WeightsMissing, weights) -> dict[str, Any]:
-    """A ``skipped`` record naming the missing weight file and the command that fetches it."""
-    m = re.search(r"weights '([^']+)'", str(e))
-    name = m.group(1) if m else "?"
-    entry = weights.entries.get(name)
-    hint = f"pip install {entry.package}" if entry is not None and entry.package else f"kdbench weights fetch {name}"
-    file = f" ({entry.file})" if entry is not None else ""
-    return {**record, "status": "skipped", "aggregate": {}, "failures": {}, "per_clip": {},
-            "skip_reason": f"weights {name!r}{file} are missing: run `{hint}`", "fetch": hint, "detail": str(e)}
-
-
-def _instantiate(name: str, options: dict[str, Any], device: str, weights, context: dict[str, Any]):
-    """(metric, None) or (None, skip record)."""
-    try:
-        cls = METRICS.get(name)
-    except ImportError as e:
-        return None, {"info": {"name": name}, "options": options, "status": "skipped", "aggregate": {},
-                      "failures": {}, "per_clip": {},
-                      "skip_reason": f"cannot import the metric ({e}); install kdbench[metrics]"}
-    skip = {"info": cls.info.to_json(), "options": {**cls.default_options, **options}, "status": "skipped",
-            "aggregate": {}, "failures": {}, "per_clip": {}}
-    try:
-        metric = cls(options=options, device=device, weights=weights)
-    except WeightsMissing as e:
-        return None, _instantiate_failure(skip, e, weights)
-    except WeightsChecksumError as e:
-        return None, {**skip, "skip_reason": str(e)}
-    metric.context = dict(context)
-    reason = metric.skip_reason()
-    if reason:
-        return None, {**skip, "options": metric.options, "skip_reason": reason}
-    return metric, None
-
-
 def _weights_before_na(record: dict[str, Any], weights) -> None:
     """Turn ``record`` (a metric that applied to no clip) into a weights-missing skip when a weight file it
     declares is missing: "not applicable" would hide that the metric could not have run at all."""
     absent = [w for w in (record.get("info") or {}).get("weights") or [] if not weights.available(w)]
     if absent:
         e = WeightsMissing(f"weights '{absent[0]}' are not available")
-        record.update(_instantiate_failure(record, e, weights), not_applicable=record["not_applicable"])
+        record.update(instantiate_failure(record, e, weights), not_applicable=record["not_applicable"])
 
 
 def _copies_input(config: dict[str, Any]) -> bool:
@@ -94,101 +61,6 @@ def _copies_input(config: dict[str, Any]) -> bool:
         return bool(METHODS.get(config["method"]).info.copies_input)
     except (KdbenchError, ImportError):
         return False
-
-
-def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: Path, *,
-              clip: EvalClip | None = None, seconds: dict[str, float] | None = None,
-              side=None) -> dict[str, tuple[str, Any]]:
-    """Score one clip with every active metric: ``{metric: ("ok", record) | ("fail", reason) |
-    ("na", reason) | ("weights", WeightsMissing) | ("checksum", WeightsChecksumError)}``. Frames are decoded
-    once and shared; nothing raises for a bad clip.
-
-    ``clip``: an :class:`EvalClip` already decoded (by :func:`prefetch`); ``seconds`` accumulates each
-    metric's wall time; ``side``: a thread pool on which metrics that compute in their own worker processes
-    (``Metric.cpu_pool``, e.g. CPBD) run while the others use this thread and the GPU.
-    """
-    if event.get("status") == "not_applicable":
-        return {name: ("na", f"not generated: {event.get('error')}") for name in active}
-    if event.get("status") != "ok":
-        return {name: ("fail", f"generation failed: {event.get('error')}") for name in active}
-    changed = _video_changed(video_path, event)
-    if changed:
-        return {name: ("fail", changed) for name in active}
-    try:
-        spec.check_files()
-    except KdbenchError as e:  # a dataset file changed since the manifest: no metric may use this clip
-        return {name: ("fail", str(e)) for name in active}
-    clip = clip if clip is not None else EvalClip(spec=spec, video_path=video_path, event=event)
-
-    def run(name: str, metric) -> tuple[str, Any]:
-        t0 = time.perf_counter()
-        try:
-            if metric.info.needs_gt and spec.gt_video is None:
-                raise NotApplicable("no GT video for this clip")
-            return ("ok", metric.score_clip(clip))
-        except NotApplicable as e:
-            return ("na", str(e))
-        except WeightsMissing as e:
-            return ("weights", e)
-        except WeightsChecksumError as e:  # a weight file fails verification or is an unsafe pickle
-            return ("checksum", e)
-        except (ClipFailure, KdbenchError) as e:
-            return ("fail", str(e))
-        except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
-            log.error("metric %s failed on %s:\n%s", name, spec.clip_id, traceback.format_exc())
-            return ("fail", f"{type(e).__name__}: {e}")
-        finally:
-            if seconds is not None:
-                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
-
-    aside = {name: side.submit(run, name, m) for name, m in active.items()
-             if side is not None and getattr(m, "cpu_pool", False)}
-    out = {name: run(name, m) for name, m in active.items() if name not in aside}
-    out.update({name: f.result() for name, f in aside.items()})
-    return {name: out[name] for name in active}
-
-
-def prefetch(spec, event: dict[str, Any], video_path: Path, need_gt: bool) -> tuple[EvalClip, float]:
-    """An :class:`EvalClip` with its frames (and GT frames when a metric needs them) decoded; seconds spent.
-
-    Runs on a background thread while the previous clip is scored (PyAV decodes without the GIL). A video that
-    cannot be decoded is left undecoded: the metrics then raise the decoding error as a per-clip failure.
-    """
-    clip = EvalClip(spec=spec, video_path=video_path, event=event)
-    t0 = time.perf_counter()
-    if event.get("status") == "ok":
-        try:
-            clip.frames  # noqa: B018 - decode now, off the scoring thread
-            if need_gt and spec.gt_video is not None:
-                clip.gt_frames  # noqa: B018
-        except Exception:  # noqa: BLE001 - reported by the metric that reads the frames
-            pass
-    return clip, time.perf_counter() - t0
-
-
-def _score_local(ds, store, clip_ids: list[str], events: dict[str, dict[str, Any]], active: dict[str, Any],
-                 record, seconds: dict[str, float], progress: bool, desc: str) -> None:
-    """This process: clip i+1 decodes on a background thread while clip i is scored; metrics with their own
-    worker processes (CPBD) run beside the others."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    need_gt = any(m.info.needs_gt for m in active.values())
-
-    def load(cid: str):
-        return prefetch(ds.get(cid), events[cid], store.video_path(cid), need_gt)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="kdbench-decode") as decoder, \
-            ThreadPoolExecutor(1, thread_name_prefix="kdbench-cpu-metrics") as side:
-        nxt = decoder.submit(load, clip_ids[0]) if clip_ids else None
-        for i, cid in enumerate(tqdm(clip_ids, desc=desc, unit="clip", disable=not progress or not active)):
-            clip, decode_s = nxt.result()
-            seconds["decode"] = seconds.get("decode", 0.0) + decode_s
-            nxt = decoder.submit(load, clip_ids[i + 1]) if i + 1 < len(clip_ids) else None
-            record(cid, score_one(active, clip.spec, events[cid], clip.video_path, clip=clip, seconds=seconds,
-                                  side=side))
-            del clip
 
 
 def check_eval_request(metrics: list[str] | None, sets: dict[str, Any] | None,
@@ -214,11 +86,9 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
 
     An existing ``metrics.json`` of the same run keeps every metric not evaluated now; the file is replaced
     (atomically) only once the new results are complete. ``executor="ray"`` scores clips on actors that hold the
-    metric networks (:mod:`kdbench.executor`); per-clip records are the same, and set-level metrics (FID) are
+    metric networks (:mod:`kdbench.executors`); per-clip records are the same, and set-level metrics (FID) are
     merged from the actors' sufficient statistics.
     """
-    from .memory import reuse_freed_memory
-    from .runner import check_executor
     from .weights import WeightsManager
 
     check_executor(executor)
@@ -244,7 +114,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     results: dict[str, dict[str, Any]] = {}
     active = {}
     for name in names:
-        metric, skipped = _instantiate(name, scoped.get(name, {}), device, weights, context)
+        metric, skipped = instantiate_metric(name, scoped.get(name, {}), device, weights, context)
         if skipped:
             results[name] = skipped
             log.info("metric %s skipped: %s", name, skipped["skip_reason"])
@@ -272,20 +142,13 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
                 results[name] = {**results[name], "status": "skipped", "skip_reason": str(value), "per_clip": {}}
                 del active[name]
             else:  # weights looked up lazily: the metric cannot run at all
-                results[name] = _instantiate_failure(results[name], value, weights)
+                results[name] = instantiate_failure(results[name], value, weights)
                 del active[name]
 
-    if executor == "ray" and active:
-        from .executor import ray_score
-
-        env_executor = ray_score(ds, store, clip_ids, events, names=list(active), scoped=scoped, device=device,
-                                 context=context, active=active, record=record, address=ray_address,
-                                 workers=workers, gpus_per_worker=gpus_per_worker, progress=progress,
-                                 seconds=seconds)
-    else:
-        env_executor = {"name": "local", "workers": 1}
-        reuse_freed_memory()  # large per-batch buffers re-used instead of page-faulted in anew (kdbench.memory)
-        _score_local(ds, store, clip_ids, events, active, record, seconds, progress, f"eval {config['method']}")
+    job = ScoreJob(ds=ds, store=store, clip_ids=clip_ids, events=events, names=list(active), scoped=scoped,
+                   device=device, context=context, active=active, desc=f"eval {config['method']}", seconds=seconds)
+    env_executor = get_executor(executor, ray_address=ray_address, workers=workers,
+                                gpus_per_worker=gpus_per_worker).score(job, record, progress=progress)
     for name, metric in active.items():
         t_agg = time.perf_counter()
         try:
@@ -348,14 +211,6 @@ def weights_trust(weights: dict[str, dict[str, Any]]) -> str:
     ``unverified`` (some differ from their pin, used under KDBENCH_ALLOW_UNVERIFIED)."""
     trusts = {w.get("trust", "pinned" if w.get("verified", True) else "unverified") for w in weights.values()}
     return "unverified" if "unverified" in trusts else "tofu" if "tofu" in trusts else "verified"
-
-
-def _video_changed(video_path: Path, event: dict[str, Any]) -> str | None:
-    """A per-clip failure when the video is not the one the run wrote (checked when the event recorded it)."""
-    if "video_sha256" not in event and video_path.is_file():
-        return None  # run written before kdbench recorded video checksums
-    why = RunStore(video_path.parent.parent).video_problem(event["clip_id"], event)
-    return f"{why}; re-run `kdbench run` with the same settings to generate it again" if why else None
 
 
 def merge_metrics(target: Path, doc: dict[str, Any]) -> dict[str, Any]:

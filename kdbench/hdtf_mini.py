@@ -64,20 +64,6 @@ def hdtf_mini_root(download: bool = True) -> Path:
     return download_hdtf_mini(cache)
 
 
-def pinned_hdtf_mini():
-    """The hdtf-mini :class:`~kdbench.dataset.Dataset` with the checksums pinned in :data:`FILES` (so
-    ``data verify`` compares against them, and a changed file fails its clip when used)."""
-    from .dataset import derive_from_layout
-
-    root = hdtf_mini_root()
-    ds = derive_from_layout(root, name="hdtf-mini", checksums=False)
-    by_path = {(root / rel).resolve(): sha for rel, (_, sha) in FILES.items()}
-    for c in ds.clips:
-        c.sha256.update({role: by_path[p.resolve()] for role, p in c.files().items() if p.resolve() in by_path})
-    ds.pinned = True
-    return ds
-
-
 def download_hdtf_mini(dest: Path) -> Path:
     """Fetch every hdtf-mini file from its upstream URL and check its sha256."""
     from .files import sha256_file

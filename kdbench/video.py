@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import KdbenchError
 from .files import atomic_path
+from .media_errors import media_error
 
 #: Codec of the canonical audio track in every normalised video: lossless, so decoding it gives back the exact
 #: int16 samples (AAC would change them, and by an amount that depends on the encoder's version). FLAC in MP4
@@ -30,23 +31,6 @@ def audio_codec(path: str | os.PathLike) -> str | None:
             return container.streams.audio[0].codec_context.name if container.streams.audio else None
     except av.FFmpegError as e:
         raise KdbenchError(f"cannot read {path}: {e}") from e
-
-
-def media_error(path: str | os.PathLike, e: Exception, what: str = "video") -> KdbenchError:
-    """A user-facing error for an FFmpeg/OS failure on ``path``, without FFmpeg's errno noise.
-
-    ``[Errno 1094995529] Invalid data found when processing input`` becomes "damaged, truncated or not
-    a valid {what} file"; an early end of file becomes "truncated".
-    """
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        why = "the file is empty (0 bytes)"
-    elif isinstance(e, EOFError) or "End of file" in str(e):
-        why = "the file is truncated (it ends before its index or its last frame)"
-    elif isinstance(e, av.error.InvalidDataError) or "Invalid data" in str(e):
-        why = f"the file is damaged, truncated or not a valid {what} file"
-    else:
-        why = getattr(e, "strerror", None) or str(e)
-    return KdbenchError(f"cannot read {what} {path}: {why}")
 
 
 def truncated_error(path: str | os.PathLike, what: str, declared: str, found: str) -> KdbenchError:

@@ -92,8 +92,8 @@ def test_eval_external_videos_folder(tiny_dataset, tmp_path, make_video):
 
 
 def test_metrics_with_missing_weights_are_skipped_with_the_fetch_command(tiny_dataset, tmp_path, monkeypatch):
-    from kdbench.evaluate import _instantiate
     from kdbench.metric import Metric, MetricInfo, Output
+    from kdbench.scoring import instantiate_metric
     from kdbench.weights import WeightsManager
 
     class NeedsWeights(Metric):
@@ -110,7 +110,7 @@ def test_metrics_with_missing_weights_are_skipped_with_the_fetch_command(tiny_da
     from kdbench.registry import METRICS
 
     METRICS.register("_toy_needs_weights")(NeedsWeights)
-    metric, skipped = _instantiate("_toy_needs_weights", {}, "cpu", WeightsManager(home=tmp_path), {})
+    metric, skipped = instantiate_metric("_toy_needs_weights", {}, "cpu", WeightsManager(home=tmp_path), {})
     assert metric is None and skipped["status"] == "skipped"
     assert "`kdbench weights fetch syncnet_v2`" in skipped["skip_reason"]
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from kdbench.dataset import load_dataset
-from kdbench.evaluate import evaluate_run, prefetch
+from kdbench.evaluate import evaluate_run
 from kdbench.runner import run_method
 from kdbench.runstore import RunStore
+from kdbench.scoring import prefetch
 from metrics.cpbd import CPBDMetric, cpbd_frames
 
 

@@ -36,7 +36,7 @@ def ray_local(tmp_path_factory):
            "KDBENCH_OFFLINE": "1"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from kdbench.executor import init_ray
+    from kdbench.executors.ray_cluster import init_ray
 
     init_ray(None, num_cpus=2)
     yield home

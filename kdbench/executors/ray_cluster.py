@@ -23,7 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import KdbenchError
+from ..envinfo import collect_env
+from ..errors import KdbenchError
+from ..generation import ClipGenerator, check_weights
+from ..scoring import instantiate_metric, score_one
+from .base import Executor, GenerationOutcome, ScoreJob
 
 log = logging.getLogger("kdbench.executor")
 
@@ -50,7 +54,7 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
     ray = _ray()
     if ray.is_initialized():
         return ray
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(Path(__file__).resolve().parents[2])
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
     kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
@@ -94,11 +98,9 @@ def _where() -> dict[str, Any]:
 
 
 class _GenerateWorker:
-    """Actor body: one :class:`kdbench.runner.ClipGenerator`, loaded once (again after a restart)."""
+    """Actor body: one :class:`kdbench.generation.ClipGenerator`, loaded once (again after a restart)."""
 
     def __init__(self, config: dict[str, Any], run_dir: str, warmup_spec, warmup: int):
-        from .runner import ClipGenerator
-
         self.where = _where()
         self.local_store = Path(run_dir).is_dir()
         out_dir = run_dir if self.local_store else self._scratch()
@@ -109,7 +111,7 @@ class _GenerateWorker:
     def _scratch() -> str:
         import tempfile
 
-        from .runstore import RunStore
+        from ..runstore import RunStore
 
         d = tempfile.mkdtemp(prefix="kdbench-actor-")
         (RunStore(d).root / "videos").mkdir(parents=True, exist_ok=True)
@@ -137,9 +139,8 @@ class _ScoreWorker:
     """Actor body: the active metrics, built once; scores clips and exports set-level state at the end."""
 
     def __init__(self, names: list[str], scoped: dict[str, dict[str, Any]], device: str, context: dict[str, Any]):
-        from .evaluate import _instantiate
-        from .memory import reuse_freed_memory
-        from .weights import WeightsManager
+        from ..memory import reuse_freed_memory
+        from ..weights import WeightsManager
 
         reuse_freed_memory()  # as the local evaluator does (kdbench.memory)
         self.where = _where()
@@ -147,13 +148,11 @@ class _ScoreWorker:
         weights = WeightsManager()
         self.active: dict[str, Any] = {}
         for name in names:
-            metric, skipped = _instantiate(name, scoped.get(name, {}), device, weights, context)
+            metric, skipped = instantiate_metric(name, scoped.get(name, {}), device, weights, context)
             if metric is not None:
                 self.active[name] = metric
 
     def score(self, spec, event: dict[str, Any], video_path: str) -> dict[str, tuple[str, Any]]:
-        from .evaluate import score_one
-
         out = score_one(self.active, spec, event, Path(video_path), seconds=self.seconds)
         for name, (kind, _) in out.items():
             if kind == "weights":
@@ -226,94 +225,101 @@ def _cluster_record(ray, name: str, workers: int, address: str | None, infos: li
             "ray_version": ray.__version__, "nodes": nodes, "actors": infos}
 
 
-def ray_generate(config: dict[str, Any], store, todo: list, record: Callable[[dict[str, Any]], None], *,
-                 address: str | None = None, workers: int | None = None, gpus_per_worker: float = 1.0,
-                 warmup: int = 1, progress: bool = True) -> tuple[dict[str, Any], float | None]:
-    """Generate ``todo`` clips on Ray actors; ``record(event)`` runs on the driver for each finished clip.
+class RayExecutor(Executor):
+    """``--executor ray``: one long-lived actor per worker (per GPU share on CUDA, per CPU otherwise)."""
 
-    Returns ``(env, load_seconds)``: the driver's environment with the executor, nodes and actors, and the
-    slowest actor's model load time.
-    """
-    from tqdm import tqdm
+    name = "ray"
 
-    from .envinfo import collect_env
-    from .files import atomic_path
-    from .runner import check_weights
-    from .weights import WeightsManager
+    def __init__(self, address: str | None = None, workers: int | None = None, gpus_per_worker: float = 1.0):
+        self.address, self.workers, self.gpus_per_worker = address, workers, gpus_per_worker
 
-    weights = WeightsManager()
-    check_weights(config["method"], weights)  # fail on the driver, before any actor starts
-    ray = init_ray(address)
-    n = min(worker_count(ray, config["device"], workers, gpus_per_worker), len(todo))
-    Actor = ray.remote(**_actor_options(config["device"], gpus_per_worker))(_GenerateWorker)
-    actors = [Actor.remote(config, str(store.root.resolve()), todo[0], warmup) for _ in range(n)]
-    infos = ray.get([a.info.remote() for a in actors])
-    load_seconds = max(i["load_seconds"] for i in infos)
-    warmups = [i.pop("warmup", None) for i in infos]
-    store.append_event({"event": "load", "seconds": load_seconds, "config_hash": config["config_hash"],
-                        "time": time.time(), "executor": "ray", "workers": n, "warmup": warmups[0]})
-    env = collect_env(config["device"])
-    method_env = [i.pop("method_env") for i in infos][0]
-    env["executor"] = _cluster_record(ray, "ray", n, address, infos)
-    env["weights"] = weights.record()
-    if method_env:
-        env["method_env"] = method_env
-    store.write_env(env)
+    def generate(self, config: dict[str, Any], store, todo: list, record: Callable[[dict[str, Any]], None], *,
+                 warmup: int = 1, progress: bool = True) -> GenerationOutcome:
+        """Generate ``todo`` clips on Ray actors; ``record(event)`` runs on the driver for each finished clip.
 
-    def on_result(spec, value) -> None:
-        event, data = value
-        if data is not None:
-            with atomic_path(store.video_path(spec.clip_id)) as tmp:
-                tmp.write_bytes(data)
-        record(event)
+        The environment is the driver's, with the executor, nodes and actors; the load time is the slowest
+        actor's.
+        """
+        from tqdm import tqdm
 
-    def on_error(spec, e: BaseException) -> None:
-        record({"clip_id": spec.clip_id, "config_hash": config["config_hash"], "time": time.time(),
-                "status": "failed", "error": f"worker crashed {MAX_TASK_RETRIES + 1} times: {type(e).__name__}: "
-                                             f"{str(e).splitlines()[0] if str(e) else ''}"})
+        from ..files import atomic_path
+        from ..weights import WeightsManager
 
-    with tqdm(total=len(todo), desc=f"run {config['method']} (ray, {n} workers)", unit="clip",
-              disable=not progress) as bar:
-        _drain(ray, actors, todo, lambda a, spec: a.generate.remote(spec), on_result, on_error, bar)
-    ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=60)  # baseline workers exit
-    for a in actors:
-        ray.kill(a)
-    return env, load_seconds
+        weights = WeightsManager()
+        check_weights(config["method"], weights)  # fail on the driver, before any actor starts
+        ray = init_ray(self.address)
+        n = min(worker_count(ray, config["device"], self.workers, self.gpus_per_worker), len(todo))
+        Actor = ray.remote(**_actor_options(config["device"], self.gpus_per_worker))(_GenerateWorker)
+        actors = [Actor.remote(config, str(store.root.resolve()), todo[0], warmup) for _ in range(n)]
+        infos = ray.get([a.info.remote() for a in actors])
+        load_seconds = max(i["load_seconds"] for i in infos)
+        warmups = [i.pop("warmup", None) for i in infos]
+        store.append_event({"event": "load", "seconds": load_seconds, "config_hash": config["config_hash"],
+                            "time": time.time(), "executor": "ray", "workers": n, "warmup": warmups[0]})
+        env = collect_env(config["device"])
+        method_env = [i.pop("method_env") for i in infos][0]
+        env["executor"] = _cluster_record(ray, "ray", n, self.address, infos)
+        env["weights"] = weights.record()
+        if method_env:
+            env["method_env"] = method_env
+        store.write_env(env)
 
+        def on_result(spec, value) -> None:
+            event, data = value
+            if data is not None:
+                with atomic_path(store.video_path(spec.clip_id)) as tmp:
+                    tmp.write_bytes(data)
+            record(event)
 
-def ray_score(ds, store, clip_ids: list[str], events: dict[str, dict[str, Any]], *, names: list[str],
-              scoped: dict[str, dict[str, Any]], device: str, context: dict[str, Any], active: dict[str, Any],
-              record: Callable[[str, dict], None], address: str | None = None, workers: int | None = None,
-              gpus_per_worker: float = 1.0, progress: bool = True,
-              seconds: dict[str, float] | None = None) -> dict[str, Any]:
-    """Score ``clip_ids`` on Ray actors holding the metric networks; ``record(clip_id, outcome)`` per clip on the
-    driver, then the actors' set-level states are merged into the driver's ``active`` metrics. Returns the
-    executor record for ``metrics.json``."""
-    from tqdm import tqdm
+        def on_error(spec, e: BaseException) -> None:
+            record({"clip_id": spec.clip_id, "config_hash": config["config_hash"], "time": time.time(),
+                    "status": "failed", "error": f"worker crashed {MAX_TASK_RETRIES + 1} times: "
+                                                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
 
-    ray = init_ray(address)
-    n = min(worker_count(ray, device, workers, gpus_per_worker), max(1, len(clip_ids)))
-    Actor = ray.remote(**_actor_options(device, gpus_per_worker))(_ScoreWorker)
-    actors = [Actor.remote(names, scoped, device, context) for _ in range(n)]
-    root = str(store.root.resolve())
+        t_loop = time.perf_counter()
+        with tqdm(total=len(todo), desc=f"run {config['method']} (ray, {n} workers)", unit="clip",
+                  disable=not progress) as bar:
+            _drain(ray, actors, todo, lambda a, spec: a.generate.remote(spec), on_result, on_error, bar)
+        loop_seconds = time.perf_counter() - t_loop
+        ray.wait([a.close.remote() for a in actors], num_returns=len(actors), timeout=60)  # baseline workers exit
+        for a in actors:
+            ray.kill(a)
+        return GenerationOutcome(env, load_seconds, loop_seconds)
 
-    def submit(actor, cid: str):
-        return actor.score.remote(ds.get(cid), events[cid], str(Path(root) / "videos" / f"{cid}.mp4"))
+    def score(self, job: ScoreJob, record: Callable[[str, dict[str, tuple[str, Any]]], None], *,
+              progress: bool = True) -> dict[str, Any]:
+        """Score the clips on Ray actors holding the metric networks; ``record(clip_id, outcomes)`` per clip on the
+        driver, then the actors' set-level states are merged into the driver's ``job.active`` metrics. Returns
+        the executor record for ``metrics.json``."""
+        from tqdm import tqdm
 
-    def on_error(cid: str, e: BaseException) -> None:
-        why = f"worker crashed {MAX_TASK_RETRIES + 1} times: {type(e).__name__}"
-        record(cid, {name: ("fail", why) for name in active})
+        if not job.active:  # nothing to score: no cluster to start
+            from .local import LocalExecutor
 
-    with tqdm(total=len(clip_ids), desc=f"eval (ray, {n} workers)", unit="clip", disable=not progress) as bar:
-        _drain(ray, actors, clip_ids, submit, record, on_error, bar)
-    states = ray.get([a.export_states.remote() for a in actors])
-    for name, metric in active.items():
-        metric.merge_states([s.get(name) for s in states])
-    infos = ray.get([a.info.remote() for a in actors])
-    if seconds is not None:  # metric seconds summed over the actors (they overlap in wall time)
-        for t in ray.get([a.timings.remote() for a in actors]):
+            return LocalExecutor().score(job, record, progress=progress)
+        ray = init_ray(self.address)
+        n = min(worker_count(ray, job.device, self.workers, self.gpus_per_worker), max(1, len(job.clip_ids)))
+        Actor = ray.remote(**_actor_options(job.device, self.gpus_per_worker))(_ScoreWorker)
+        actors = [Actor.remote(list(job.active), job.scoped, job.device, job.context) for _ in range(n)]
+        root = str(job.store.root.resolve())
+
+        def submit(actor, cid: str):
+            return actor.score.remote(job.ds.get(cid), job.events[cid], str(Path(root) / "videos" / f"{cid}.mp4"))
+
+        def on_error(cid: str, e: BaseException) -> None:
+            why = f"worker crashed {MAX_TASK_RETRIES + 1} times: {type(e).__name__}"
+            record(cid, {name: ("fail", why) for name in job.active})
+
+        with tqdm(total=len(job.clip_ids), desc=f"{job.desc} (ray, {n} workers)", unit="clip",
+                  disable=not progress) as bar:
+            _drain(ray, actors, job.clip_ids, submit, record, on_error, bar)
+        states = ray.get([a.export_states.remote() for a in actors])
+        for name, metric in job.active.items():
+            metric.merge_states([s.get(name) for s in states])
+        infos = ray.get([a.info.remote() for a in actors])
+        for t in ray.get([a.timings.remote() for a in actors]):  # summed over the actors (they overlap in time)
             for name, v in t.items():
-                seconds[name] = seconds.get(name, 0.0) + v
-    for a in actors:
-        ray.kill(a)
-    return _cluster_record(ray, "ray", n, address, infos)
+                job.seconds[name] = job.seconds.get(name, 0.0) + v
+        for a in actors:
+            ray.kill(a)
+        return _cluster_record(ray, "ray", n, self.address, infos)
