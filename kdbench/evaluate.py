@@ -22,6 +22,7 @@ from .config import split_scoped
 from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsChecksumError, WeightsMissing
+from .interrupt import stopping
 from .normalize import DEFAULT_MAX_PAD_FRAMES, normalizer_summary
 from .numerics import PRECISION, on_gpu
 from .options import check_metric_options
@@ -126,6 +127,8 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
         except (ClipFailure, KdbenchError) as e:
             return ("fail", str(e))
         except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
+            if stopping():  # SIGTERM/SIGINT ended the metric's worker processes: not the clip's fault
+                return ("fail", "interrupted")
             log.error("metric %s failed on %s:\n%s", name, spec.clip_id, traceback.format_exc())
             return ("fail", f"{type(e).__name__}: {e}")
         finally:
@@ -229,7 +232,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     except KdbenchError:
         generates = config.get("generates", True)
     context = {"manifest_id": ds.manifest_id, "dataset": ds.name, "method": config["method"],
-               "generates": generates and config.get("generates", True), "device": device, "run_dir": str(store.root),
+               "generates": generates and config.get("generates", True), "copies_input": _copies_input(config),
+               "device": device, "run_dir": str(store.root),
                "load_seconds": load_events[-1]["seconds"] if load_events else None}
     weights = WeightsManager()
     results: dict[str, dict[str, Any]] = {}
