@@ -7,9 +7,12 @@ resource tracker, outlived kdbench and kept its stdout open: ``kdbench eval … 
 While a command runs (:func:`handled`), SIGTERM and SIGINT first end this process's multiprocessing children
 (:func:`end_child_processes`: SIGTERM, then SIGKILL after a grace period), then raise in the main thread —
 :class:`Terminated` for SIGTERM, a subclass of :class:`KeyboardInterrupt`, so every clean-up written for Ctrl-C
-runs (Ray tasks cancelled and ``ray.shutdown`` at exit, method workers closed, ``metrics.json`` left as it was:
+runs (Ray actors killed and ``ray.shutdown`` at exit, method workers closed, ``metrics.json`` left as it was:
 it is replaced atomically only once complete). The resource tracker then sees its last user go and ends.
 Ray's ``ray.init`` installs its own SIGTERM handler (``sys.exit``); :func:`reinstall` puts this one back.
+
+Pool workers also end when the thread that started them ends, even by SIGKILL (:func:`die_with_parent`), and a
+signal that arrives while a pool is being started waits for it, then ends it (:func:`starting_processes`).
 """
 
 from __future__ import annotations
