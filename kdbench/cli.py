@@ -809,12 +809,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .interrupt import EXIT_SIGTERM, handled, terminated
+
     try:
-        return int(args.func(args) or 0)
+        with handled():  # SIGTERM as SIGINT: worker processes ended, then KeyboardInterrupt below
+            return int(args.func(args) or 0)
     except KdbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if terminated():
+            print("terminated (SIGTERM): finished clips are kept; re-run the same command to resume", file=sys.stderr)
+            return EXIT_SIGTERM
         print("interrupted: finished clips are kept; re-run the same command to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head`: stop quietly

@@ -14,21 +14,33 @@ from typing import Any
 from .errors import KdbenchError
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
 def parse_value(text: str) -> Any:
+    """JSON when it parses (numbers, booleans, lists), else the text. ``NaN``/``Infinity`` stay text (JSON has no
+    such numbers; the option checks refuse them for numeric options)."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError:  # json.JSONDecodeError, or a NaN/Infinity constant
         return text
 
 
 def parse_sets(items: list[str] | None) -> dict[str, Any]:
-    """``["a=1", "lse.protocol=full"]`` -> ``{"a": 1, "lse.protocol": "full"}``."""
+    """``["a=1", "lse.protocol=full"]`` -> ``{"a": 1, "lse.protocol": "full"}``. A key given twice is an error
+    (which value was meant cannot be told)."""
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise KdbenchError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = parse_value(value.strip())
+        key = key.strip()
+        if key in given:
+            raise KdbenchError(f"--set {key} is given twice ({given[key]!r} and {item!r}): give each option once")
+        given[key] = item
+        out[key] = parse_value(value.strip())
     return out
 
 

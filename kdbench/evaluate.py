@@ -108,7 +108,8 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
     except KdbenchError:
         generates = config.get("generates", True)
     context = {"manifest_id": ds.manifest_id, "dataset": ds.name, "method": config["method"],
-               "generates": generates and config.get("generates", True), "device": device, "run_dir": str(store.root),
+               "generates": generates and config.get("generates", True), "copies_input": _copies_input(config),
+               "device": device, "run_dir": str(store.root),
                "load_seconds": load_events[-1]["seconds"] if load_events else None}
     weights = WeightsManager()
     results: dict[str, dict[str, Any]] = {}

@@ -61,6 +61,8 @@ class Method(abc.ABC):
     info: ClassVar[MethodInfo]
     default_options: ClassVar[dict[str, Any]] = {}
     option_types: ClassVar[dict[str, tuple]] = {}
+    option_ranges: ClassVar[dict[str, Any]] = {}
+    """Accepted values of options (see :mod:`kdbench.options`); NaN and Infinity are refused for every option."""
 
     def __init__(self, *, options: dict[str, Any] | None = None, device: str = "cpu",
                  weights: WeightsManager | None = None, seed: int = 0):
@@ -72,7 +74,8 @@ class Method(abc.ABC):
                                f"known: {sorted(self.default_options) or 'none'}")
         from .options import check_option_types
 
-        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
+        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types,
+                                     self.option_ranges)
         self.options: dict[str, Any] = {**self.default_options, **options}
         self.device = device
         if weights is None:

@@ -75,6 +75,9 @@ class Metric(abc.ABC):
     thread, overlapping the metrics that use this process and the GPU."""
     option_types: ClassVar[dict[str, tuple]] = {}
     """Accepted kinds of options whose default does not tell (``None`` defaults), see :mod:`kdbench.options`."""
+    option_ranges: ClassVar[dict[str, Any]] = {}
+    """Accepted values of each option: a :class:`kdbench.options.Range`, a tuple of strings, or
+    :class:`kdbench.options.Text`; every non-bool option declares one (tested), see :mod:`kdbench.options`."""
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -93,7 +96,8 @@ class Metric(abc.ABC):
             )
         from .options import check_option_types
 
-        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types)
+        options = check_option_types(self.info.name, options or {}, self.default_options, self.option_types,
+                                     self.option_ranges)
         self.options: dict[str, Any] = {**self.default_options, **options}
         self.device = device
         if weights is None:

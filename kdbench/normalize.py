@@ -7,6 +7,11 @@ re-scoring a run does not depend on an audio encoder. An optional grid hook cuts
 one panel out of side-by-side outputs (AniPortrait writes a 3-panel grid). What was changed is
 returned and recorded in the run's events.
 
+A variable-frame-rate video (uneven timestamps, :func:`kdbench.video.is_vfr`) is resampled by its timestamps:
+output frame ``i`` shows the frame whose timestamp is nearest to ``i / 25`` s (:func:`resample_indices_by_time`,
+the rule of the constant-rate path); it is recorded as ``vfr``. A file with several video streams is read from the
+one ffmpeg would pick (:func:`kdbench.video.pick_video_stream`); its index is recorded as ``stream``.
+
 No silent numbers: padding is allowed up to ``max_pad_frames`` (default
 :data:`DEFAULT_MAX_PAD_FRAMES`; methods differ by a few frames in how they round the audio's length) and
 recorded per clip; a video shorter than that fails the clip with both lengths. A video whose aspect ratio
@@ -121,6 +126,9 @@ class NormalizeReport:
     grid: str | None
     reencoded: bool
     letterboxed: bool = False
+    vfr: bool = False
+    stream: int | None = None
+    n_video_streams: int = 1
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -143,6 +151,33 @@ def resample_indices(n_src: int, src_fps: float, n_out: int, dst_fps: float = FP
     i = np.arange(n_out, dtype=np.int64)
     idx = (2 * i * ratio.numerator + ratio.denominator) // (2 * ratio.denominator)
     return np.minimum(idx, n_src - 1)
+
+
+def resample_indices_by_time(times, n_out: int, dst_fps: float = FPS) -> np.ndarray:
+    """Source frame index for each output frame of a variable-frame-rate video: ``int64[n_out]``.
+
+    ``times``: each source frame's presentation time in seconds from the first (increasing; exact fractions).
+    Output frame ``i`` (at ``i / dst_fps`` s) takes the source frame whose timestamp is nearest, the later one on a
+    tie and the last of frames sharing a timestamp: for evenly spaced timestamps this is :func:`resample_indices`
+    exactly. Past the last frame, the last one (padding).
+    """
+    import bisect
+
+    ts = [Fraction(t) for t in times]
+    if not ts:
+        raise KdbenchError("video has no frames")
+    step = 1 / Fraction(dst_fps).limit_denominator(1001)
+    out = np.empty(n_out, dtype=np.int64)
+    for i in range(n_out):
+        t = i * step
+        j = bisect.bisect_right(ts, t)  # ts[j - 1] <= t < ts[j]
+        if j == 0:
+            out[i] = 0
+        elif j == len(ts):
+            out[i] = len(ts) - 1
+        else:
+            out[i] = j if ts[j] - t <= t - ts[j - 1] else j - 1
+    return out
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -191,11 +226,14 @@ def check_padding(n_covered: int, n_out: int, max_pad_frames: int = DEFAULT_MAX_
 
 def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple[int, int],
                      grid: GridCrop | None = None, *, max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES,
-                     letterbox: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+                     letterbox: bool = False, times=None,
+                     duration_s: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Pure array part of the normaliser: grid crop, fps resample, trim/pad, resize (or letterbox).
 
     ``frames: uint8[T,H,W,3]`` at ``src_fps`` -> ``uint8[n_out,size[1],size[0],3]`` at 25 fps. Raises
     :class:`ClipFailure` past the padding tolerance or for a different aspect ratio without ``letterbox``.
+    ``times`` (seconds from the first frame) and ``duration_s``: a variable-frame-rate video, resampled by its
+    timestamps (:func:`resample_indices_by_time`) instead of by ``src_fps``.
     """
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise KdbenchError(f"expected frames uint8[T,H,W,3], got shape {frames.shape}")
@@ -204,11 +242,17 @@ def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple
     if grid is not None:
         frames = grid.apply(frames)
     t, h, w, _ = frames.shape
-    resampled = abs(src_fps - FPS) > 1e-6
-    n_covered = int(math.floor((t / src_fps) * FPS + 1e-6)) if resampled else t
+    vfr = times is not None
+    if vfr and (len(times) != t or duration_s is None):
+        raise KdbenchError(f"{len(times)} timestamps for {t} frames (and duration {duration_s})")
+    resampled = vfr or abs(src_fps - FPS) > 1e-6
+    if vfr:
+        n_covered = int(math.floor(duration_s * FPS + 1e-6))
+    else:
+        n_covered = int(math.floor((t / src_fps) * FPS + 1e-6)) if resampled else t
     padded = check_padding(n_covered, n_out, max_pad_frames)
     letterboxed = check_aspect((w, h), tuple(size), letterbox)
-    idx = resample_indices(t, src_fps, n_out)
+    idx = resample_indices_by_time(times, n_out) if vfr else resample_indices(t, src_fps, n_out)
     out = frames[idx]
     resized = (w, h) != tuple(size)
     if letterboxed:
@@ -217,7 +261,7 @@ def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple
         out = resize_frames(out, size)
     return np.ascontiguousarray(out), {
         "resampled": resampled, "resized": resized, "letterboxed": letterboxed,
-        "trimmed": max(0, n_covered - n_out), "padded": padded,
+        "trimmed": max(0, n_covered - n_out), "padded": padded, "vfr": vfr,
     }
 
 
@@ -232,33 +276,43 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
     short for its audio or of another aspect ratio raises :class:`ClipFailure` (see the module docstring),
     before anything is decoded when it comes from ``video_path``.
     """
-    from .video import LOSSLESS_AUDIO_CODEC, probe_video, read_video, remux_with_audio, write_video
+    from .video import LOSSLESS_AUDIO_CODEC, probe_video, read_video_timed, remux_with_audio, write_video
 
     n_out = n_video_frames(len(audio))
     if n_out < 1:
         raise KdbenchError("audio is shorter than one video frame")
+    info = times = None
     if video_path is not None:
         info = probe_video(video_path)
-        conforms = (grid is None and abs(info.fps - FPS) < 1e-6 and info.n_frames == n_out
+        conforms = (grid is None and abs(info.fps - FPS) < 1e-6 and info.n_frames == n_out and not info.vfr
                     and (info.width, info.height) == tuple(size))
         if grid is None and info.fps > 0:
-            check_padding(int(math.floor(info.n_frames / info.fps * FPS + 1e-6)), n_out, max_pad_frames)
+            check_padding(int(math.floor(info.duration_s * FPS + 1e-6)), n_out, max_pad_frames)
             check_aspect((info.width, info.height), tuple(size), letterbox)
         if conforms:
             remux_with_audio(video_path, out_path, audio, SAMPLE_RATE, audio_codec=LOSSLESS_AUDIO_CODEC)
             return NormalizeReport(info.fps, info.n_frames, (info.width, info.height), n_out, tuple(size),
-                                   False, False, 0, 0, None, False)
-        frames, fps = read_video(video_path)
+                                   False, False, 0, 0, None, False, stream=info.stream,
+                                   n_video_streams=info.n_video_streams)
+        frames, fps, times = read_video_timed(video_path)
+        if not info.vfr or times is None:
+            times = None
+        elif len(times) != len(frames):
+            raise ClipFailure(f"variable-frame-rate video {video_path}: {len(frames)} frames decoded for "
+                              f"{info.n_frames} packets, so its timestamps cannot be matched to its frames")
     if frames is None:
         raise KdbenchError("normaliser needs frames or a video path")
     orig = (frames.shape[2], frames.shape[1])
     out, changes = normalize_frames(frames, fps, n_out, size, grid, max_pad_frames=max_pad_frames,
-                                    letterbox=letterbox)
+                                    letterbox=letterbox, times=times,
+                                    duration_s=info.duration_s if times is not None else None)
     write_video(out_path, out, FPS, audio=audio, sample_rate=SAMPLE_RATE, crf=crf, audio_codec=LOSSLESS_AUDIO_CODEC)
     return NormalizeReport(float(fps), int(frames.shape[0]), orig, n_out, tuple(size), changes["resampled"],
                            changes["resized"], changes["trimmed"], changes["padded"],
                            None if grid is None else grid.spec(), True,
-                           changes["letterboxed"])
+                           changes["letterboxed"], vfr=changes["vfr"],
+                           stream=info.stream if info is not None else None,
+                           n_video_streams=info.n_video_streams if info is not None else 1)
 
 
 def normalizer_summary(events: dict[str, dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:

@@ -59,7 +59,8 @@ def build_config(method: str, ds: Dataset, options: dict[str, Any], seed: int, d
     if unknown:
         raise KdbenchError(f"method {method!r} has no option(s) {sorted(unknown)}; "
                            f"known: {sorted(cls.default_options) or 'none'}")
-    plain = check_option_types(method, plain, cls.default_options, cls.option_types)
+    plain = check_option_types(method, plain, cls.default_options, cls.option_types,
+                               getattr(cls, "option_ranges", None))
     cfg = {
         "method": method,
         "method_version": cls.info.version,

@@ -19,6 +19,7 @@ from typing import Any
 
 from .clip import EvalClip
 from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsChecksumError, WeightsMissing
+from .interrupt import stopping
 from .registry import METRICS
 from .runstore import RunStore
 
@@ -106,6 +107,8 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
         except (ClipFailure, KdbenchError) as e:
             return ("fail", str(e))
         except Exception as e:  # noqa: BLE001 - recorded per clip, never a silent number
+            if stopping():  # SIGTERM/SIGINT ended the metric's worker processes: not the clip's fault
+                return ("fail", "interrupted")
             log.error("metric %s failed on %s:\n%s", name, spec.clip_id, traceback.format_exc())
             return ("fail", f"{type(e).__name__}: {e}")
         finally:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range
 from kdbench.registry import register_metric
 
 THRESHOLD = 0.002
@@ -77,6 +78,9 @@ def rgb_to_grey_skimage(frame: np.ndarray) -> np.ndarray:
 
     return rgb2gray(frame)
 
+
+MAX_WORKERS = 256
+"""Largest ``workers`` accepted (a value beyond the machine's cores only adds processes)."""
 
 GREY_RULES = {
     "pil": "pillow-L (19595 R + 38470 G + 7471 B + 32768) >> 16, uint8 0-255",
@@ -392,6 +396,13 @@ class CPBDMetric(Metric):
         paper_column={"cpbd": "CPBD"},
     )
     option_types = {"size": (int, None), "max_frames": (int, None), "workers": (int, None)}
+    option_ranges = {
+        "size": Range(64, 8192),  # one full 64x64 block at least
+        "stride": Range(1),
+        "max_frames": Range(1),  # None: all
+        "workers": Range(1, MAX_WORKERS),  # None: one per CPU core
+        "grey": ("pil", "skimage"),
+    }
     cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
     default_options = {
         "size": 512,  # evaluation side (HDTF frame size); None keeps each video's own size
@@ -422,15 +433,28 @@ class CPBDMetric(Metric):
         workers = min(self._workers(), len(frames))
         if workers <= 1:
             return cpbd_frames(frames, size, grey)
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
-            self._pool = ProcessPoolExecutor(self._workers(), mp_context=multiprocessing.get_context("spawn"))
+        from kdbench.interrupt import pool_kwargs, starting_processes, stopping
+
         chunks = np.array_split(np.arange(len(frames)), workers * 2)
         chunks = [c for c in chunks if len(c)]
-        parts = self._pool.map(cpbd_frames, [frames[c] for c in chunks], [size] * len(chunks), [grey] * len(chunks))
-        return np.concatenate(list(parts))
+        for attempt in range(2):
+            try:
+                with starting_processes():  # SIGTERM/SIGINT end these workers too (kdbench.interrupt)
+                    if self._pool is None:
+                        self._pool = ProcessPoolExecutor(self._workers(), **pool_kwargs())
+                    parts = self._pool.map(cpbd_frames, [frames[c] for c in chunks], [size] * len(chunks),
+                                           [grey] * len(chunks))
+                return np.concatenate(list(parts))
+            except BrokenProcessPool:
+                # the workers end with the thread that started them (kdbench.interrupt.die_with_parent): a pool
+                # started by a thread that has ended is started again, once
+                self._pool = None
+                if attempt or stopping():
+                    raise
+        raise AssertionError("unreachable")
 
     def __del__(self):
         if getattr(self, "_pool", None) is not None:

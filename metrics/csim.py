@@ -29,6 +29,7 @@ import numpy as np
 
 from kdbench.errors import ClipFailure
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range, Text
 from kdbench.registry import register_metric
 
 if TYPE_CHECKING:
@@ -128,6 +129,16 @@ class CSIMMetric(Metric):
         paper_column={"csim": "CSIM"},
     )
     option_types: dict[str, tuple] = {"det_size": (int, list)}
+    option_ranges = {
+        "det_size": Range(32, 4096),  # int, or each of [W, H]
+        "det_thresh": Range(0, 1),
+        "nms_thresh": Range(0, 1),
+        "frame_stride": Range(1),
+        "max_frames": Range(0),  # 0 = all
+        "batch_size": Range(1, 4096),
+        "detector": Text("an .onnx file name in the buffalo_l pack"),
+        "recognizer": Text("an .onnx file name in the buffalo_l pack"),
+    }
     default_options: dict[str, Any] = {
         "det_size": 640,          # detector canvas, px (int = square, or [W, H])
         "det_thresh": 0.5,

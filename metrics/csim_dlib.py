@@ -29,6 +29,7 @@ import numpy as np
 
 from kdbench.errors import KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range
 from kdbench.registry import register_metric
 
 from .csim import frame_indices, largest_face, score_identity
@@ -107,6 +108,13 @@ class DlibIdentity(Metric):
                   "shape_predictor_5_face_landmarks.dat, get_frontal_face_detector",
     )
     cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
+    option_ranges = {
+        "detector": ("hog", "mmod"),
+        "upsample": Range(0, 8),
+        "num_jitters": Range(0, 1000),
+        "frame_stride": Range(1),
+        "max_frames": Range(0),  # 0 = all
+    }
     default_options: dict[str, Any] = {
         "detector": "hog",        # "hog" (no file) or "mmod" (mmod_human_face_detector weights)
         "upsample": 0,            # detector upsampling passes

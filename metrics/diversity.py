@@ -32,6 +32,7 @@ import numpy as np
 
 from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range
 from kdbench.registry import register_metric
 
 if TYPE_CHECKING:
@@ -225,6 +226,16 @@ class HopenetDiversity(Metric):
                   "(natanielruiz/deep-head-pose, hopenet_robust_alpha1.pkl)",
         paper_column={"diversity": "Diversity"},
     )
+    option_ranges = {
+        "max_frames": Range(1),
+        "upsample": Range(0, 8),
+        "conf_threshold": Range(),
+        "min_faces": Range(1),
+        "detector": DETECTORS,
+        "detect_batch_size": Range(1, 4096),
+        "detect_workers": Range(0, 256),  # 0 = one per available CPU
+        "batch_size": Range(1, 4096),
+    }
     default_options = {
         "max_frames": 200,          # test_on_video_dlib.py --n_frames default
         "upsample": 1,              # dlib CNN detector upsampling, as the reference

@@ -113,11 +113,14 @@ def cnn_detect_parallel(path: str | os.PathLike, frames: Sequence[np.ndarray], u
     workers = min(workers, len(chunks))
     if workers <= 1:
         return cnn_detect_batch(cnn_detector(path), frames, upsample, batch_size)
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
-        parts = list(ex.map(_detect_chunk, [(path, c, upsample, batch_size) for c in chunks]))
+    from kdbench.interrupt import pool_kwargs, starting_processes
+
+    with ProcessPoolExecutor(workers, **pool_kwargs()) as ex:
+        with starting_processes():  # SIGTERM/SIGINT end these workers too (kdbench.interrupt)
+            results = ex.map(_detect_chunk, [(path, c, upsample, batch_size) for c in chunks])
+        parts = list(results)
     return [d for part in parts for d in part]
 
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range, Text
 from kdbench.registry import register_metric
 
 WEIGHTS_NAME = "pt_inception"
@@ -193,6 +194,12 @@ class FIDMetric(Metric):
         paper_column={"fid": "FID"},
     )
     option_types = {"max_frames": (int, None), "cache_dir": (str, None)}
+    option_ranges = {
+        "batch_size": Range(1, 4096),
+        "stride": Range(1),
+        "max_frames": Range(1),  # None: all
+        "cache_dir": Text("a folder"),
+    }
     default_options = {
         "batch_size": 50,  # frames per forward pass (pytorch-fid's default)
         "stride": 1,  # use every stride-th frame (generated and GT alike)

@@ -39,6 +39,9 @@ class FPSMetric(Metric):
         if self.context.get("generates") is False:
             return ("the method replays its inputs (nothing is generated); FPS is not measured — "
                     "the paper lists the playback rate, 25")
+        if self.context.get("copies_input"):
+            return ("the method copies its input (a file, not a generator): FPS is not measured — it would "
+                    "time a copy")
         return None
 
     def score_clip(self, clip) -> dict[str, Any]:

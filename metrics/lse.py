@@ -64,6 +64,7 @@ from kdbench.clip import EvalClip
 from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output, summarize
 from kdbench.numerics import on_gpu
+from kdbench.options import Range, Text
 from kdbench.registry import register_metric
 
 SAMPLE_RATE = 16000
@@ -207,6 +208,14 @@ class LSEMetric(Metric):
         reference="joonson/syncnet_python SyncNetInstance.py, run_pipeline.py; Wav2Lip evaluation/scores_LSE",
         paper_column={"lse_c": "LSE-C", "lse_d": "LSE-D"},
     )
+    option_ranges: ClassVar[dict[str, Any]] = {
+        "protocol": PROTOCOLS, "track_rule": TRACK_RULES, "tracker": ("joonson", "syncnet-python"),
+        "min_track": Range(0), "num_failed_det": Range(0), "min_face_size": Range(0),
+        "facedet_scale": Range(0, 4, lo_open=True), "conf_th": Range(0, 1), "crop_scale": Range(0, 4),
+        "vshift": Range(1, 100), "batch_size": Range(1, 4096), "det_batch_size": Range(1, 4096),
+        "max_audio_shortfall_frames": Range(0), "silence_peak": Range(0, 32767),
+        "syncnet_weights": Text("a file path"), "s3fd_weights": Text("a file path"), "ffmpeg": Text("a program path"),
+    }
     option_types: ClassVar[dict[str, tuple]] = {"batch_size": (int, None), "det_batch_size": (int, None),
                                                 "syncnet_weights": (str, None), "s3fd_weights": (str, None)}
     default_options: ClassVar[dict[str, Any]] = {

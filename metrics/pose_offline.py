@@ -24,6 +24,7 @@ import numpy as np
 
 from kdbench.errors import ClipFailure
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range
 from kdbench.registry import register_metric
 
 if TYPE_CHECKING:
@@ -159,6 +160,14 @@ class OfflinePose(Metric):
         reference="dlib shape_predictor_68_face_landmarks + OpenCV solvePnP (generic 6-point face model)",
     )
     cpu_only = True  # numpy / dlib: recorded as device cpu whatever --device says
+    option_ranges = {
+        "max_frames": Range(1),
+        "detector": ("hog", "cnn"),
+        "upsample": Range(0, 8),
+        "cnn_upsample": Range(0, 8),
+        "cnn_conf_threshold": Range(),
+        "min_faces": Range(1),
+    }
     default_options = {
         "max_frames": 200,      # as diversity's protocol
         "detector": "hog",      # "hog" (dlib built-in, fast) or "cnn" (mmod_human_face_detector)

@@ -7,7 +7,13 @@ Exit codes (:attr:`CheckReport.exit_code`):
   number of failed clips;
 * **2** — the inputs are not comparable: different ``manifest_id``, method, metric ``version``,
   metric ``protocol`` option, or weight checksum (each one is named), or an unreadable or malformed
-  input (not UTF-8, not JSON, wrong shape), or any internal error. Exit 1 means drift and nothing else.
+  input (not UTF-8, not JSON, wrong shape), a value that is not a finite number (NaN, ±Infinity,
+  ``true``, a list, a number written as a string; the file and key are named), in the results, the
+  baseline or the tolerance file, or any internal error. Exit 1 means drift and nothing else.
+
+Rows that copy their input (``static``, ``real``: :attr:`reports.runs.RunResult.copies_input`) have no
+FPS: ``kdbench eval`` does not measure it, and an ``fps`` recorded by an older eval is not compared
+(``unchecked``), in the results or in the baseline.
 
 A value passes when ``|result - baseline| <= atol + rtol * |baseline|`` (numpy ``isclose``
 semantics). Tolerances come from :data:`DEFAULT_TOLERANCES`, overridden by a TOML file::
@@ -32,6 +38,7 @@ aggregate's tolerance).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,33 +79,36 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise KdbenchError(f"tolerance file {path} is not valid TOML: {e}") from e
 
 
-def _validate(table: dict[str, Any], where: str) -> None:
+def _validate(table: dict[str, Any], where: str, source: str = "tolerance file") -> None:
     for key, value in table.items():
         if isinstance(value, dict):
             continue
         if key not in TOL_KEYS:
             raise KdbenchError(
-                f"tolerance file: unknown key {key!r} in [{where}] (known: {sorted(TOL_KEYS)})")
+                f"{source}: unknown key {key!r} in [{where}] (known: {sorted(TOL_KEYS)})")
         if key == "check":
             if not isinstance(value, bool):
-                raise KdbenchError(f"tolerance file: [{where}] check must be true or false")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise KdbenchError(f"tolerance file: [{where}] {key} must be a number >= 0, got {value!r}")
+                raise KdbenchError(f"{source}: [{where}] check must be true or false, got {value!r}")
+        elif (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+              or value < 0):
+            raise KdbenchError(f"{source}: [{where}] {key} must be a finite number >= 0, got {value!r}"
+                               + (" (use check = false to not compare a value)" if isinstance(value, float)
+                                  and not math.isfinite(value) else ""))
 
 
 class Tolerances:
     """Resolved tolerances: ``[metric.output]`` over ``[metric]`` over ``[default]``; a file over the
     built-in defaults."""
 
-    def __init__(self, overrides: dict[str, Any] | None = None):
+    def __init__(self, overrides: dict[str, Any] | None = None, source: str = "tolerance file"):
         merged: dict[str, dict[str, Any]] = {k: dict(v) for k, v in DEFAULT_TOLERANCES.items()}
         for name, table in (overrides or {}).items():
             if not isinstance(table, dict):
-                raise KdbenchError(f"tolerance file: top-level {name!r} must be a table like [{name}]")
-            _validate(table, name)
+                raise KdbenchError(f"{source}: top-level {name!r} must be a table like [{name}]")
+            _validate(table, name, source)
             for out, sub in table.items():
                 if isinstance(sub, dict):
-                    _validate(sub, f"{name}.{out}")
+                    _validate(sub, f"{name}.{out}", source)
             base = merged.setdefault(name, {})
             for k, v in table.items():
                 base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
@@ -106,7 +116,7 @@ class Tolerances:
 
     @classmethod
     def from_file(cls, path: str | Path | None) -> Tolerances:
-        return cls(_load_toml(Path(path)) if path else None)
+        return cls(_load_toml(Path(path)), source=f"tolerance file {path}") if path else cls()
 
     def get(self, metric: str, output: str) -> dict[str, Any]:
         """``{"atol", "rtol", "check", "clip_atol", "clip_rtol"}`` for one output."""
@@ -208,7 +218,9 @@ class CheckReport:
     def to_text(self) -> str:
         lines = [f"kdbench check: {self.results} against baseline {self.baseline}"]
         if self.incomparable:
-            lines.append("INCOMPARABLE: the results and the baseline differ in:")
+            lines.append("INCOMPARABLE: the results and the baseline differ in:" if not any(
+                r.startswith(("bad value:", "unreadable input:", "malformed input", "tolerance file", "…"))
+                for r in self.incomparable) else "INCOMPARABLE: the inputs cannot be compared:")
             lines += [f"  - {reason}" for reason in self.incomparable]
         if self.rows:
             table = self.diff_frame(all_clips=False).to_markdown(index=False, disable_numparse=True)
@@ -271,6 +283,72 @@ def _outputs(entry: dict[str, Any]) -> list[str]:
     return list((info.get("outputs") or {}).keys()) or list((entry.get("aggregate") or {}).keys())
 
 
+def _is_number(value: Any) -> bool:
+    """A finite JSON number: not a bool, not a string, not NaN or ±Infinity."""
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as it is written in the JSON file (``NaN``, ``Infinity``, ``true``, ``"0.5"``, ``[1, 2]``)."""
+    text = json.dumps(value, allow_nan=True, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def bad_values(run: RunResult, role: str, per_clip: bool = False, limit: int = 10) -> list[str]:
+    """Every value ``kdbench check`` would compare that is not a finite number (or null, "no value"), named by
+    file and key: aggregate ``mean`` and ``n`` of each output of each scored metric, the ``failures`` object,
+    and with ``per_clip`` each clip's value. NaN, ±Infinity, ``true``, lists and numbers written as strings
+    make the inputs incomparable (exit 2), never drift."""
+    where = f"{role} {run.path if run.path is not None else '(in memory)'}"
+    problems: list[str] = []
+
+    def bad(key: str, value: Any, want: str = "a finite number (or null)") -> None:
+        kind = "bad value" if want.startswith(("a finite", "a count")) else "malformed input"
+        problems.append(f"{kind}: {where}: {key} is {_shown(value)}, not {want}")
+
+    for name, entry in run.metrics.items():
+        if not isinstance(entry, dict):
+            bad(f"metrics.{name}", entry, "an object")
+            continue
+        if entry.get("status", "ok") != "ok":
+            continue
+        agg = entry.get("aggregate") or {}
+        if not isinstance(agg, dict):
+            bad(f"metrics.{name}.aggregate", agg, "an object")
+            continue
+        outputs = _outputs(entry)
+        for out in outputs:
+            a = agg.get(out)
+            if a is None:
+                continue
+            if not isinstance(a, dict):
+                bad(f"metrics.{name}.aggregate.{out}", a, "an object")
+                continue
+            if a.get("mean") is not None and not _is_number(a["mean"]):
+                bad(f"metrics.{name}.aggregate.{out}.mean", a["mean"])
+            n = a.get("n")
+            if n is not None and not (type(n) is int and n >= 0):
+                bad(f"metrics.{name}.aggregate.{out}.n", n, "a count (an integer >= 0)")
+        failures = entry.get("failures")
+        if failures is not None and not isinstance(failures, dict):
+            bad(f"metrics.{name}.failures", failures, "an object {clip_id: reason}")
+        if per_clip:
+            records = entry.get("per_clip") or {}
+            if not isinstance(records, dict):
+                bad(f"metrics.{name}.per_clip", records, "an object {clip_id: record}")
+                continue
+            for clip, rec in records.items():
+                if not isinstance(rec, dict):
+                    bad(f"metrics.{name}.per_clip.{clip}", rec, "an object")
+                    continue
+                for out in outputs:
+                    if rec.get(out) is not None and not _is_number(rec[out]):
+                        bad(f"metrics.{name}.per_clip.{clip}.{out}", rec[out])
+    if len(problems) > limit:
+        problems = problems[:limit] + [f"… and {len(problems) - limit} more such value(s) in {where}"]
+    return problems
+
+
 def _compare_value(metric: str, output: str, b: Any, r: Any, tol: dict[str, Any],
                    clip: str | None = None) -> CheckRow:
     atol, rtol = (tol["clip_atol"], tol["clip_rtol"]) if clip else (tol["atol"], tol["rtol"])
@@ -297,6 +375,11 @@ def compare(res: RunResult, base: RunResult, tolerances: Tolerances | None = Non
     rows: list[CheckRow] = []
     for name in sorted(set(base.metrics) | set(res.metrics)):
         b, r = base.metrics.get(name), res.metrics.get(name)
+        if name == "fps" and (res.copies_input or base.copies_input):
+            # a row that copies its input has no FPS (it would time a file copy): not in a drift check either
+            rows.append(CheckRow(name, "*", "unchecked", note=f"{base.method if base.copies_input else res.method} "
+                                                              "copies its input: no FPS"))
+            continue
         if b is None:
             rows.append(CheckRow(name, "*", "new", note="metric not in the baseline"))
             continue
@@ -349,7 +432,14 @@ def check(results: str | Path, baseline: str | Path, tolerance: str | Path | Non
     try:
         tolerances = Tolerances.from_file(tolerance)
     except KdbenchError as e:
-        report.incomparable.append(f"tolerance file: {e}")
+        report.incomparable.append(str(e))
+        return report
+    try:
+        bad = bad_values(res, "results", per_clip) + bad_values(base, "baseline", per_clip)
+    except Exception as e:  # noqa: BLE001 - valid JSON of the wrong shape: not comparable (2), never drift (1)
+        bad = [f"malformed input ({type(e).__name__}: {e}): is each file a kdbench metrics.json?"]
+    if bad:
+        report.incomparable += bad
         return report
     try:
         report.incomparable = incomparable_reasons(res, base)

@@ -43,7 +43,9 @@ writes, under --out (default: RUN_DIR/report for one run, ./kdbench-report for s
 
 CHECK_EPILOG = """\
 examples:
-  kdbench check runs/static --baseline ci/baselines/static-hdtf-mini.json   (the committed baseline)
+  kdbench run --method static --dataset hdtf-mini --out runs/static
+  kdbench eval runs/static --metrics cpbd,pose_offline,csim_dlib,fps
+  kdbench check runs/static --baseline ci/baselines/static-hdtf-mini.json   # the committed baseline
   kdbench check runs/ci/metrics.json --baseline baseline.json --tolerance tol.toml --per-clip
   kdbench check runs/ci --baseline baseline.json --json > check.json
 

@@ -57,11 +57,14 @@ def test_set_parsing_and_scoping():
 
 
 def test_run_then_eval_writes_metrics_json(tiny_dataset, tmp_path, capsys):
+    import tests.ray_plugin  # noqa: F401 - registers _ray_slow, a generating test double (static copies its input)
+
     out = tmp_path / "run"
-    assert main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(out), "-q"]) == 0
+    assert main(["run", "--method", "_ray_slow", "--set", "delay=0", "--dataset", str(tiny_dataset), "--out", str(out),
+                 "-q"]) == 0
     assert main(["eval", str(out), "--metrics", "fps", "-q"]) == 0
     doc = json.loads((out / "metrics.json").read_text())
-    assert doc["schema"] == "kdbench.metrics/1" and doc["run"]["method"] == "static"
+    assert doc["schema"] == "kdbench.metrics/1" and doc["run"]["method"] == "_ray_slow"
     fps = doc["metrics"]["fps"]
     assert fps["status"] == "ok" and fps["info"]["outputs"]["fps"]["higher_is_better"] is True
     assert set(fps["per_clip"]) == {"A_clip_000", "B_clip_000", "C_clip_000"}

@@ -150,10 +150,12 @@ def test_metric_score_clip_and_aggregate(hdtf_frames):
     up = np.asarray(Image.fromarray(kc.rgb_to_grey(small)[0]).resize((512, 512), Image.BICUBIC))
     assert rec_small["cpbd"] == kc.cpbd(up)
 
-    from kdbench.errors import ClipFailure
+    from kdbench.errors import ClipFailure, KdbenchError
 
-    with pytest.raises(ClipFailure):
-        kc.CPBDMetric(options={"max_frames": 0}).score_clip(SimpleNamespace(frames=small))
+    with pytest.raises(ClipFailure, match="no frame to score"):
+        kc.CPBDMetric().score_clip(SimpleNamespace(frames=small[:0]))
+    with pytest.raises(KdbenchError, match="cpbd.max_frames=0 is out of range: it must be >= 1"):
+        kc.CPBDMetric(options={"max_frames": 0})
 
     agg = metric.aggregate({"a": {"cpbd": 0.2}, "b": {"cpbd": 0.4}})
     assert agg["cpbd"]["n"] == 2 and abs(agg["cpbd"]["mean"] - 0.3) < 1e-15

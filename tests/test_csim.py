@@ -317,7 +317,7 @@ def test_csim_metric_failures(pack, csim_clip, tmp_path):
     from kdbench.errors import KdbenchError
 
     with pytest.raises(ClipFailure, match="reference image"):
-        _metric(pack, tmp_path, det_thresh=1.01).score_clip(csim_clip)
+        _metric(pack, tmp_path, det_thresh=1.0).score_clip(csim_clip)
     with pytest.raises(KdbenchError, match="no option"):
         CSIMMetric(options={"det_sizes": 320})
     with pytest.raises(FileNotFoundError, match="w600k_r50.onnx"):

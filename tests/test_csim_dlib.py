@@ -99,8 +99,8 @@ def test_failures_and_metadata(tmp_path, metric, gt_video):
     spec = ClipSpec(clip_id="blank", gt_video=gt_video, ref_image=blank)
     with pytest.raises(ClipFailure, match="reference image"):
         metric.score_clip(EvalClip(spec=spec, video_path=gt_video))
-    with pytest.raises(KdbenchError, match="unknown detector"):
-        DlibIdentity(options={"detector": "cnn"}).embedder()
+    with pytest.raises(KdbenchError, match="csim_dlib.detector='cnn' is not one of 'hog', 'mmod'"):
+        DlibIdentity(options={"detector": "cnn"})
     assert DlibIdentity.info.weights == ("dlib_face_recognition_resnet", "shape_predictor_5")
     assert DlibIdentity.default_options["frame_stride"] >= 1
     from kdbench.registry import METRICS

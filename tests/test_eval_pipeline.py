@@ -35,7 +35,8 @@ def test_eval_same_numbers_any_worker_count_and_timing(tiny_dataset, tmp_path):
     assert a["per_clip"] == b["per_clip"] and len(a["per_clip"]) == 3
     assert a["aggregate"] == b["aggregate"]
     t = docs[1]["timing"]
-    assert t["decode_s"] > 0 and t["metrics"]["cpbd"] > 0 and set(t["metrics"]) == {"cpbd", "fps"}
+    assert t["decode_s"] > 0 and t["metrics"]["cpbd"] > 0 and set(t["metrics"]) == {"cpbd"}  # static: no FPS
+    assert docs[1]["metrics"]["fps"]["status"] == "skipped" and "fps" not in t["metrics"]
     assert docs[1]["metrics"]["cpbd"]["seconds"] == t["metrics"]["cpbd"]
 
 

@@ -258,8 +258,10 @@ def test_failures_and_resize(tmp_path, monkeypatch):
     agg = m.aggregate({"y": rec})["fid"]
     assert any("resized" in f for f in agg["flags"])
     assert m.aggregate({})["fid"]["mean"] is None
-    with pytest.raises(ClipFailure, match="no frames"):
-        _StubFID(options={"max_frames": 0}).score_clip(make_clip("z", tmp_path / "z.mp4", gt, gt))
+    from kdbench.errors import KdbenchError
+
+    with pytest.raises(KdbenchError, match="fid.max_frames=0 is out of range: it must be >= 1"):
+        _StubFID(options={"max_frames": 0})
 
 
 def test_registered_and_light_import():

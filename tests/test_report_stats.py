@@ -244,15 +244,16 @@ def test_timing_table_reads_either_layout(tmp_path):
 
 
 def test_eval_records_copies_input_and_the_report_hides_static_fps(tmp_path, tiny_dataset):
-    """`kdbench run --method static` + `kdbench eval --metrics fps`: FPS is measured (a copy of the image is
-    timed), metrics.json records copies_input, and the report shows "—" instead of millions of FPS."""
+    """`kdbench run --method static` + `kdbench eval --metrics fps`: FPS is not measured (it would time a copy of
+    the image), metrics.json records copies_input, and the report shows "—" instead of millions of FPS."""
     from kdbench.cli import main as kdbench_main
 
     run = tmp_path / "static"
     assert kdbench_main(["run", "--method", "static", "--dataset", str(tiny_dataset), "--out", str(run), "-q"]) == 0
     assert kdbench_main(["eval", str(run), "--metrics", "fps", "-q"]) == 0
     r = load_run(run)
-    assert r.doc["run"]["copies_input"] is True and r.metrics["fps"]["status"] == "ok"
+    assert r.doc["run"]["copies_input"] is True and r.metrics["fps"]["status"] == "skipped"
+    assert "copies its input" in r.metrics["fps"]["skip_reason"] and not r.metrics["fps"]["aggregate"]
     t = build_table([r], ci=200)
     assert t.cells[("Static image", "FPS")].status == "skipped"
     assert t.cell_text("Static image", "FPS") == "— [1]" and "copies its input" in t.footnotes()[1][0]

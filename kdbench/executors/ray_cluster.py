@@ -16,6 +16,7 @@ Ray is optional (``pip install kdbench[ray]``) and imported only here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -67,6 +68,10 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> Any:
         raise KdbenchError(f"cannot start or join Ray at {address or 'a new local instance'}: {e}. Start a "
                            "cluster with `ray start --head` and pass --ray-address auto, or leave --ray-address "
                            "out to start one here") from e
+    finally:
+        from ..interrupt import reinstall
+
+        reinstall()  # ray.init replaces the SIGTERM handler with sys.exit: SIGTERM stays handled as SIGINT
     return ray
 
 
@@ -212,9 +217,13 @@ def _drain(ray, actors: list, items: list, submit: Callable, on_result: Callable
             idle.append(actor)
             if progress_bar is not None:
                 progress_bar.update(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM (kdbench.interrupt): stop the actors; finished items are kept
         for ref in in_flight:
-            ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)  # Ray refuses force=True for actor tasks: the actors are killed instead
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)  # their process pools (CPBD) end with them (kdbench.interrupt.die_with_parent)
         raise
 
 
