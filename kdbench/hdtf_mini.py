@@ -45,7 +45,7 @@ def hdtf_mini_root(download: bool = True) -> Path:
         env = Path(os.environ["KDBENCH_DATA"]).expanduser()
         candidates += [env / "hdtf-mini", env]
     candidates.append(_shared_root())
-    from .weights import kdbench_home
+    from .home import kdbench_home
 
     cache = kdbench_home() / "data" / "hdtf-mini"
     candidates.append(cache)
@@ -67,7 +67,7 @@ def hdtf_mini_root(download: bool = True) -> Path:
 def download_hdtf_mini(dest: Path) -> Path:
     """Fetch every hdtf-mini file from its upstream URL and check its sha256."""
     from .files import sha256_file
-    from .weights import download_url
+    from .home import download_url
 
     for rel, (url, sha) in FILES.items():
         out = dest / rel

@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import tomllib
-import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +34,9 @@ from typing import Any
 
 from .errors import KdbenchError, WeightsChecksumError, WeightsMissing
 from .files import git_blob_sha1, sha256_file
+from .home import download_url, kdbench_home  # noqa: F401 (re-exported: where kdbench keeps files)
 
 MANIFEST = Path(__file__).with_name("weights.toml")
-
-
-def kdbench_home() -> Path:
-    return Path(os.environ.get("KDBENCH_HOME") or Path.home() / ".cache" / "kdbench")
 
 
 @dataclass(frozen=True)
@@ -485,17 +481,3 @@ def mirror_url(e: WeightEntry) -> str | None:
     if not base or e.package:  # packaged files come with `pip install`, never downloaded
         return None
     return f"{base.rstrip('/')}/{e.name}/{e.file}"
-
-
-def download_url(url: str, dest: Path, progress: bool) -> None:
-    """Stream ``url`` into ``dest`` with a tqdm progress bar (used for weights and for hdtf-mini)."""
-    from tqdm import tqdm
-
-    req = urllib.request.Request(url, headers={"User-Agent": "kdbench"})
-    with urllib.request.urlopen(req, timeout=60) as r, open(dest, "wb") as f:
-        total = int(r.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name.removesuffix(".part"),
-                  disable=not progress) as bar:
-            while block := r.read(1 << 20):
-                f.write(block)
-                bar.update(len(block))
