@@ -32,7 +32,7 @@ def _eval(run_dir, *args) -> int:
 
 # --- metrics.json: add or replace, keep the rest ---------------------------------------------------------------
 def test_eval_of_one_metric_keeps_the_others(run_dir):
-    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=32") == 0
+    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=64") == 0
     first = json.loads((run_dir / "metrics.json").read_text())
     cpbd = first["metrics"]["cpbd"]
     assert cpbd["status"] == "ok" and set(cpbd["per_clip"]) == {"A_clip_000", "B_clip_000", "C_clip_000"}
@@ -40,9 +40,10 @@ def test_eval_of_one_metric_keeps_the_others(run_dir):
     doc = json.loads((run_dir / "metrics.json").read_text())
     assert set(doc["metrics"]) == {"cpbd", "fps"}
     assert doc["metrics"]["cpbd"] == cpbd  # untouched, with its own evaluation record
-    assert cpbd["evaluated"]["device"] == "cpu" and doc["metrics"]["fps"]["evaluated"]["device"] == "cpu"
+    assert cpbd["evaluated"]["device"] == "cpu"
+    assert doc["metrics"]["fps"]["status"] == "skipped"  # static copies its input: no FPS, but recorded as such
     # re-scoring cpbd with other options replaces cpbd only
-    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=32", "--set", "cpbd.stride=2") == 0
+    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=64", "--set", "cpbd.stride=2") == 0
     doc2 = json.loads((run_dir / "metrics.json").read_text())
     assert doc2["metrics"]["cpbd"]["options"]["stride"] == 2 and doc2["metrics"]["fps"] == doc["metrics"]["fps"]
 
@@ -56,7 +57,7 @@ def test_a_crash_during_eval_leaves_metrics_json_as_it_was(run_dir, monkeypatch)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(METRICS.get("cpbd"), "score_clip", boom)
-    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=32") == 130
+    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=64") == 130
     assert (run_dir / "metrics.json").read_bytes() == before
     assert [p.name for p in run_dir.iterdir() if ".tmp" in p.name] == []
     killed = run_dir / ".metrics.tmp999999999.json"  # what an eval killed mid-write leaves
@@ -157,7 +158,7 @@ def test_resume_regenerates_damaged_or_missing_videos(tiny_dataset, run_dir):
 def test_eval_refuses_to_score_a_video_changed_since_generation(run_dir):
     v = RunStore(run_dir).video_path("A_clip_000")
     v.write_bytes(v.read_bytes()[:-10])
-    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=32") == 0
+    assert _eval(run_dir, "--metrics", "cpbd", "--set", "cpbd.size=64") == 0
     cpbd = json.loads((run_dir / "metrics.json").read_text())["metrics"]["cpbd"]
     assert "A_clip_000" not in cpbd["per_clip"] and "re-run `kdbench run`" in cpbd["failures"]["A_clip_000"]
     assert set(cpbd["per_clip"]) == {"B_clip_000", "C_clip_000"}
