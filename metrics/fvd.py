@@ -32,12 +32,13 @@ statistics and the driver adds them (:meth:`FVDMetric.export_state` / :meth:`FVD
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from kdbench.errors import ClipFailure, KdbenchError
 from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.options import Range
 from kdbench.registry import register_metric
 
 from .fid import check_scipy, merge_sufficient_statistics, sufficient_statistics
@@ -191,6 +192,10 @@ class FVDMetric(Metric):
         weights=(WEIGHTS_NAME,),
         reference="StyleGAN-V (universome/stylegan-v) src/metrics/frechet_video_distance.py compute_fvd",
     )
+    option_ranges: ClassVar[dict[str, Any]] = {
+        "num_frames": Range(1, 4096), "subsample": Range(1, 1000), "count": Range(1), "stride": Range(1),
+        "offset": Range(0), "batch_size": Range(1, 4096),
+    }
     option_types = {"count": (int, None), "stride": (int, None)}
     default_options = {
         "num_frames": 16,  # frames per window (fvd2048_16f)
@@ -202,15 +207,7 @@ class FVDMetric(Metric):
     }
 
     def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)
-        for key in ("num_frames", "subsample", "batch_size"):
-            if int(self.options[key]) < 1:
-                raise KdbenchError(f"fvd.{key} must be >= 1 (got {self.options[key]})")
-        for key in ("count", "stride"):
-            if self.options[key] is not None and int(self.options[key]) < 1:
-                raise KdbenchError(f"fvd.{key} must be >= 1 or null (got {self.options[key]})")
-        if int(self.options["offset"]) < 0:
-            raise KdbenchError(f"fvd.offset must be >= 0 (got {self.options['offset']})")
+        super().__init__(**kwargs)  # options checked against option_ranges there
         self._model = None
         self._weights_sha256: str | None = None
         self._gen: dict[str, np.ndarray] = {}

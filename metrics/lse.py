@@ -215,6 +215,7 @@ class LSEMetric(Metric):
         "vshift": Range(1, 100), "batch_size": Range(1, 4096), "det_batch_size": Range(1, 4096),
         "max_audio_shortfall_frames": Range(0), "silence_peak": Range(0, 32767),
         "syncnet_weights": Text("a file path"), "s3fd_weights": Text("a file path"), "ffmpeg": Text("a program path"),
+        "audio": ("file", "dataset"),
     }
     option_types: ClassVar[dict[str, tuple]] = {"batch_size": (int, None), "det_batch_size": (int, None),
                                                 "syncnet_weights": (str, None), "s3fd_weights": (str, None)}

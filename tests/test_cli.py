@@ -164,7 +164,7 @@ def test_eval_of_a_copying_method_without_weights_or_gt_says_why_per_metric(tmp_
     assert main(["eval", str(tmp_path / "r"), "--metrics", "fps,fid", "-q"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("static on ds (1 clip, manifest_id ")
-    assert out[1].startswith("  fps           not shown: static copies its input instead of generating")
+    assert out[1].startswith("  fps           skipped: the method copies its input")
     assert out[2] == ("  fid           skipped: weights 'pt_inception' (pt_inception-2015-12-05-6726825d.pth) are "
                       "missing: run `kdbench weights fetch pt_inception`")
     doc = json.loads((tmp_path / "r" / "metrics.json").read_text())

@@ -195,7 +195,7 @@ def test_options_are_declared_and_checked():
     with pytest.raises(KdbenchError, match=r"fvd.count='all' must be an integer or null"):
         check_option_types("fvd", {"count": "all"}, kv.FVDMetric.default_options, kv.FVDMetric.option_types)
     for key, bad in (("num_frames", 0), ("stride", 0), ("count", -1), ("offset", -2), ("batch_size", 0)):
-        with pytest.raises(KdbenchError, match=f"fvd.{key} must be >= "):
+        with pytest.raises(KdbenchError, match=rf"fvd\.{key}={bad} is out of range: it must be "):
             kv.FVDMetric(options={key: bad}, weights=WeightsManager(manifest={}))
 
 

@@ -92,7 +92,8 @@ def test_default_is_file_and_options_are_checked(imported, tmp_path, monkeypatch
     assert lse.LSEMetric.default_options["audio"] == "file"
     with pytest.raises(KdbenchError) as e:
         _metric(imported, tmp_path, monkeypatch, protocol="full", audio="wav")
-    assert str(e.value) == "lse.audio must be one of ('file', 'dataset'), got 'wav'"
+    assert str(e.value) == ("option out of range: lse.audio='wav' is not one of 'file', 'dataset'. "
+                            "Nothing was run or written.")
 
 
 def _extracted(submitted) -> np.ndarray:
