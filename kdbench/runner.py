@@ -23,13 +23,14 @@ import numpy as np
 from . import FPS, __version__
 from .audio import check_audio
 from .config import config_hash, split_scoped
-from .dataset import Dataset
+from .dataset import Dataset, dataset_files
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsMissing
+from .files import storage_error
 from .normalize import DEFAULT_MAX_PAD_FRAMES, GridCrop, normalize_to_file
 from .options import check_option_types
 from .registry import METHODS
-from .runstore import RunStore
+from .runstore import RunStore, check_out_apart
 
 log = logging.getLogger("kdbench.run")
 
@@ -46,6 +47,8 @@ class RunSummary:
     """Frames written by this invocation (all clips)."""
     wall_seconds: float | None = None
     """Wall time from the first clip's start to the last clip's video on disk (throughput, not FPS)."""
+    unwritten: list[str] = field(default_factory=list)
+    """Clips (also in ``failed``) whose video could not be written: the disk is full, over quota or failing."""
 
 
 def default_frame_size(ds: Dataset) -> tuple[int, int]:
@@ -104,6 +107,7 @@ def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str,
     device = resolve_device(device)  # an unusable device fails here, before the run folder exists
     frame_size = tuple(frame_size) if frame_size else default_frame_size(ds)
     config = build_config(method, ds, options or {}, seed, device, frame_size, grid, policy)
+    check_out_apart(out, files=dataset_files(ds))  # never write over the dataset's own files
     return RunStore(out).open(config), config
 
 
@@ -228,8 +232,13 @@ class ClipGenerator:
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
         except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
-            event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
+            if storage_error(e):  # the disk, not the clip: one line naming the file, no traceback
+                event.update(status="failed", write_error=True,
+                             error=f"cannot write {e.filename or self.store.video_path(spec.clip_id)}: {e.strerror}; "
+                                   "free space, then re-run the same command (finished clips are kept)")
+            else:
+                event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+                log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
         return event
 
     def generate(self, spec) -> dict[str, Any]:
@@ -284,6 +293,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             summary.not_applicable[event["clip_id"]] = event.get("error", "?")
         else:
             summary.failed[event["clip_id"]] = event.get("error", "?")
+            if event.get("write_error"):
+                summary.unwritten.append(event["clip_id"])
 
     t_loop = time.perf_counter()
     if executor == "ray":
