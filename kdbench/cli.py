@@ -296,6 +296,10 @@ def cmd_run(args) -> int:
         print(f"  failed {cid}: {why}")
     for cid, why in s.not_applicable.items():
         print(f"  not applicable {cid}: {why}")
+    if s.unwritten:  # a full disk is no result: the exit status says clips are missing
+        print(f"error: {len(s.unwritten)} clip(s) could not be written to {out} (see above); free space and re-run "
+              "the same command to finish them", file=sys.stderr)
+        return 1
     return 0 if not s.failed or s.ok or s.resumed else 1
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,23 @@ MANIFEST_NAME = "manifest.jsonl"
 MAX_CLIP_ID_LEN = 200  # + ".mp4" stays under the 255-byte file-name limit
 
 
+INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Zs", "Cs"})
+"""Unicode categories refused in clip ids besides controls: format characters (zero-width space U+200B, the
+bidirectional overrides U+202A..U+202E and isolates U+2066..U+2069, U+FEFF), line and paragraph separators
+(U+2028, U+2029), spaces other than the plain one (no-break space U+00A0, ...) and lone surrogates. Each is
+invisible or reorders the text around it, so one id could be shown as another in a report or a log."""
+
+
+def _char_name(c: str) -> str:
+    cat = unicodedata.category(c)
+    return f"U+{ord(c):04X} ({unicodedata.name(c, 'a lone surrogate' if cat == 'Cs' else cat)})"
+
+
 def clip_id_problem(clip_id: Any) -> str | None:
     """Why ``clip_id`` cannot be a clip id, or None. A clip id is a file name (``videos/<clip_id>.mp4``), never
-    a path: no ``/`` or ``\\``, no leading dot (so no ``..``), no control characters, not empty."""
+    a path: no ``/`` or ``\\``, no leading dot (so no ``..``), no control characters, not empty; and it reads as
+    what it is: no invisible, direction-changing or line-separating characters (:data:`INVISIBLE_CATEGORIES`),
+    no space at either end."""
     if not isinstance(clip_id, str):
         return f"clip id {clip_id!r} is a {type(clip_id).__name__}, not a string"
     if not clip_id:
@@ -43,6 +57,13 @@ def clip_id_problem(clip_id: Any) -> str | None:
     bad = sorted({c for c in clip_id if c in "/\\" or unicodedata.category(c) == "Cc"})
     if bad:
         return f"clip id {clip_id!r} contains {', '.join(repr(c) for c in bad)} (a clip id is a name, not a path)"
+    hidden = sorted({c for c in clip_id if c != " " and unicodedata.category(c) in INVISIBLE_CATEGORIES})
+    if hidden:
+        shown = "".join(f"\\u{ord(c):04x}" if c in hidden else c for c in clip_id)
+        return (f"clip id '{shown}' contains {', '.join(map(_char_name, hidden))}: an invisible, direction-changing "
+                "or line-separating character (one id could be shown as another)")
+    if clip_id != clip_id.strip(" "):
+        return f"clip id {clip_id!r} starts or ends with a space (one id could be shown as another)"
     if clip_id.startswith("."):
         return f"clip id {clip_id!r} starts with a dot (a clip id is a name, not a path or a hidden file)"
     if len(clip_id.encode()) > MAX_CLIP_ID_LEN:
@@ -76,7 +97,9 @@ class ClipSpec:
     """One manifest row. Paths are absolute once loaded.
 
     ``ref_image`` / ``audio`` are None when they come from ``gt_video`` (first frame / its audio track).
-    ``sha256`` maps each file role (``gt_video``, ``ref_image``, ``audio``) to its checksum.
+    ``sha256`` maps each file role (``gt_video``, ``ref_image``, ``audio``) to its checksum; ``unpinned`` names the
+    roles whose checksum was computed from the file when the dataset was loaded (a folder without a manifest, a
+    manifest row without ``sha256``) rather than pinned by a manifest.
     """
 
     clip_id: str
@@ -87,6 +110,7 @@ class ClipSpec:
     n_frames: int | None = None
     sha256: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    unpinned: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         check_clip_id(self.clip_id)
@@ -193,7 +217,10 @@ class Dataset:
     root: Path
     clips: list[ClipSpec]
     pinned: bool = True
-    """True when the checksums come from a manifest (or a built-in list), False when computed from the files."""
+    """True when every checksum comes from a manifest (or a built-in list), False when some were computed from the
+    files (a folder without a manifest, manifest rows without ``sha256``)."""
+    manifest: Path | None = None
+    """The manifest file the clips were read from (None: derived from a folder's layout or built in)."""
 
     @property
     def manifest_id(self) -> str:
@@ -211,7 +238,7 @@ class Dataset:
         raise DatasetError(f"clip {clip_id!r} is not in dataset {self.name!r}")
 
     def limit(self, n: int | None) -> Dataset:
-        return self if n is None else Dataset(self.name, self.root, self.clips[:n], self.pinned)
+        return self if n is None else Dataset(self.name, self.root, self.clips[:n], self.pinned, self.manifest)
 
     def frame_size(self) -> tuple[int, int]:
         """The dataset's frame size ``(width, height)``: the ``frame_size`` its rows record (else their GT
@@ -265,21 +292,45 @@ def read_manifest(path: str | os.PathLike, name: str | None = None) -> Dataset:
         raise DatasetError(f"manifest {path} is not UTF-8 text (byte {e.start}): is it the right file?") from e
     except OSError as e:
         raise DatasetError(f"cannot read manifest {path}: {e.strerror}") from e
-    for i, line in enumerate(text.splitlines(), 1):
+    seen: dict[str, int] = {}
+    # JSON Lines ends a row at "\n" only: str.splitlines() would also cut at U+2028, U+0085, ... which a JSON
+    # string may hold raw, and so reject a valid row
+    for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            clips.append(ClipSpec.from_row(json.loads(line), path.parent))
+            clip = ClipSpec.from_row(json.loads(line), path.parent)
         except json.JSONDecodeError as e:
             raise DatasetError(f"{path}:{i}: not valid JSON ({e})") from e
         except DatasetError as e:
             raise DatasetError(f"{path}:{i}: {e}") from e
+        if clip.clip_id in seen:
+            raise DatasetError(f"{path}:{i}: clip id {clip.clip_id!r} is listed twice (first on line "
+                               f"{seen[clip.clip_id]}); each clip id names one clip")
+        seen[clip.clip_id] = i
+        clips.append(clip)
     if not clips:
         raise DatasetError(f"manifest {path} lists no clips")
-    ids = [c.clip_id for c in clips]
-    if len(set(ids)) != len(ids):
-        raise DatasetError(f"manifest {path} lists a clip twice")
-    return Dataset(name or path.parent.name, path.parent.resolve(), clips)
+    clips = [_hash_unpinned(c) for c in clips]
+    return Dataset(name or path.parent.name, path.parent.resolve(), clips,
+                   pinned=not any(c.unpinned for c in clips), manifest=path)
+
+
+def _hash_unpinned(c: ClipSpec) -> ClipSpec:
+    """``c`` with the sha256 of every file its row does not pin computed now (recorded in ``unpinned``), so that
+    the dataset's ``manifest_id`` follows the content of such files: two clips' files swapped, or one replaced,
+    give another id and ``kdbench check`` calls the results incomparable, not drifted. A missing or unreadable
+    file is left unhashed (it fails its clip)."""
+    todo = [r for r in c.files() if not c.sha256.get(r)]
+    if not todo:
+        return c
+    sha = dict(c.sha256)
+    for role in todo:
+        try:
+            sha[role] = sha256_file(c.files()[role])
+        except OSError:
+            continue
+    return replace(c, sha256=sha, unpinned=frozenset(todo))
 
 
 def derive_from_layout(root: str | os.PathLike, name: str | None = None, checksums: bool = True) -> Dataset:
@@ -316,8 +367,14 @@ def derive_from_layout(root: str | os.PathLike, name: str | None = None, checksu
                 n_frames, extra = info.n_frames, {"frame_size": [info.width, info.height]}
             except KdbenchError:  # a damaged or empty file fails its clip (and `data verify`), not the dataset
                 pass
-        clips.append(ClipSpec(clip_id=cid, n_frames=n_frames, sha256=sha, extra=extra, **files))
+        clips.append(ClipSpec(clip_id=cid, n_frames=n_frames, sha256=sha, extra=extra, unpinned=frozenset(files),
+                              **files))
     return Dataset(name or root.name, root, clips, pinned=False)
+
+
+def dataset_files(ds: Dataset) -> list[tuple[str, Path]]:
+    """``("<role> of clip <id>", path)`` for every file of ``ds`` (for :func:`kdbench.runstore.check_out_apart`)."""
+    return [(f"{role} of clip {c.clip_id!r}", p) for c in ds.clips for role, p in c.files().items()]
 
 
 BUILTIN_DATASETS = {
@@ -362,6 +419,20 @@ def load_dataset(name_or_dir: str | os.PathLike) -> Dataset:
     return derive_from_layout(root)
 
 
+def av_mismatch(n_frames: int, fps: float, audio_s: float) -> str | None:
+    """Why a GT video of ``n_frames`` at ``fps`` and its own audio track of ``audio_s`` seconds do not cover the same
+    time, or None: they may differ by up to the normaliser's padding tolerance
+    (:data:`kdbench.normalize.DEFAULT_MAX_PAD_FRAMES` frames), as a run would accept them."""
+    from .normalize import DEFAULT_MAX_PAD_FRAMES
+
+    video_s = n_frames / fps
+    if abs(video_s - audio_s) <= DEFAULT_MAX_PAD_FRAMES / fps:
+        return None
+    return (f"GT video is {video_s:.2f} s ({n_frames} frames at {fps:g} fps) but its audio track is {audio_s:.2f} s: "
+            f"they differ by more than {DEFAULT_MAX_PAD_FRAMES} frames, so the video does not show what its audio "
+            "says (damaged or badly cut)")
+
+
 @dataclass
 class VerifyReport:
     ok: bool
@@ -374,6 +445,11 @@ class VerifyReport:
 
 
 def unpinned_note(ds: Dataset) -> str:
+    if ds.manifest is not None:
+        n = sum(len(c.unpinned) for c in ds.clips)
+        return (f"{n} file(s) have no sha256 in {ds.manifest}: their checksums were computed from the files when "
+                "the dataset was loaded (so the manifest_id changes with their content), but a change made before "
+                f"cannot be detected. Pin them with `kdbench data freeze {ds.manifest} --force`.")
     return (f"{ds.root} has no {MANIFEST_NAME}: its checksums are computed from the files themselves, so a "
             f"changed file cannot be detected. Freeze them with `kdbench data freeze {ds.root}` (writes "
             f"{ds.root / MANIFEST_NAME}); later runs and verifies compare against it.")
@@ -401,7 +477,9 @@ def verify_dataset(ds: Dataset) -> VerifyReport:
             if p.stat().st_size == 0:
                 problems.append(f"{c.clip_id}: {role} is empty (0 bytes): {p}")
                 continue
-            if not ds.pinned:
+            if role in c.unpinned:
+                if ds.manifest is not None:
+                    problems.append(f"{c.clip_id}: {role} has no sha256 in the manifest")
                 continue
             want = c.sha256.get(role)
             if want is None:
@@ -426,6 +504,10 @@ def verify_dataset(ds: Dataset) -> VerifyReport:
             audio = c.load_audio()
             if c.gt_video is None:
                 durations.append(len(audio) / 16000)
+            elif c.audio is None and info.fps > 0:
+                why = av_mismatch(info.n_frames, info.fps, len(audio) / 16000)
+                if why:
+                    problems.append(f"{c.clip_id}: {why}")
             check_audio(audio)
         except KdbenchError as e:
             problems.append(f"{c.clip_id}: {e}")

@@ -19,14 +19,14 @@ from typing import Any
 
 from . import __version__
 from .config import split_scoped
-from .dataset import BUILTIN_DATASETS, Dataset, load_dataset
+from .dataset import BUILTIN_DATASETS, Dataset, dataset_files, load_dataset
 from .envinfo import collect_env, resolve_device
 from .errors import ClipFailure, KdbenchError, WeightsMissing
 from .executors import ScoreJob, check_executor, get_executor
 from .normalize import DEFAULT_MAX_PAD_FRAMES, normalizer_summary
 from .numerics import PRECISION, on_gpu
 from .options import check_metric_options
-from .runstore import RunStore, write_json_atomic
+from .runstore import RunStore, check_out_apart, write_json_atomic
 from .scoring import instantiate_failure, instantiate_metric
 
 log = logging.getLogger("kdbench.eval")
@@ -109,7 +109,7 @@ def evaluate_run(run_dir: str | Path, metrics: list[str] | None = None, sets: di
         generates = config.get("generates", True)
     context = {"manifest_id": ds.manifest_id, "dataset": ds.name, "method": config["method"],
                "generates": generates and config.get("generates", True), "copies_input": _copies_input(config),
-               "device": device, "run_dir": str(store.root),
+               "device": device, "run_dir": str(store.root), "external_videos": config.get("videos"),
                "load_seconds": load_events[-1]["seconds"] if load_events else None}
     weights = WeightsManager()
     results: dict[str, dict[str, Any]] = {}
@@ -285,6 +285,7 @@ def import_videos(videos_dir: str | Path, ds: Dataset, out: str | Path, *, frame
               "frame_size": list(frame_size), "grid": grid, "kdbench_version": __version__,
               "normalizer": {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}}
     config["config_hash"] = config_hash(config)
+    check_out_apart(out, folders=[("--videos", videos_dir)], files=dataset_files(ds))  # before anything is written
     store = RunStore(out).open(config)
     done = store.done(config["config_hash"])
     grid_crop = GridCrop.parse(grid)

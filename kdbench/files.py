@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterator
@@ -28,12 +29,28 @@ def git_blob_sha1(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+"""Errors of the disk rather than of the data: full, over quota, file too large, read-only, I/O error."""
+
+
+def storage_error(e: BaseException) -> bool:
+    """Whether ``e`` is an :class:`OSError` of the disk (:data:`STORAGE_ERRNOS`), e.g. "No space left on device"."""
+    return isinstance(e, OSError) and e.errno in STORAGE_ERRNOS
+
+
+def naming(e: OSError, path: str | os.PathLike) -> OSError:
+    """``e`` as a plain :class:`OSError` naming ``path`` (writes that fail at ``write``/``close``/``fsync`` carry no
+    file name, and a temporary name says less than the file being written)."""
+    return OSError(e.errno, e.strerror or os.strerror(e.errno or 0), str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write; rename it onto ``path`` only if the block succeeds.
 
     A crash or an exception never leaves a half-written ``path`` (the temporary file is removed).
     The temporary name keeps the suffix, so writers that pick a format from it (``.mp4``) still work.
+    A full disk (or another :data:`STORAGE_ERRNOS` error) is raised as an :class:`OSError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,6 +58,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if storage_error(e):
+            raise naming(e, path) from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -23,6 +23,7 @@ import numpy as np
 
 from .audio import check_audio, head
 from .errors import ClipFailure, KdbenchError, NotApplicable, WeightsMissing
+from .files import storage_error
 from .normalize import GridCrop, normalize_to_file
 from .registry import METHODS
 from .runstore import RunStore
@@ -169,8 +170,13 @@ class ClipGenerator:
         except (ClipFailure, KdbenchError) as e:
             event.update(status="failed", error=str(e))
         except Exception as e:  # noqa: BLE001 - one broken clip must not lose the run
-            event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-            log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
+            if storage_error(e):  # the disk, not the clip: one line naming the file, no traceback
+                event.update(status="failed", write_error=True,
+                             error=f"cannot write {e.filename or self.store.video_path(spec.clip_id)}: {e.strerror}; "
+                                   "free space, then re-run the same command (finished clips are kept)")
+            else:
+                event.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+                log.error("clip %s failed:\n%s", spec.clip_id, traceback.format_exc())
         return event
 
     def generate(self, spec) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import FPS, __version__
 from .config import config_hash, split_scoped
-from .dataset import Dataset
+from .dataset import Dataset, dataset_files
 from .envinfo import resolve_device
 from .errors import KdbenchError
 from .executors import check_executor, get_executor
@@ -24,7 +24,7 @@ from .generation import check_weights
 from .normalize import DEFAULT_MAX_PAD_FRAMES
 from .options import check_option_types
 from .registry import METHODS
-from .runstore import RunStore
+from .runstore import RunStore, check_out_apart
 
 log = logging.getLogger("kdbench.run")
 
@@ -41,6 +41,8 @@ class RunSummary:
     """Frames written by this invocation (all clips)."""
     wall_seconds: float | None = None
     """Wall time from the first clip's start to the last clip's video on disk (throughput, not FPS)."""
+    unwritten: list[str] = field(default_factory=list)
+    """Clips (also in ``failed``) whose video could not be written: the disk is full, over quota or failing."""
 
 
 def default_frame_size(ds: Dataset) -> tuple[int, int]:
@@ -91,6 +93,7 @@ def prepare_run(method: str, ds: Dataset, out: str | Path, *, options: dict[str,
     config = build_config(method, ds, options or {}, seed, device, frame_size, grid, policy)  # bad options first
     if check_ready:
         _check_ready(method)
+    check_out_apart(out, files=dataset_files(ds))  # never write over the dataset's own files
     return RunStore(out).open(config), config
 
 
@@ -152,6 +155,8 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             summary.not_applicable[event["clip_id"]] = event.get("error", "?")
         else:
             summary.failed[event["clip_id"]] = event.get("error", "?")
+            if event.get("write_error"):
+                summary.unwritten.append(event["clip_id"])
 
     exe = get_executor(executor, overlap_writes=overlap_writes, ray_address=ray_address, workers=workers,
                        gpus_per_worker=gpus_per_worker)

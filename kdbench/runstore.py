@@ -20,11 +20,12 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .errors import KdbenchError
-from .files import atomic_path, sha256_file
+from .files import atomic_path, naming, sha256_file
 
 log = logging.getLogger("kdbench.run")
 
@@ -48,6 +49,37 @@ def read_json(path: Path) -> Any:
     except UnicodeDecodeError as e:
         raise KdbenchError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): not a file kdbench "
                            "wrote; restore it or start the run in a new folder") from e
+
+
+RUN_FILES = ("config.json", "env.json", "events.jsonl", "metrics.json")
+"""The files a run folder holds beside ``videos/``."""
+
+
+def check_out_apart(out: str | os.PathLike, folders: Iterable[tuple[str, Path]] = (),
+                    files: Iterable[tuple[str, Path]] = ()) -> None:
+    """:class:`KdbenchError` when a run store at ``out`` would write into or over an input, checked before the
+    folder is created or opened: an input folder (``(what, folder)``, e.g. ``("--videos", DIR)``) that is
+    ``out`` or ``out/videos`` or holds ``out``; an input file (``(what, path)``, e.g. a dataset's GT video) that
+    lies in ``out/videos`` or is one of the run folder's own files (:data:`RUN_FILES`). Symbolic links are
+    followed, so a link that leads there counts as there."""
+    root = Path(out).resolve()
+    videos = (Path(out) / "videos").resolve()
+    for what, folder in folders:
+        f = Path(folder).resolve()
+        if root.is_relative_to(f) or f == videos:
+            where = ("would write its videos into" if f == videos else "is" if f == root else "lies inside")
+            shown = f"{folder} (resolved: {f})" if str(f) != str(folder) else str(folder)
+            raise KdbenchError(
+                f"--out {out} {where} the {what} folder {shown}: the run store writes {Path(out) / 'videos'}"
+                f"/<clip_id>.mp4 and {Path(out) / 'config.json'}, so the input files would be overwritten by their "
+                f"normalised copies. Nothing was written; choose an --out outside {folder}")
+    own = {root / n for n in RUN_FILES}
+    for what, path in files:
+        p = Path(path).resolve()
+        if p.parent == videos or p in own:
+            raise KdbenchError(
+                f"--out {out} would overwrite {what} {path}: the run store writes {Path(out) / 'videos'}/<clip_id>.mp4 "
+                f"and {', '.join(RUN_FILES)} there. Nothing was written; choose an --out outside the dataset folder")
 
 
 class RunStore:
@@ -156,6 +188,8 @@ class RunStore:
                 line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
+        except OSError as e:  # e.g. a full disk: os.write names no file
+            raise naming(e, self.events_path) from e
         finally:
             os.close(fd)
 

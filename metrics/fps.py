@@ -36,6 +36,9 @@ class FPSMetric(Metric):
     )
 
     def skip_reason(self) -> str | None:
+        if self.context.get("external_videos"):
+            return (f"the videos were made outside kdbench (`kdbench eval --videos {self.context['external_videos']}`) "
+                    "and carry no generation timing; FPS is measured only by `kdbench run`")
         if self.context.get("generates") is False:
             return ("the method replays its inputs (nothing is generated); FPS is not measured — "
                     "the paper lists the playback rate, 25")

@@ -117,14 +117,18 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
                  compare_paper: bool = False, figures: bool = True, precision: int = 3,
                  heatmap_options: dict[str, Any] | None = None, title: str = "kdbench report",
                  ci: int | None = DEFAULT_RESAMPLES, seed: int = 0, compare: Sequence[str] | None = None,
-                 baseline: str | None = None, gallery: bool = True, notes: Sequence[str] = ()) -> list[Path]:
+                 baseline: str | None = None, gallery: bool = True, notes: Sequence[str] = (),
+                 allow_mixed: bool = False) -> list[Path]:
     """Write the report files for ``run_dirs`` into ``out``; returns the paths written.
 
     ``ci``: bootstrap resamples for the 95% CIs over clips (None/0: none); ``seed`` seeds them.
     ``compare = (A, B)`` and/or ``baseline``: paired comparisons (runs named by row label, folder or
     method; refused with the reason when their clip sets differ). ``gallery``: copy the videos into
-    ``out/gallery`` and show them in report.html. ``notes``: lines shown under the tables (e.g. rows not run)."""
+    ``out/gallery`` and show them in report.html. ``notes``: lines shown under the tables (e.g. rows not run).
+    Runs scored on different datasets (``manifest_id``) are refused unless ``allow_mixed`` (then no value is marked
+    best across them). Nothing is written or removed outside ``out`` (:mod:`reports.outdir`)."""
     from .compare import compare_pair, pair_html, pair_latex, pair_markdown
+    from .outdir import check_out_dir, inside
     from .runs import load_run
     from .table import (
         build_table,
@@ -138,6 +142,13 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     )
 
     runs = [load_run(p) for p in run_dirs]
+    mixed = mixed_datasets(runs)
+    if mixed and not allow_mixed:
+        raise KdbenchError(f"the runs were scored on different datasets — {mixed}: one table across them would rank "
+                           "values over different clips. Report each dataset separately, or pass --allow-mixed "
+                           "(the caption then names each run's manifest_id and no value is marked best)")
+    out = Path(out)
+    check_out_dir(out)
     table = build_table(runs, precision=precision, ci=ci or None, seed=seed)
     other = build_table(runs, precision=precision, other=True, ci=ci or None, seed=seed)
     if not other.columns:
@@ -146,7 +157,6 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     pairs = [(a, b, compare_pair(table.runs[a], table.runs[b], resamples, seed))
              for a, b in _pairs(table, compare, baseline)]
     timing = timing_frame(table)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     notes = [*notes, *weights_trust_notes(table.runs)]
@@ -160,7 +170,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
         written += [p for f in figs for p in (f.png, f.npz) if p is not None]
 
     def put(name: str, text: str) -> None:
-        path = out / name
+        path = inside(out, out / name)
         path.write_text(text, encoding="utf-8")
         written.append(path)
 
@@ -217,7 +227,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
             else:
                 notes += gal.notes
                 written += sorted(p for p in (out / "gallery").rglob("*") if p.is_file())
-        written.append(write_html(out / "report.html", table, figs, compare_paper, notes, title, other=other,
+        written.append(write_html(inside(out, out / "report.html"), table, figs, compare_paper, notes, title,
+                                  other=other,
                                   comparisons=[pair_html(df, a, b, resamples, seed, precision) for a, b, df in pairs],
                                   timing=timing_html(timing) if timing is not None else "", gallery=gal))
     try:
@@ -225,7 +236,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     except ImportError:
         notes.append("per_clip.parquet not written: pyarrow is not installed (pip install kdbench[report])")
     else:
-        path = out / "per_clip.parquet"
+        path = inside(out, out / "per_clip.parquet")
         per_clip_frame(list(table.runs.values())).to_parquet(path, index=False)
         written.append(path)
     for n in notes:
@@ -233,7 +244,24 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     return written
 
 
+def mixed_datasets(runs: Sequence[Any]) -> str:
+    """``""`` when every run was scored on one dataset (``manifest_id``), else the runs per dataset, e.g.
+    ``"hdtf-mini (manifest_id 1a2b…): runs/a, runs/b; tiny (manifest_id 9f8e…): runs/c"``. A run that records
+    no ``manifest_id`` counts as a dataset of its own (``unknown``)."""
+    groups: dict[str, list[str]] = {}
+    names: dict[str, str] = {}
+    for r in runs:
+        key = str(r.manifest_id or "unknown")
+        groups.setdefault(key, []).append(str(r.path or r.label))
+        names.setdefault(key, str(r.dataset.get("name") or "unknown dataset"))
+    if len(groups) < 2:
+        return ""
+    return "; ".join(f"{names[k]} (manifest_id {k}): {', '.join(v)}" for k, v in groups.items())
+
+
 def _run_report(args: argparse.Namespace) -> int:
+    from .outdir import check_out_dir
+
     if args.out is not None:
         out = Path(args.out)
     elif len(args.run_dirs) == 1 and not args.compare:
@@ -249,10 +277,12 @@ def _run_report(args: argparse.Namespace) -> int:
         print("error: name at least one RUN_DIR (or two with --compare A B)", file=sys.stderr)
         return 2
     try:
+        if args.out is None:
+            check_out_dir(out, default=True)
         written = write_report(run_dirs, out, formats=args.format, compare_paper=args.compare_paper,
                                figures=not args.no_figures, precision=args.precision, heatmap_options=heat,
                                title=args.title, ci=args.ci, seed=args.seed, compare=args.compare,
-                               baseline=args.baseline, gallery=not args.no_gallery)
+                               baseline=args.baseline, gallery=not args.no_gallery, allow_mixed=args.allow_mixed)
     except KdbenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -294,6 +324,9 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
                    help="paired comparison of every other run against this one")
     p.add_argument("--no-gallery", action="store_true",
                    help="do not copy the videos into OUT/gallery nor show the gallery in report.html")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="allow runs scored on different datasets (manifest_id) in one table; no value is then "
+                        "marked best across them (default: refused)")
     p.set_defaults(func=_run_report)
     return p
 

@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kdbench.dataset import clip_id_problem
+
+from .outdir import inside
 from .runs import RunResult, finite
 from .table import ReportTable, clip_values
 
@@ -82,7 +85,9 @@ def run_video(run: RunResult, clip_id: str) -> Path | None:
     if folder is None:
         return None
     p = folder / "videos" / f"{clip_id}.mp4"
-    return p if p.is_file() else None
+    if clip_id_problem(clip_id) or not p.is_file() or not p.resolve().is_relative_to(folder.resolve()):
+        return None  # a link out of the run folder is not the run's video
+    return p
 
 
 def gt_videos(runs: Sequence[RunResult]) -> dict[str, Path]:
@@ -99,12 +104,15 @@ def gt_videos(runs: Sequence[RunResult]) -> dict[str, Path]:
             continue
         if d.get("manifest_id") and ds.manifest_id != d["manifest_id"]:
             continue
-        return {c.clip_id: Path(c.gt_video) for c in ds.clips if c.gt_video is not None}
+        return {c.clip_id: Path(c.gt_video) for c in ds.clips if c.gt_video is not None
+                and clip_id_problem(c.clip_id) is None}
     return {}
 
 
-def _place(src: Path, dst: Path) -> None:
+def _place(src: Path, dst: Path, out: Path) -> None:
+    """``src`` at ``dst`` (a hard link, else a copy), replacing an older file there; ``dst`` must lie in ``out``."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    inside(out, dst)
     if dst.exists():
         dst.unlink()
     try:
@@ -113,7 +121,8 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def contact_sheet(video: Path, out: Path, frames: int = SHEET_FRAMES, height: int = SHEET_HEIGHT) -> Path:
+def contact_sheet(video: Path, out: Path, frames: int = SHEET_FRAMES, height: int = SHEET_HEIGHT,
+                  root: Path | None = None) -> Path:
     """A JPEG of ``frames`` evenly spaced frames of ``video`` side by side, each ``height`` px tall."""
     from PIL import Image
 
@@ -136,6 +145,8 @@ def contact_sheet(video: Path, out: Path, frames: int = SHEET_FRAMES, height: in
         sheet.paste(p, (x, 0))
         x += p.width
     out.parent.mkdir(parents=True, exist_ok=True)
+    if root is not None:
+        inside(root, out)
     sheet.save(out, quality=85)
     return out
 
@@ -188,10 +199,11 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True,
                             tile.values[col] = v
             if src is not None and media:
                 rel = Path(GALLERY_DIR) / slug(row) / f"{cid}.mp4"
-                _place(Path(src), out / rel)
+                _place(Path(src), out / rel, out)
                 tile.video = rel.as_posix()
                 try:
-                    tile.sheet = contact_sheet(Path(src), out / rel.with_suffix(".jpg")).relative_to(out).as_posix()
+                    tile.sheet = contact_sheet(Path(src), out / rel.with_suffix(".jpg"),
+                                               root=out).relative_to(out).as_posix()
                 except Exception as e:  # noqa: BLE001 - a broken video: the tile says so
                     notes.append(f"gallery: no contact sheet for {row} / {cid}: {type(e).__name__}: {e}")
             tiles.append(tile)
@@ -203,15 +215,17 @@ def build_gallery(table: ReportTable, out: str | Path, media: bool = True,
 
 
 def run_clip_ids(run: RunResult) -> list[str]:
-    """Clip ids of a run: its per-clip records and failures, in order, then its ``videos/`` files."""
+    """Clip ids of a run: its per-clip records and failures, in order, then its ``videos/`` files. Only ids that
+    pass the dataset's clip-id check (:func:`kdbench.dataset.clip_id_problem`: a file name, never a path) are
+    returned; :func:`reports.runs.load_run` already refuses a ``metrics.json`` holding another."""
     ids: list[str] = []
     for entry in run.metrics.values():
         for key in ("per_clip", "failures"):
-            ids += [str(c) for c in ((entry or {}).get(key) or {})]
+            ids += [c for c in ((entry or {}).get(key) or {}) if isinstance(c, str)]
     folder = _run_folder(run)
     if folder is not None and (folder / "videos").is_dir():
-        ids += sorted(p.stem for p in (folder / "videos").glob("*.mp4"))
-    return list(dict.fromkeys(ids))
+        ids += sorted(p.name[:-len(".mp4")] for p in (folder / "videos").glob("*.mp4"))
+    return [c for c in dict.fromkeys(ids) if clip_id_problem(c) is None]
 
 
 GALLERY_CSS = """

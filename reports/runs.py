@@ -187,7 +187,48 @@ def load_run(path: str | Path) -> RunResult:
     folder = metrics_path.parent
     config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     env = _read_json(folder / "env.json") if (folder / "env.json").is_file() else {}
+    check_clip_ids(doc, metrics_path)
+    check_same_run(doc, config, metrics_path)
     return RunResult(doc=doc, path=folder if p.is_dir() else metrics_path, config=config, env=env)
+
+
+CLIP_KEYS = ("per_clip", "failures", "not_applicable")
+"""The per-clip maps of a metric entry, keyed by clip id."""
+
+
+def check_clip_ids(doc: dict[str, Any], path: Path) -> None:
+    """Every clip id of ``doc`` (the keys of each metric's per-clip maps) passes the dataset's clip-id check, else
+    :class:`KdbenchError` naming the file, metric and id: a results file is input like any other, and the report
+    uses clip ids as file names (``gallery/<row>/<clip_id>.mp4``)."""
+    from kdbench.dataset import clip_id_problem
+
+    for name, entry in doc["metrics"].items():
+        if not isinstance(entry, dict):
+            continue
+        for key in CLIP_KEYS:
+            clips = entry.get(key)
+            if clips is None:
+                continue
+            if not isinstance(clips, dict):
+                raise KdbenchError(f"{path}: metrics.{name}.{key} is a {type(clips).__name__}, not an object "
+                                   "keyed by clip id")
+            for cid in clips:
+                why = clip_id_problem(cid)
+                if why:
+                    raise KdbenchError(f"{path}: metrics.{name}.{key}: {why}. A clip id is a file name: was this "
+                                       "file edited?")
+
+
+def check_same_run(doc: dict[str, Any], config: dict[str, Any], path: Path) -> None:
+    """:class:`KdbenchError` when ``metrics.json`` scored another dataset than its run folder's ``config.json``
+    records (a results file copied into the wrong folder would show its values beside this folder's videos)."""
+    mine = (config.get("dataset") or {}).get("manifest_id") if isinstance(config.get("dataset"), dict) else None
+    theirs = (doc.get("dataset") or {}).get("manifest_id") if isinstance(doc.get("dataset"), dict) else None
+    if mine and theirs and mine != theirs:
+        raise KdbenchError(
+            f"{path} scored dataset manifest_id {theirs} ({(doc.get('dataset') or {}).get('name', '?')}), but its run "
+            f"folder's config.json was generated on manifest_id {mine} ({config['dataset'].get('name', '?')}): the "
+            "results belong to another run. Re-run `kdbench eval` on this folder, or report the folder they came from")
 
 
 def as_run(obj: RunResult | dict[str, Any] | str | Path) -> RunResult:

@@ -296,8 +296,8 @@ class ReportTable:
         cand = {r: round(c.mean, self.precision) for r in self.rows
                 if r not in self.gt_rows and (c := self.cells[(r, column)]).status == "ok"
                 and c.mean is not None}
-        if len(cand) < 2:
-            return set()
+        if len(cand) < 2 or len({self.runs[r].manifest_id for r in cand}) > 1:
+            return set()  # none, one, or values over different clip sets (`report --allow-mixed`): no best
         best = max(cand.values()) if hib else min(cand.values())
         return {r for r, v in cand.items() if v == best}
 

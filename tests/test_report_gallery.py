@@ -30,7 +30,7 @@ def _frames(n: int, shade: int, size: int = 48) -> np.ndarray:
     return f
 
 
-def _runs(root: Path, gt_from_dataset: Path | None = None) -> list[Path]:
+def _runs(root: Path, gt_from_dataset: Path | None = None, **doc) -> list[Path]:
     """real (GT videos for clips A, B), kdtalker (A, B, C), static (A, B, C), each with 10-frame videos."""
     specs = {
         "real": ({"cpbd": {"cpbd": [0.40, 0.41]}}, CLIPS[:2], 200),
@@ -44,7 +44,7 @@ def _runs(root: Path, gt_from_dataset: Path | None = None) -> list[Path]:
     for method, (metrics, clips, shade) in specs.items():
         if gt_from_dataset is not None and method == "real":
             continue
-        d = write_run(root / method, make_doc(method, metrics, clips=clips))
+        d = write_run(root / method, make_doc(method, metrics, clips=clips, **doc))
         for i, cid in enumerate(clips):
             write_video(d / "videos" / f"{cid}.mp4", _frames(10, shade + 10 * i), 25)
         dirs.append(d)
@@ -126,7 +126,7 @@ def test_gallery_gt_comes_from_the_dataset_without_a_gt_run(tmp_path, tiny_datas
     from kdbench.dataset import load_dataset
 
     ds = load_dataset(tiny_dataset)
-    dirs = _runs(tmp_path / "runs", gt_from_dataset=tiny_dataset)
+    dirs = _runs(tmp_path / "runs", gt_from_dataset=tiny_dataset, manifest_id=ds.manifest_id, dataset="tiny")
     for d in dirs:
         (d / "config.json").write_text(json.dumps({"method": d.name, "dataset": {
             "name": "tiny", "root": str(tiny_dataset), "manifest_id": ds.manifest_id}}))

@@ -215,7 +215,10 @@ def test_cli_compare_and_baseline_write_the_paired_tables(tmp_path, capsys):
     bad["dataset"]["manifest_id"] = "0000"
     other = write_run(tmp_path / "runs" / "other", bad)
     assert main(["report", "--compare", str(dirs["kdtalker"]), str(other), "--out", str(tmp_path / "x")]) == 2
-    assert "different clip sets" in capsys.readouterr().err
+    assert "the runs were scored on different datasets" in capsys.readouterr().err  # no table across datasets
+    assert main(["report", "--compare", str(dirs["kdtalker"]), str(other), "--out", str(tmp_path / "x"),
+                 "--allow-mixed"]) == 2
+    assert "different clip sets" in capsys.readouterr().err  # and never a paired comparison
     assert main(["report", str(dirs["kdtalker"]), "--baseline", "nope", "--out", str(tmp_path / "y")]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 

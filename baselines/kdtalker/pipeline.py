@@ -69,14 +69,33 @@ class MotionNorm:
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike) -> MotionNorm:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [f"{k}_{s}" for k in NORM_KEYS for s in ("mean", "std") if f"{k}_{s}" not in data]
-            if missing:
-                raise KdbenchError(f"{path} is not KDTalker's norm.npz: it lacks {', '.join(missing)}")
-            return cls(
-                {k: np.asarray(data[f"{k}_mean"]) for k in NORM_KEYS},
-                {k: np.asarray(data[f"{k}_std"]) for k in NORM_KEYS},
-            )
+        """Read ``norm.npz``; a file that is not one (not an npz, a key missing, an object array, which would need
+        unpickling and is never loaded, or non-numeric values) raises :class:`KdbenchError` naming it and the key."""
+        import zipfile
+
+        def bad(why: str) -> KdbenchError:
+            return KdbenchError(f"{path} is not KDTalker's norm.npz: {why}. Fetch the original with `kdbench weights "
+                                "fetch kdtalker_norm` (or point KDBENCH_WEIGHT_KDTALKER_NORM at it)")
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [f"{k}_{s}" for k in NORM_KEYS for s in ("mean", "std") if f"{k}_{s}" not in data]
+                if missing:
+                    raise bad(f"it lacks {', '.join(missing)}")
+                arrays = {}
+                for key in (f"{k}_{s}" for k in NORM_KEYS for s in ("mean", "std")):
+                    try:
+                        arrays[key] = np.asarray(data[key])
+                    except ValueError as e:  # "Object arrays cannot be loaded when allow_pickle=False"
+                        raise bad(f"{key} is an object array (pickled Python objects, which kdbench never "
+                                  f"loads): {e}") from None
+                    if arrays[key].dtype.kind not in "fiu":
+                        raise bad(f"{key} holds {arrays[key].dtype} values, not numbers")
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise bad(f"it cannot be read as an npz archive ({type(e).__name__}: {e})") from e
+        return cls({k: arrays[f"{k}_mean"] for k in NORM_KEYS}, {k: arrays[f"{k}_std"] for k in NORM_KEYS})
 
     def normalize(self, key: str, v: np.ndarray) -> np.ndarray:
         return (v - self.mean[key]) / self.std[key]
