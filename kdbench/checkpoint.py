@@ -66,13 +66,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """The object saved in ``path`` (``torch.save`` zip or legacy format), loaded without executing its code.
 
     Raises :class:`UnsafeCheckpoint` when the file needs a callable outside torch's tensor allow-list and
-    :data:`INERT_GLOBAL_PREFIXES`; :class:`KdbenchError` when it is not a readable checkpoint.
+    :data:`INERT_GLOBAL_PREFIXES` (and drops the first-use pin this process wrote for it, so a refused file is not
+    left trusted); :class:`KdbenchError` when it is not a readable checkpoint.
     """
+    try:
+        return _load(Path(path), map_location)
+    except UnsafeCheckpoint:
+        from .weights import forget_first_use_pin
+
+        forget_first_use_pin(path)
+        raise
+
+
+def _load(path: Path, map_location: Any) -> Any:
     import pickle
 
     import torch
 
-    path = Path(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as first:

@@ -39,6 +39,20 @@ from .home import download_url, kdbench_home  # noqa: F401 (re-exported: where k
 MANIFEST = Path(__file__).with_name("weights.toml")
 
 
+_PINS_WRITTEN: dict[str, Path] = {}
+"""First-use pins written by this process: weight file (resolved) -> its pin file (see :func:`forget_first_use_pin`)."""
+
+
+def forget_first_use_pin(path: str | os.PathLike) -> bool:
+    """Remove the first-use pin this process wrote for ``path`` (a file a loader then refused: a refused file must
+    not stay trusted as the first one seen). True when a pin was removed; pins of earlier processes are kept."""
+    pin = _PINS_WRITTEN.pop(str(Path(path).resolve()), None)
+    if pin is None or not pin.is_file():
+        return False
+    pin.unlink()
+    return True
+
+
 @dataclass(frozen=True)
 class WeightEntry:
     name: str
@@ -277,6 +291,7 @@ class WeightsManager:
         try:
             pin.parent.mkdir(parents=True, exist_ok=True)
             pin.write_text(digest)
+            _PINS_WRITTEN[str((p or self.cache_path(e.name)).resolve())] = pin
         except OSError:
             pass  # read-only home: still recorded as tofu, never as verified
         return True, ""

@@ -1,4 +1,4 @@
-"""Hostile input, round two (issue #26), the data part: results files and run folders are input like any other,
+"""Hostile input, round two, the data part: results files and run folders are input like any other,
 the run store never writes over its inputs, clip ids read as what they are, identities follow content, and a
 full disk is one line per clip. Every bad input is built here; each test asserts the exit code, the message and
 that nothing else changed."""
@@ -485,3 +485,42 @@ def test_fps_of_a_replaying_method_keeps_its_reason(tiny_dataset, tmp_path):
     assert main(["eval", str(out), "--metrics", "fps", "-q", "--device", "cpu"]) == 0
     fps = json.loads((out / "metrics.json").read_text())["metrics"]["fps"]
     assert fps["skip_reason"].startswith("the method replays its inputs")
+
+
+def test_a_refused_payload_leaves_no_first_use_pin(tmp_path):
+    """A tofu weight whose file carries a pickle payload: the loader refuses it, nothing runs, and the sha256 pinned
+    when it was first looked up is removed again (a refused file must not stay trusted as "the first one seen");
+    the pin of a file that loads stays."""
+    import pickle
+    import subprocess
+
+    import torch
+
+    from kdbench.checkpoint import UnsafeCheckpoint
+    from kdbench.weights import WeightEntry, WeightsManager
+    from metrics.checkpoints import load_state_dict
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (subprocess.call, (["touch", str(marker)],))
+
+    home = tmp_path / "home"
+    manifest = {n: WeightEntry(name=n, file=f"{n}.pth", url=f"https://example.invalid/{n}.pth")
+                for n in ("bad", "good")}
+    wm = WeightsManager(home=home, manifest=manifest)
+    for n, obj in (("bad", {"w": torch.zeros(2), "cfg": Payload()}), ("good", {"w": torch.zeros(2)})):
+        wm.cache_path(n).parent.mkdir(parents=True)
+        torch.save(obj, wm.cache_path(n))
+    assert pickle.loads(pickle.dumps(Payload())) == 0 and marker.exists()  # control: the payload really runs
+    marker.unlink()
+    bad_pin, good_pin = (home / "weights" / n / ".pinned_sha256" for n in ("bad", "good"))
+
+    path = wm.path("bad")  # first use: verified as tofu, pinned
+    assert bad_pin.read_text() == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(UnsafeCheckpoint, match="not unpickled"):
+        load_state_dict(path)
+    assert not marker.exists() and not bad_pin.exists()
+
+    assert set(load_state_dict(wm.path("good"))) == {"w"} and good_pin.is_file()

@@ -205,7 +205,8 @@ def test_pins_are_shown_and_packaged_dlib_files_match_their_sha256(capsys):
         "real3dportrait_bfm_model_front", "real3dportrait_bfm_index_mp468", "sd15_unet_config",
         "sd_vae_ft_mse_config", "sd_image_variations_encoder_config", "wav2vec2_base_960h_config",
         "wav2vec2_base_960h_preprocessor", "hubert_large_ls960_ft_config", "hubert_large_ls960_ft_preprocessor",
-        "hubert_large_ls960_ft_vocab", "hubert_large_ls960_ft_tokenizer_config", "hubert_large_ls960_ft_special_tokens"}
+        "hubert_large_ls960_ft_vocab", "hubert_large_ls960_ft_tokenizer_config", "hubert_large_ls960_ft_special_tokens",
+        "i3d_torchscript"}
     assert all(e.pin_source for e in m.values())
     wm = WeightsManager()
     for name in ("mmod_human_face_detector", "shape_predictor_68", "dlib_face_recognition_resnet", "shape_predictor_5"):
