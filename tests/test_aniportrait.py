@@ -30,6 +30,10 @@ OPTIONS = {**SPEC.options, "size": SIZE, "steps": STEPS}
 
 def _fake_weights(folder: Path) -> dict[str, Path]:
     """Random weights of the fake networks, one file per AniPortrait weights entry (FILM left out: optional)."""
+    def src_modules() -> list[str]:  # another fake upstream's `src` package (SadTalker's) may be loaded already
+        return [k for k in sys.modules if k == "src" or k.startswith("src.")]
+
+    other = {k: sys.modules.pop(k) for k in src_modules()}
     sys.path.insert(0, str(FAKE))
     try:
         from src._fake import Net
@@ -37,6 +41,9 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
         from src.audio_models.pose_model import Audio2PoseModel
     finally:
         sys.path.remove(str(FAKE))
+        for k in src_modules():
+            del sys.modules[k]
+        sys.modules.update(other)
     torch.manual_seed(0)
     folder.mkdir(parents=True)
     files = {name: folder / name / Path(rel).name for name, rel in SPEC.weights.items()
