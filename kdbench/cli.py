@@ -405,7 +405,7 @@ def cmd_sweep(args) -> int:
         run_method(args.method, ds, run_dir, options={**sets, key: v}, seed=args.seed, device=args.device,
                    limit=args.limit, warmup=args.warmup, progress=not args.quiet)
         docs.append(evaluate_run(run_dir, metrics, device=args.device, progress=not args.quiet))
-    from reports.table import sweep_markdown, sweep_table
+    from reports.sweep_table import sweep_markdown, sweep_table
 
     table = sweep_table(docs, key)
     md = sweep_markdown(table)

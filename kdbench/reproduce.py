@@ -279,7 +279,8 @@ def _write_reports(runs: list[PlanRow], result: dict[str, Any], out: Path) -> No
                       if any(r.row == row and not r.options for r in runs)}
     if done:
         from reports.cli import write_report
-        from reports.table import build_table, table1_markdown
+        from reports.paper_table import table1_markdown
+        from reports.table import build_table
 
         report_dir = out / "report"
         notes = [f"{row}: not run ({why}); fix: `{fix}`" for row, (why, fix) in table1_skipped.items()]
@@ -292,7 +293,7 @@ def _write_reports(runs: list[PlanRow], result: dict[str, Any], out: Path) -> No
     if swept:
         import json
 
-        from reports.table import sweep_markdown, sweep_table
+        from reports.sweep_table import sweep_markdown, sweep_table
 
         docs = [json.loads((r.run_dir / "metrics.json").read_text()) for r in swept]
         table = sweep_table(docs, "ddim_steps")

@@ -5,7 +5,8 @@ only when a figure is drawn) nor pandas (imported when a table is built). Main e
 
 * :func:`reports.runs.load_run` — read a run folder (``metrics.json``, ``config.json``, ``env.json``);
 * :func:`reports.table.build_table` — the methods x metrics table in Table 1's layout, with
-  Markdown/LaTeX/CSV/HTML output; :func:`reports.table.paper_comparison`; :func:`reports.table.sweep_table`;
+  Markdown/LaTeX/CSV/HTML output (its cells: :mod:`reports.cells`); :func:`reports.paper_table.paper_comparison`;
+  :func:`reports.sweep_table.sweep_table`; :func:`reports.timing_table.timing_frame`;
 * :func:`reports.cli.write_report` — everything ``kdbench report`` writes;
 * :func:`reports.stats.bootstrap_ci` — the 95% CIs over clips; :func:`reports.compare.compare_pair` — paired
   A − B with CI and Wilcoxon / paired-bootstrap tests; :func:`reports.gallery.build_gallery` — the video gallery;
@@ -22,10 +23,10 @@ _LAZY = {
     "RunResult": "reports.runs",
     "build_table": "reports.table",
     "ReportTable": "reports.table",
-    "paper_comparison": "reports.table",
+    "paper_comparison": "reports.paper_table",
     "per_clip_frame": "reports.table",
-    "sweep_table": "reports.table",
-    "sweep_comparison": "reports.table",
+    "sweep_table": "reports.sweep_table",
+    "sweep_comparison": "reports.sweep_table",
     "write_report": "reports.cli",
     "compare_pair": "reports.compare",
     "bootstrap_ci": "reports.stats",

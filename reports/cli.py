@@ -129,17 +129,10 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, formats: Seque
     best across them). Nothing is written or removed outside ``out`` (:mod:`reports.outdir`)."""
     from .compare import compare_pair, pair_html, pair_latex, pair_markdown
     from .outdir import check_out_dir, inside
+    from .paper_table import comparison_latex, comparison_markdown, paper_comparison
     from .runs import load_run
-    from .table import (
-        build_table,
-        comparison_latex,
-        comparison_markdown,
-        paper_comparison,
-        per_clip_frame,
-        timing_frame,
-        timing_html,
-        timing_markdown,
-    )
+    from .table import build_table, per_clip_frame
+    from .timing_table import timing_frame, timing_html, timing_markdown
 
     runs = [load_run(p) for p in run_dirs]
     mixed = mixed_datasets(runs)

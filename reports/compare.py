@@ -20,8 +20,8 @@ import numpy as np
 from kdbench.errors import KdbenchError
 
 from . import paper, stats
+from .cells import DASH, _tex_escape, clip_values, fps_clip_parts, run_columns
 from .runs import RunResult
-from .table import DASH, _tex_escape, clip_values, fps_clip_parts, run_columns
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from . import paper
+from .cells import order_runs, row_labels, run_columns
 from .runs import RunResult, as_run, finite
-from .table import order_runs, row_labels, run_columns
 
 GT_COLOR = "#7f7f7f"
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]

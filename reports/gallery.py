@@ -28,9 +28,10 @@ import numpy as np
 
 from kdbench.dataset import clip_id_problem
 
+from .cells import clip_values
 from .outdir import inside
 from .runs import RunResult, finite
-from .table import ReportTable, clip_values
+from .table import ReportTable
 
 GALLERY_DIR = "gallery"
 SHEET_FRAMES = 4

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .figures import FigureFile
 from .gallery import GALLERY_CSS, Gallery, gallery_caption, gallery_html
-from .table import ReportTable, comparison_html
+from .paper_table import comparison_html
+from .table import ReportTable
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;

@@ -18,7 +18,8 @@ from reports.cli import main
 from reports.compare import compare_pair, pair_display
 from reports.figures import fps_data
 from reports.runs import RunResult, load_run
-from reports.table import build_table, timing_frame
+from reports.table import build_table
+from reports.timing_table import timing_frame
 
 
 # ---------------------------------------------------------------------------------------------

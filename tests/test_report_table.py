@@ -15,18 +15,9 @@ import pytest
 from report_fixtures import make_doc, metric_entry, standard_runs
 
 from reports import paper
-from reports.table import (
-    build_table,
-    comparison_display,
-    comparison_latex,
-    comparison_markdown,
-    paper_comparison,
-    per_clip_frame,
-    sweep_comparison,
-    sweep_markdown,
-    sweep_table,
-    sweep_value,
-)
+from reports.paper_table import comparison_display, comparison_latex, comparison_markdown, paper_comparison
+from reports.sweep_table import sweep_comparison, sweep_markdown, sweep_table, sweep_value
+from reports.table import build_table, per_clip_frame
 
 SHARED_PAPER = Path(__file__).resolve().parents[1] / ".." / "shared" / "paper"
 
@@ -323,7 +314,8 @@ def test_sweep_value_lookup_and_errors():
 
 def test_importing_reports_imports_neither_torch_nor_matplotlib():
     code = ("import sys, reports, reports.table, reports.check, reports.cli, reports.figures, reports.html, "
-            "reports.paper; reports.build_table; "
+            "reports.paper, reports.cells, reports.paper_table, reports.sweep_table, reports.timing_table; "
+            "reports.build_table; "
             "bad = [m for m in ('torch', 'matplotlib', 'cv2') if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
