@@ -214,14 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     n = len(audio) // 640
     tmp = tempfile.TemporaryDirectory()
     if args.random_weights:
-        from baselines.kdtalker.random_weights import write_random_checkpoints
+        from baselines.kdtalker.random_weights import random_weights_manager
         from kdbench.hdtf_mini import hdtf_mini_root
 
-        overrides = write_random_checkpoints(tmp.name)
         norm = Path(args.norm) if args.norm else hdtf_mini_root().parent / "kdtalker" / "norm.npz"
-        if norm.is_file():
-            overrides["kdtalker_norm"] = norm
-        weights = WeightsManager(home=tmp.name, overrides=overrides)
+        weights = random_weights_manager(tmp.name, norm=norm if norm.is_file() else None)
     else:
         weights = WeightsManager()
     if args.save_source_crop:

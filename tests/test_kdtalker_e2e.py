@@ -14,7 +14,7 @@ import torch
 
 from baselines.kdtalker import KDTalker
 from baselines.kdtalker.liveportrait import LivePortrait
-from baselines.kdtalker.random_weights import write_random_checkpoints
+from baselines.kdtalker.random_weights import random_weights_manager
 from kdbench.dataset import load_dataset
 from kdbench.errors import ClipFailure
 from kdbench.weights import WeightsManager
@@ -27,9 +27,7 @@ def weights(tmp_path_factory) -> WeightsManager:
     from kdbench.hdtf_mini import hdtf_mini_root
 
     folder = tmp_path_factory.mktemp("kdtalker_weights")
-    overrides = write_random_checkpoints(folder, seed=0)
-    overrides["kdtalker_norm"] = hdtf_mini_root().parent / "kdtalker" / "norm.npz"  # the real statistics
-    return WeightsManager(home=folder, overrides=overrides)
+    return random_weights_manager(folder, seed=0, norm=hdtf_mini_root().parent / "kdtalker" / "norm.npz")
 
 
 @pytest.fixture(scope="module")

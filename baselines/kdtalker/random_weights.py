@@ -74,3 +74,22 @@ def write_random_checkpoints(folder: str | os.PathLike, seed: int = 0) -> dict[s
         out[WEIGHT_ENTRIES[name]] = folder / OFFICIAL_FILES[name]
         torch.save(state, out[WEIGHT_ENTRIES[name]])
     return out
+
+
+def random_weights_manager(folder: str | os.PathLike, seed: int = 0, norm: str | os.PathLike | None = None):
+    """A :class:`kdbench.weights.WeightsManager` (home ``folder``) serving :func:`write_random_checkpoints`' files.
+
+    Random values cannot match the published checksums (LivePortrait's are pinned), so in this manager's manifest
+    those entries are unpinned: trusted on first use and recorded as ``trust: tofu``, never as verified. ``norm``:
+    a real ``norm.npz`` (keeps its pin).
+    """
+    import dataclasses
+
+    from kdbench.weights import WeightsManager, load_manifest
+
+    overrides: dict[str, Path] = dict(write_random_checkpoints(folder, seed))
+    manifest = {n: dataclasses.replace(e, sha256=None, sha256_prefix=None, git_sha1=None, size=None, pin_strength="")
+                if n in overrides else e for n, e in load_manifest().items()}
+    if norm is not None:
+        overrides["kdtalker_norm"] = Path(norm)
+    return WeightsManager(home=folder, overrides=overrides, manifest=manifest)
