@@ -159,7 +159,8 @@ def test_librosa_baselines_read_the_files_samples(method, clip, ffmpeg_on_path, 
 
 def test_librosa_baselines_on_kaiser_best(clip, ffmpeg_on_path, tmp_path):
     """SadTalker's and AniPortrait's librosa 0.9.2 default: resampy's kaiser_best."""
-    pytest.importorskip("resampy", reason="resampy (SadTalker's resampler) is not in kdbench's environments")
+    pytest.importorskip("resampy", reason="resampy (SadTalker's resampler) comes with kdbench[test]: "
+                                          "pip install -e '.[test]'")
     from kdbench.registry import METHODS
     from kdbench.runtime.method import write_inputs
 
