@@ -201,34 +201,24 @@ def ffmpeg_wav16k(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> PC
     path = Path(path)
     if not path.is_file():
         raise KdbenchError(f"audio not found: {path}")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise KdbenchError(f"{path} has no audio track")
-            stream = container.streams.audio[0]
-            channels = stream.codec_context.channels
-            resampler = av.AudioResampler(format="s16", layout=stream.codec_context.layout, rate=sample_rate)
-            chunks = []
-            for frame in decoded_frames(container, stream):
-                frame.pts = None
-                chunks += [o.to_ndarray().reshape(-1, channels) for o in resampler.resample(frame)]
-            chunks += [o.to_ndarray().reshape(-1, channels) for o in resampler.resample(None)]
-    except av.FFmpegError as e:
-        raise KdbenchError(f"cannot decode audio of {path}: {e}") from e
-    if not chunks:
-        raise KdbenchError(f"{path} has an empty audio track")
-    return PCM(np.concatenate(chunks).astype(np.int16, copy=False), sample_rate)
+    return PCM(*_decode_s16(path, sample_rate))
 
 
 def _read_native_int16(path: Path) -> tuple[np.ndarray, int]:
     """First audio track at its own rate and channels: ``(int16[N, C], rate)``, what ``ffmpeg -i FILE -f s16le -``
     writes (FFmpeg's s16 conversion, priming and end padding trimmed)."""
+    return _decode_s16(path, None)
+
+
+def _decode_s16(path: Path, rate: int | None) -> tuple[np.ndarray, int]:
+    """First audio track as ``(int16[N, C], rate)``, the file's own channels, resampled by swresample to ``rate``
+    (None: the file's own rate); trimmed as the ffmpeg command line trims (:func:`decoded_frames`)."""
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise KdbenchError(f"{path} has no audio track")
             stream = container.streams.audio[0]
-            rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+            rate, channels = rate or stream.codec_context.sample_rate, stream.codec_context.channels
             resampler = av.AudioResampler(format="s16", layout=stream.codec_context.layout, rate=rate)
             chunks = []
             for frame in decoded_frames(container, stream):

@@ -82,6 +82,17 @@ def statistics_from_sufficient(n: int, total: np.ndarray, outer: np.ndarray) -> 
     return mu, sigma
 
 
+def weights_sha256(weights, name: str, path: Path) -> str:
+    """The sha256 of weight file ``path`` (entry ``name``): the one the weights manager recorded when it verified
+    the file, else hashed here. Recorded in the protocol, so results from other weights never compare as equal."""
+    rec = weights.record().get(name) or {}
+    if rec.get("sha256"):
+        return rec["sha256"]
+    from kdbench.files import sha256_file
+
+    return sha256_file(path)
+
+
 def check_scipy() -> str:
     """SciPy's version, or :class:`KdbenchError` outside the range where pytorch-fid's FID is right."""
     import scipy
@@ -228,13 +239,7 @@ class FIDMetric(Metric):
             return
         check_scipy()
         path = self.weights.path(WEIGHTS_NAME)
-        rec = self.weights.record().get(WEIGHTS_NAME) or {}
-        if rec.get("sha256"):
-            self._weights_sha256 = rec["sha256"]
-        else:
-            from kdbench.files import sha256_file
-
-            self._weights_sha256 = sha256_file(path)
+        self._weights_sha256 = weights_sha256(self.weights, WEIGHTS_NAME, path)
         from .fid_inception import load_fid_inception
 
         self._model = load_fid_inception(path, self.device)

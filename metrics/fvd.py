@@ -41,7 +41,7 @@ from kdbench.metric import Metric, MetricInfo, Output
 from kdbench.options import Range
 from kdbench.registry import register_metric
 
-from .fid import check_scipy, merge_sufficient_statistics, sufficient_statistics
+from .fid import check_scipy, merge_sufficient_statistics, sufficient_statistics, weights_sha256
 
 WEIGHTS_NAME = "i3d_torchscript"
 PROTOCOL_NAME = "kdbench-fvd/1"
@@ -223,13 +223,7 @@ class FVDMetric(Metric):
             return
         check_scipy()
         path = self.weights.path(WEIGHTS_NAME)
-        rec = self.weights.record().get(WEIGHTS_NAME) or {}
-        if rec.get("sha256"):
-            self._weights_sha256 = rec["sha256"]
-        else:
-            from kdbench.files import sha256_file
-
-            self._weights_sha256 = sha256_file(path)
+        self._weights_sha256 = weights_sha256(self.weights, WEIGHTS_NAME, path)
         self._model = load_i3d(path, self.device)
 
     @property
