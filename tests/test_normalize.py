@@ -46,7 +46,7 @@ def test_grid_crop_takes_the_requested_panel():
 def _make_grid_frames(panels: list[np.ndarray], nrow: int, padding: int) -> np.ndarray:
     """``uint8[T,H,W,3]`` panels laid out by torchvision's own make_grid, per frame, as AniPortrait's
     save_videos_grid does (float in [0, 1], pad_value 0, then * 255 -> uint8)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (kdbench[metrics])")
     from torchvision.utils import make_grid
 
     out = []
