@@ -42,12 +42,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kdbench.audio import MIN_AUDIO_SECONDS, read_audio, write_wav  # noqa: E402
+from kdbench.audio import MIN_AUDIO_SECONDS  # noqa: E402
 from kdbench.dataset import load_dataset  # noqa: E402
 from kdbench.normalize import normalize_to_file  # noqa: E402
 from kdbench.runtime.method import write_inputs  # noqa: E402
 from kdbench.runtime.spec import env_for  # noqa: E402
 from kdbench.video import read_video  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from aniportrait_equivalence import make_dataset  # noqa: E402 (the same one-clip dataset)
 
 
 def _timed(cmd: list[str], log: Path, **kw) -> dict:
@@ -59,19 +62,6 @@ def _timed(cmd: list[str], log: Path, **kw) -> dict:
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall_seconds": round(time.perf_counter() - t0, 1),
             "cpu_seconds": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 1)}
-
-
-def make_dataset(src: Path, out: Path, seconds: float) -> Path:
-    """A one-clip dataset: the first portrait of ``src`` with the first ``seconds`` of its audio."""
-    from PIL import Image
-
-    ds = out / "ds"
-    (ds / "ref").mkdir(parents=True, exist_ok=True)
-    (ds / "audio").mkdir(exist_ok=True)
-    ref = sorted((src / "ref").glob("*.png"))[0]
-    Image.open(ref).save(ds / "ref" / ref.name)
-    write_wav(ds / "audio" / f"{ref.stem}.wav", read_audio(src / "audio" / f"{ref.stem}.wav")[:int(seconds * 16000)])
-    return ds
 
 
 def diff(x: np.ndarray, y: np.ndarray) -> dict:
