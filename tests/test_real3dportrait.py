@@ -31,6 +31,7 @@ from tests.baseline_fixtures import check_payload_never_runs, fake_manifest, run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = Path(__file__).with_name("fake_real3dportrait")
+TORCH_HOME = "checkpoints/torch_home"  # where setup links the ResNet-34 (the worker's torch.hub dir is its hub/)
 
 
 def _zip(folder: Path, dest: Path) -> Path:
@@ -73,6 +74,8 @@ def _fake_weights(folder: Path) -> dict[str, Path]:
              "real3dportrait_bfm_index_mp468": folder / "index_mp468_from_mesh35709.npy"}
     savemat(files["real3dportrait_bfm_model_front"], {"meanshape": np.random.default_rng(1).random((1, 30))})
     np.save(files["real3dportrait_bfm_index_mp468"], np.arange(468))
+    files["real3dportrait_resnet34_imagenet"] = folder / "resnet34-333f7ec4.pth"
+    torch.save({"fc.weight": torch.randn(3, 2)}, files["real3dportrait_resnet34_imagenet"])
     files["real3dportrait_selfie_segmenter"] = folder / "selfie_multiclass_256x256.tflite"
     files["real3dportrait_selfie_segmenter"].write_bytes(b"TFL3 fake segmenter")
     hub = folder / "hubert"
@@ -126,8 +129,8 @@ def _official(env, img: Path, wav: Path, out: Path, seed: int, *extra: str) -> n
     cmd = [str(env.python), str(ROOT / "scripts" / "real3dportrait_official.py"), "--frames", str(out / "f.npy"),
            "--", "--src_img", str(out / img.name), "--drv_aud", str(out / wav.name), "--out_name",
            str(out / "o.mp4"), "--seed", str(seed), *extra]
-    proc = subprocess.run(cmd, cwd=env.source, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(cmd, cwd=env.source, capture_output=True, text=True,  # TORCH_HOME: the linked ResNet-34
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "TORCH_HOME": str(env.source / TORCH_HOME)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "o.mp4").is_file() and not (out / "audio_16k.wav").exists()
     return np.load(out / "f.npy")
@@ -232,7 +235,11 @@ def test_spec_links_every_weight_the_manifest_knows():
     assert (seg.sha256, seg.git_sha1) == ("c6748b1253a99067ef71f7e26ca71096cd449baefa8f101900ea23016507e0e0",
                                           "584ed7ab19df43f0e547b29d40ea27d332ecafb4")
     assert SPEC.commit in seg.url
-    drive = {n: manifest[n].gdrive for n in set(SPEC.weights) - hubert - {seg.name}}
+    resnet = manifest["real3dportrait_resnet34_imagenet"]  # torchvision's file name carries its sha256's prefix
+    assert (resnet.url, resnet.sha256_prefix) == ("https://download.pytorch.org/models/resnet34-333f7ec4.pth",
+                                                  "333f7ec4")
+    assert SPEC.weights[resnet.name] == f"{TORCH_HOME}/hub/checkpoints/{resnet.file}"
+    drive = {n: manifest[n].gdrive for n in set(SPEC.weights) - hubert - {seg.name, resnet.name}}
     assert drive == {"real3dportrait_orig": "1gz8A6xestHp__GbZT5qozb43YaybRJhZ",  # the Colab notebook's ids
                      "real3dportrait_pretrained_ckpts": "1gSUIw2AkkKnlLJnNfS2FCqtaVw9tw3QF",
                      "real3dportrait_bfm_model_front": "1KX9MyGueFB3M-X0Ss152x_johyTXHTfU",
@@ -245,8 +252,8 @@ def test_spec_links_every_weight_the_manifest_knows():
 
 @pytest.mark.skipif(os.environ.get("KDBENCH_TEST_REAL3DPORTRAIT") != "1",
                     reason="set KDBENCH_TEST_REAL3DPORTRAIT=1 with `kdbench setup real3dportrait` done on the real "
-                           "upstream (weights: real, or scripts/real3dportrait_random_weights.py's with TORCH_HOME at "
-                           "its torch_home; see docs/methods/real3dportrait.md) to compare with the official script "
+                           "upstream (weights: real, or those of scripts/real3dportrait_random_weights.py linked by "
+                           "setup; see docs/methods/real3dportrait.md) to compare with the official script "
                            "(CPU: tens of minutes; the 512x512 rasterizer takes about a minute per frame there)")
 def test_real_upstream_equals_the_official_script(tmp_path):
     """The real upstream: the worker's frames equal those the official script gives its video writer, bit for bit,

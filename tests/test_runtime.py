@@ -300,6 +300,30 @@ def test_status_names_missing_weights(tmp_path, monkeypatch):
     assert env.status() == "ready"
 
 
+def test_a_weight_the_spec_gained_after_setup_makes_the_method_not_ready(home, fake_repo, fake_method,
+                                                                           monkeypatch):
+    """A kdbench upgrade whose spec links one more required weight: ``ls methods`` and ``run`` say so (setup again
+    links it) instead of calling the environment ready and letting upstream download or stop; an optional one is
+    not required."""
+    import dataclasses
+
+    from kdbench.readiness import method_readiness
+    from kdbench.runtime.method import upstream_method
+
+    env = env_for("fakeup", home)
+    spec = fake_spec(fake_repo[1])
+    assert env.status(spec) == "ready" and env.weights_added_since_setup(spec) == []
+    grown = dataclasses.replace(spec, weights={**spec.weights, "new_ckpt": "ckpt/new.npy"})
+    assert env.weights_added_since_setup(grown) == ["new_ckpt"]
+    assert env.status(grown) == "weights missing: new_ckpt"
+    assert env.status(dataclasses.replace(grown, optional_weights=("new_ckpt",))) == "ready"
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    cls = upstream_method(grown)
+    assert cls.setup_problems(WeightsManager(home=home)) == [("weights missing: new_ckpt", "kdbench setup fakeup")]
+    assert fake_method.setup_problems(WeightsManager(home=home)) == []
+    assert method_readiness("fakeup").ready  # the registered class: its own spec
+
+
 def test_recorded_versions_are_the_ones_that_import(home):
     """A package in the venv shadows the shared site's copy; setup.json must record the venv's version."""
     from kdbench.runtime.setup import installed_packages, site_packages

@@ -89,6 +89,9 @@ SPEC = UpstreamSpec(
         "real3dportrait_pretrained_ckpts": "checkpoints/pretrained_ckpts",
         "real3dportrait_bfm_model_front": f"{_BFM}/BFM_model_front.mat",
         "real3dportrait_bfm_index_mp468": f"{_BFM}/index_mp468_from_mesh35709.npy",
+        # read by torch.utils.model_zoo while img2plane is built (the worker sets torch.hub's dir to its folder;
+        # the official script reads it with TORCH_HOME=<source>/checkpoints/torch_home)
+        "real3dportrait_resnet34_imagenet": "checkpoints/torch_home/hub/checkpoints/resnet34-333f7ec4.pth",
         "hubert_large_ls960_ft_config": f"{_HUBERT}/config.json",
         "hubert_large_ls960_ft_preprocessor": f"{_HUBERT}/preprocessor_config.json",
         "hubert_large_ls960_ft_model": f"{_HUBERT}/pytorch_model.bin",

@@ -6,7 +6,9 @@ Runs inside Real3D-Portrait's environment with the source tree on ``sys.path`` (
 torso_ckpt)``: audio-to-SECC VAE, SECC-to-plane torso model, mediapipe segmenter, SECC renderer, 3DMM helpers), with
 HuBERT (``facebook/hubert-large-ls960-ft``) loaded once from the files ``kdbench setup`` links into
 ``checkpoints/hubert-large-ls960-ft`` and handed to upstream's module-level cache (``extract_hubert.hubert_model`` /
-``wav2vec2_processor``), so neither upstream's hard-coded ``/home/tiger/...`` path nor the Hugging Face hub is read.
+``wav2vec2_processor``), so neither upstream's hard-coded ``/home/tiger/...`` path nor the Hugging Face hub is read;
+``torch.hub`` is pointed at ``checkpoints/torch_home/hub``, where setup links the ImageNet ResNet-34 that the
+img2plane encoder loads while it is built, so that is not downloaded either.
 ``frames`` = ``GeneFace2Infer.infer_once(inp)`` with the ``inp`` its ``__main__`` builds from
 ``--src_img I --drv_aud A --drv_pose static --out_mode final --seed S`` and the options; the frames upstream hands
 to its video writer (``imageio.get_writer('demo.mp4')``) are recorded as they are written and reach kdbench's
@@ -31,6 +33,9 @@ FPS = 25  # real3d_infer.py writes fps=25 (HuBERT's 50 Hz features, two per fram
 A2M_CKPT = "checkpoints/240210_real3dportrait_orig/audio2secc_vae"  # real3d_infer.py --a2m_ckpt default
 TORSO_CKPT = "checkpoints/240210_real3dportrait_orig/secc2plane_torso_orig"  # --torso_ckpt default
 HUBERT_DIR = "checkpoints/hubert-large-ls960-ft"  # kdbench's link of HF facebook/hubert-large-ls960-ft
+#: torch.hub folder where kdbench links torchvision's ImageNet ResNet-34 (``checkpoints/resnet34-333f7ec4.pth``),
+#: which upstream's img2plane encoder loads through ``torch.utils.model_zoo`` while it is built
+TORCH_HUB_DIR = "checkpoints/torch_home/hub"
 MIN_FACE_AREA_PERCENT = 0.2  # --min_face_area_percent default
 BLINK_MODES = ("period", "none")  # real3d_infer.py: "none | period"
 
@@ -95,9 +100,11 @@ class Real3DPortraitHooks(FrameHooks):
     def load(self) -> None:
         self._check_options()
         dev = self._device()
+        import torch
         from data_gen.utils.process_audio import extract_hubert
         from transformers import HubertModel, Wav2Vec2Processor
 
+        torch.hub.set_dir(str(self.source / TORCH_HUB_DIR))  # the linked ResNet-34, never a download
         hubert = str(self.source / HUBERT_DIR)
         extract_hubert.hubert_model = HubertModel.from_pretrained(hubert)
         extract_hubert.wav2vec2_processor = Wav2Vec2Processor.from_pretrained(hubert)

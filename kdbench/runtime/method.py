@@ -87,12 +87,12 @@ class UpstreamMethod(Method):
     def setup_problems(cls, weights) -> list[tuple[str, str]]:
         """Not ready unless ``kdbench setup NAME`` finished here and its weights are linked
         (:meth:`~kdbench.runtime.spec.MethodEnv.status`); ``kdbench setup`` fetches missing weights too."""
-        status = env_for(cls.spec.name).status()
+        status = env_for(cls.spec.name).status(cls.spec)
         return [] if status == "ready" else [(status, f"kdbench setup {cls.spec.name}")]
 
     def load(self) -> None:
         env = env_for(self.spec.name)
-        status = env.status()
+        status = env.status(self.spec)
         if status != "ready":
             raise KdbenchError(f"method {self.spec.name!r} is {status} (in {env.root}). Run `kdbench setup "
                                f"{self.spec.name}` (offline: `kdbench setup {self.spec.name} --source DIR`), "

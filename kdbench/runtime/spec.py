@@ -161,15 +161,26 @@ class MethodEnv:
                 problems[name] = str(e)
         return records, problems
 
-    def status(self) -> str:
+    def weights_added_since_setup(self, spec: UpstreamSpec) -> list[str]:
+        """Required weights of ``spec`` (the method's spec as this kdbench version has it) that this setup never
+        linked, because the spec gained them after ``kdbench setup`` ran here: a run would stop, or try to download,
+        where upstream reads them."""
+        rec = self.record() or {}
+        done = set(rec.get("weights", {})) | set(rec.get("weights_missing", {}))
+        return [n for n in spec.weights if n not in done and n not in spec.optional_weights]
+
+    def status(self, spec: UpstreamSpec | None = None) -> str:
         """``ready``, or what is missing or changed (for ``kdbench ls methods`` and before a run): every linked
-        weight is verified (:meth:`verify_weights`), so a file changed after setup is reported here."""
+        weight is verified (:meth:`verify_weights`), so a file changed after setup is reported here; with the
+        method's ``spec``, weights it gained after this setup count as missing (setup again links them)."""
         rec = self.record()
         if rec is None or not self.python.exists() or not self.source.is_dir():
             return "not set up"
         _, problems = self.verify_weights()
         missing = [n for n, why in problems.items() if why.endswith(" is missing")]
         missing += list(rec.get("weights_missing", {}))
+        if spec is not None:
+            missing += [n for n in self.weights_added_since_setup(spec) if n not in missing]
         if missing:
             return f"weights missing: {', '.join(missing)}"
         if problems:

@@ -11,6 +11,7 @@ import warnings
 import cv2
 import numpy as np
 import torch
+import torch.utils.model_zoo  # noqa: F401  (as upstream's deeplabv3 encoders: torch.utils.model_zoo.load_url)
 import yaml
 from numpy.lib.function_base import quantile  # noqa: F401  (numpy 1 only, as upstream's fit_3dmm_landmark.py)
 from scipy.io import loadmat
@@ -19,6 +20,9 @@ from data_gen.utils.mp_feature_extractors.face_landmarker import MediapipeLandma
 from modules.nets import SECC2Video, VAEModel
 
 warnings.filterwarnings("ignore", category=np.VisibleDeprecationWarning)  # numpy 1 only, as upstream
+
+
+RESNET34_URL = 'https://download.pytorch.org/models/resnet34-333f7ec4.pth'
 
 
 def load_ckpt(model, ckpt_dir, model_name='model'):
@@ -38,6 +42,11 @@ class GeneFace2Infer:
         self.audio2secc_model = VAEModel(audio_in_dim=self.audio2secc_hparams["audio_in_dim"])
         load_ckpt(self.audio2secc_model, audio2secc_dir)
         self.secc2video_model = SECC2Video()
+        # upstream: the img2plane encoder (DeepLabV3, encoder_weights="imagenet") loads torchvision's ResNet-34
+        # through torch.utils.model_zoo while it is built; the fake never downloads it, it must be in the hub cache
+        resnet34 = os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(RESNET34_URL))
+        assert os.path.isfile(resnet34), f'{resnet34} missing: model_zoo would download it'
+        self.secc2video_model.imagenet = torch.utils.model_zoo.load_url(RESNET34_URL)
         load_ckpt(self.secc2video_model, torso_model_dir)
         self.secc2video_model.mit_b0 = torch.load('checkpoints/pretrained_ckpts/mit_b0.pth')
         self.audio2secc_model.to(device).eval()
