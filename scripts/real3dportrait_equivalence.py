@@ -2,8 +2,9 @@
 ``inference/real3d_infer.py``.
 
 Needs ``kdbench setup real3dportrait`` done (``$KDBENCH_HOME``), with real weights or the random ones of
-``scripts/real3dportrait_random_weights.py`` (then ``TORCH_HOME`` must point at its ``torch_home``, where upstream's
-img2plane encoder finds the ImageNet ResNet-34 it loads when it is built). For the first clip of ``--dataset`` cut
+``scripts/real3dportrait_random_weights.py``; the official script gets ``TORCH_HOME`` at the tree's
+``checkpoints/torch_home``, where setup links the ImageNet ResNet-34 that upstream's img2plane encoder loads while it
+is built (kdbench's worker points ``torch.hub`` there itself). For the first clip of ``--dataset`` cut
 to ``--seconds`` of audio it writes the reference image and audio exactly as kdbench's worker receives them and then,
 one process at a time:
 
@@ -21,8 +22,7 @@ It compares (a) the worker's frames with the official ones, bit for bit (before 
 Under 1 s of audio ``kdbench run`` refuses the clip and step 2 is skipped (steps 1 and 3 still compare the worker,
 the code ``kdbench run`` drives, with the official script).
 
-    KDBENCH_HOME=... TORCH_HOME=.../torch_home python scripts/real3dportrait_equivalence.py --out /tmp/r3d-eq \\
-        --seed 7 --seconds 0.1
+    KDBENCH_HOME=... python scripts/real3dportrait_equivalence.py --out /tmp/r3d-eq --seed 7 --seconds 1
 """
 
 from __future__ import annotations
@@ -79,14 +79,19 @@ def main() -> None:
                         "skipped: 0.1 s -> 4 frames, HuBERT's 4 features padded to 8, two per frame)")
     p.add_argument("--dataset", default="hdtf-mini", help="the first clip's portrait and audio are used")
     p.add_argument("--no-repeat", action="store_true", help="skip step 3 (the worker again with the same seed)")
+    p.add_argument("--official-only", action="store_true",
+                   help="run step 1 only and stop (then run again with --reuse for steps 2 and 3)")
     p.add_argument("--reuse", action="store_true",
                    help="keep the outputs of steps already done in OUT by an earlier (or a parallel) run of the same "
                         "commands: official/frames.npy, run/events.jsonl, worker_frames.npy")
     a = p.parse_args()
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    from baselines.real3dportrait.spec import SPEC
+
     env = env_for("real3dportrait")
-    assert env.status() == "ready", f"real3dportrait is {env.status()}: run `kdbench setup real3dportrait`"
+    status = env.status(SPEC)
+    assert status == "ready", f"real3dportrait is {status}: run `kdbench setup real3dportrait`"
     ds = load_dataset(make_dataset(Path(load_dataset(a.dataset).root), out, a.seconds))
     clip = ds.clips[0]
     audio = clip.load_audio()
@@ -94,7 +99,7 @@ def main() -> None:
     report: dict = {"clip": clip.clip_id, "seed": a.seed, "audio_seconds": len(audio) / 16000,
                     "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs",
                     "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "torch_home": os.environ.get("TORCH_HOME"), "load_average_start": os.getloadavg()}
+                    "load_average_start": os.getloadavg()}
 
     # 1. the official script, on its own copy of the inputs (it writes <audio>_16k.wav next to the audio)
     off = out / "official"
@@ -106,13 +111,18 @@ def main() -> None:
             "--out_mode", "final", "--out_name", str(off / "official.mp4"), "--seed", str(a.seed)]
     cmd = [str(env.python), str(ROOT / "scripts" / "real3dportrait_official.py"), "--frames", str(frames_npy), "--",
            *args]
-    report["official_cmd"] = f"cd {env.source} && PYTHONPATH={ROOT} " + " ".join(cmd)
+    torch_home = env.source / "checkpoints" / "torch_home"  # where setup links the ImageNet ResNet-34
+    report["official_cmd"] = f"cd {env.source} && PYTHONPATH={ROOT} TORCH_HOME={torch_home} " + " ".join(cmd)
     if a.reuse and frames_npy.exists():
         report["official"] = {"reused": str(frames_npy)}
     else:
-        report["official"] = _timed(cmd, out / "official.log", cwd=env.source,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+        report["official"] = _timed(cmd, out / "official.log", cwd=env.source,  # TORCH_HOME: the linked ResNet-34
+                                    env={**os.environ, "PYTHONPATH": str(ROOT), "TORCH_HOME": str(torch_home)})
     official = np.load(frames_npy)
+    if a.official_only:
+        (out / "report_official.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
 
     # 2. kdbench run
     run = out / "run"
