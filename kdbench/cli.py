@@ -284,7 +284,7 @@ def cmd_run(args) -> int:
     s = run_method(args.method, ds, out, options=parse_sets(args.set), seed=args.seed, device=args.device,
                    limit=args.limit, warmup=args.warmup, frame_size=args.frame_size, grid=args.grid,
                    max_pad_frames=args.max_pad_frames, letterbox=args.letterbox, progress=not args.quiet,
-                   overlap_writes=args.overlap_writes, **_executor_kwargs(args))
+                   overlap_writes=args.overlap_writes, keep_generated=args.keep_generated, **_executor_kwargs(args))
     print(f"{out}: {len(s.ok)} generated, {len(s.resumed)} already done, {len(s.failed)} failed"
           + (f", {len(s.not_applicable)} not applicable" if s.not_applicable else "")
           + (f" (models loaded in {s.load_seconds:.1f} s)" if s.load_seconds is not None else ""))
@@ -689,6 +689,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overlap-writes", action="store_true",
                      help="throughput mode: encode and write clip i on a thread while clip i+1 generates (same "
                           "videos; FPS is then measured under CPU contention, so take FPS from a default run)")
+    run.add_argument("--keep-generated", action="store_true",
+                     help="also keep each clip's output as the method handed it to the normaliser, losslessly, in "
+                          "OUT/generated/ (a baseline worker's FFV1 video, or a native method's frames as .npy): "
+                          "what an equality check against the official script compares, before the lossy encode. "
+                          "Large (about 100 MB per 8 s clip at 512x512); local executor only")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     _add_executor_args(run)
     run.set_defaults(func=cmd_run)

@@ -65,7 +65,7 @@ class ClipGenerator:
     both. None of them writes ``events.jsonl`` (the driver is the run store's only writer) or raises for a bad clip.
     """
 
-    def __init__(self, config: dict[str, Any], run_dir: str | Path, weights=None):
+    def __init__(self, config: dict[str, Any], run_dir: str | Path, weights=None, *, keep_generated: bool = False):
         from .weights import WeightsManager
 
         self.config = config
@@ -77,6 +77,7 @@ class ClipGenerator:
         self.frame_size = tuple(config["frame_size"])
         self.grid_crop = GridCrop.parse(config.get("grid"))
         self.policy = dict(config.get("normalizer") or {})
+        self.keep_generated = bool(keep_generated)  # also keep each clip's output as the normaliser gets it
         self.impl = None
 
     def load(self, warmup_spec=None, warmup: int = 1) -> float:
@@ -158,6 +159,8 @@ class ClipGenerator:
         """Normalise + encode + write one generated clip; returns its completed event."""
         try:
             n_gen = len(gen.frames) if gen.frames is not None else None
+            if self.keep_generated:  # before the normaliser's lossy encode: what equivalence proofs compare
+                event["generated"] = self.store.keep_generated(spec.clip_id, gen)
             report = normalize_to_file(self.store.video_path(spec.clip_id), audio, self.frame_size,
                                        frames=gen.frames, fps=gen.fps, video_path=gen.video_path,
                                        grid=GridCrop.parse(gen.grid) if gen.grid else self.grid_crop, **self.policy)

@@ -116,7 +116,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
                max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES, letterbox: bool = False,
                progress: bool = True, overlap_writes: bool = False, executor: str = "local",
                ray_address: str | None = None, workers: int | None = None,
-               gpus_per_worker: float = 1.0) -> RunSummary:
+               gpus_per_worker: float = 1.0, keep_generated: bool = False) -> RunSummary:
     """Run ``method`` on (the first ``limit`` clips of) ``ds`` into the run folder ``out``.
 
     ``max_pad_frames`` / ``letterbox``: the normaliser's policy (:mod:`kdbench.normalize`), recorded in the config.
@@ -129,9 +129,14 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     are those of the default mode; the generation clock still brackets only ``generate``, but encoding then
     competes with it for the CPU, so take FPS from a default-mode run. Either way a ``throughput`` event records
     frames per wall second of the whole loop (never called FPS).
+
+    ``keep_generated`` (local executor): also keep each clip's output as the method handed it to the normaliser,
+    losslessly, in ``generated/`` (recorded in its event as ``generated``); the scored videos are unchanged.
     """
 
     check_executor(executor)
+    if keep_generated and executor != "local":
+        get_executor(executor, keep_generated=True)  # its error, before the run folder exists
     policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
     store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
                                 frame_size=frame_size, grid=grid, policy=policy, check_ready=executor == "local")
@@ -159,7 +164,7 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
                 summary.unwritten.append(event["clip_id"])
 
     exe = get_executor(executor, overlap_writes=overlap_writes, ray_address=ray_address, workers=workers,
-                       gpus_per_worker=gpus_per_worker)
+                       gpus_per_worker=gpus_per_worker, keep_generated=keep_generated)
     outcome = exe.generate(config, store, todo, record, warmup=warmup, progress=progress)
     summary.load_seconds = outcome.load_seconds
     _throughput(store, summary, outcome.loop_seconds, len(todo), exe.overlap_writes)

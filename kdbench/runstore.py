@@ -102,6 +102,34 @@ class RunStore:
 
         return self.root / "videos" / f"{check_clip_id(clip_id)}.mp4"
 
+    def generated_path(self, clip_id: str, suffix: str) -> Path:
+        """``generated/<clip_id><suffix>``: the method's own output for a clip, as it reached the normaliser
+        (``kdbench run --keep-generated``); a clip id that is not a plain file name is refused."""
+        from .dataset import check_clip_id
+
+        return self.root / "generated" / f"{check_clip_id(clip_id)}{suffix}"
+
+    def keep_generated(self, clip_id: str, gen) -> dict[str, Any]:
+        """Keep ``gen`` (a :class:`kdbench.method.Generated`) losslessly: the method's video file copied as it is
+        (a baseline worker's FFV1), or its frames as ``.npy`` (``uint8[T,H,W,3]`` RGB). Written atomically; returns
+        the ``generated`` record of the clip's event (file relative to the run folder, size, sha256)."""
+        import shutil
+
+        import numpy as np
+
+        if gen.video_path is not None:
+            dest = self.generated_path(clip_id, Path(gen.video_path).suffix or ".video")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dest) as tmp:
+                shutil.copyfile(gen.video_path, tmp)
+        else:
+            dest = self.generated_path(clip_id, ".npy")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+                np.save(f, np.asarray(gen.frames))
+        return {"file": dest.relative_to(self.root).as_posix(), "size": dest.stat().st_size,
+                "sha256": sha256_file(dest), "fps": gen.fps}
+
     def exists(self) -> bool:
         return self.config_path.is_file()
 

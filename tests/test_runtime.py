@@ -200,6 +200,84 @@ def test_run_equals_the_upstream_cli_with_the_same_seeds(home, fake_method, tmp_
     assert clip["seconds"] == clip["extra"]["worker_seconds"]  # FPS from the worker's own clock
 
 
+def test_keep_generated_keeps_what_the_worker_handed_over_and_changes_no_video(home, fake_method, tmp_path,
+                                                                               monkeypatch):
+    """``run --keep-generated``: each clip's worker video is kept as it reached the normaliser (lossless FFV1,
+    recorded with its sha256), with --overlap-writes too (the worker's scratch of clip i outlives clip i+1's
+    generation), and the scored videos are byte-identical to a run without it. Ray refuses the flag up front."""
+    from kdbench.dataset import load_dataset
+    from kdbench.errors import KdbenchError
+    from kdbench.files import sha256_file
+    from kdbench.runner import run_method
+    from kdbench.video import read_video
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    plain = tmp_path / "plain"
+    assert run_method("fakeup", ds, plain, seed=3, frame_size=(SIZE, SIZE), progress=False).ok == ["a", "b", "c"]
+    for name, overlap in (("kept", False), ("kept_overlap", True)):
+        out = tmp_path / name
+        s = run_method("fakeup", ds, out, seed=3, frame_size=(SIZE, SIZE), progress=False, keep_generated=True,
+                       overlap_writes=overlap)
+        assert s.ok == ["a", "b", "c"] and not s.failed
+        events = {e["clip_id"]: e for e in map(json.loads, (out / "events.jsonl").read_text().splitlines())
+                  if "clip_id" in e}
+        for cid, n in (("a", 30), ("b", 26), ("c", 30)):
+            kept = events[cid]["generated"]
+            assert kept["file"].startswith(f"generated/{cid}.") and kept["fps"] == 25
+            assert kept["sha256"] == sha256_file(out / kept["file"])
+            frames = read_video(out / kept["file"])[0]
+            assert frames.shape == (n, SIZE, SIZE, 3) and frames.std() > 10
+            scored = read_video(out / "videos" / f"{cid}.mp4")[0]
+            assert np.array_equal(frames, scored)  # conforming: the normaliser kept these very frames
+            assert events[cid]["video_sha256"] == sha256_file(plain / "videos" / f"{cid}.mp4")
+    with pytest.raises(KdbenchError, match="--keep-generated runs with --executor local"):
+        run_method("fakeup", ds, tmp_path / "ray", keep_generated=True, executor="ray", progress=False)
+    assert not (tmp_path / "ray").exists()
+
+
+def test_a_clips_worker_video_outlives_the_next_clips_generation(home, fake_method, tmp_path, monkeypatch):
+    """With --overlap-writes the writer thread normalises clip i while clip i+1 generates: the worker's video of
+    clip i must still be there after clip i+1's generation, and is removed by clip i+2's."""
+    from kdbench.dataset import load_dataset
+    from kdbench.weights import WeightsManager
+
+    monkeypatch.setenv("KDBENCH_HOME", str(home))
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    m = fake_method(options=dict(fake_method.default_options), device="cpu", weights=WeightsManager(home=home),
+                    seed=0)
+    m.load()
+    try:
+        videos = []
+        for spec in ds.clips:
+            videos.append(m.generate(spec, spec.load_ref_image(), spec.load_audio()).video_path)
+            assert videos[-1].is_file()
+            if len(videos) >= 2:
+                assert videos[-2].is_file()  # the writer thread may still be reading it
+            if len(videos) >= 3:
+                assert not videos[-3].exists()  # scratch does not grow with the run
+    finally:
+        m.close()
+
+
+def test_keep_generated_of_a_native_method_keeps_its_frames_as_npy(tmp_path):
+    """A native method's frames (``uint8[T,H,W,3]``) are kept as ``.npy``: here ``static``'s reference image,
+    held for the audio's 30 frames, before any resize or encode."""
+    from PIL import Image
+
+    from kdbench.dataset import load_dataset
+    from kdbench.runner import run_method
+
+    ds = load_dataset(_dataset(tmp_path / "ds"))
+    s = run_method("static", ds, tmp_path / "run", frame_size=(SIZE * 2, SIZE * 2), limit=1, progress=False,
+                   keep_generated=True)
+    assert s.ok == ["a"]
+    kept = np.load(tmp_path / "run" / "generated" / "a.npy")
+    ref = np.asarray(Image.open(tmp_path / "ds" / "ref" / "a.png").convert("RGB"))
+    assert kept.shape == (30, SIZE, SIZE, 3) and kept.dtype == np.uint8
+    assert all(np.array_equal(f, ref) for f in kept)
+
+
 def test_a_crashing_worker_fails_its_clip_and_is_restarted(home, fake_method, tmp_path, monkeypatch):
     from kdbench.dataset import load_dataset
     from kdbench.runner import run_method

@@ -22,8 +22,9 @@ from .base import Executor, GenerationOutcome, ScoreJob
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, overlap_writes: bool = False):
+    def __init__(self, overlap_writes: bool = False, keep_generated: bool = False):
         self.overlap_writes = bool(overlap_writes)
+        self.keep_generated = bool(keep_generated)
 
     def generate(self, config: dict[str, Any], store, todo: list, record: Callable[[dict[str, Any]], None], *,
                  warmup: int = 1, progress: bool = True) -> GenerationOutcome:
@@ -32,7 +33,7 @@ class LocalExecutor(Executor):
         from ..weights import WeightsManager
 
         weights = WeightsManager()
-        gen = ClipGenerator(config, store.root, weights)
+        gen = ClipGenerator(config, store.root, weights, keep_generated=self.keep_generated)
         check_weights(config["method"], weights)
         try:
             load_seconds = gen.load(todo[0], warmup)

@@ -127,7 +127,9 @@ class UpstreamMethod(Method):
     def generate(self, spec: ClipSpec, ref_image: np.ndarray, audio: np.ndarray | PCM) -> Generated:
         self._n += 1
         clip_dir = self._tmp / f"clip{self._n}"
-        shutil.rmtree(self._tmp / f"clip{self._n - 1}", ignore_errors=True)  # the runner has read the previous one
+        # the clip before the previous one: the runner has read it. Not the previous one, which the writer thread of
+        # `run --overlap-writes` may still be normalising while this clip generates
+        shutil.rmtree(self._tmp / f"clip{self._n - 2}", ignore_errors=True)
         image, wav = write_inputs(clip_dir, ref_image, audio)
         out = clip_dir / f"{spec.clip_id}.mp4"
         starts = self.client.starts
