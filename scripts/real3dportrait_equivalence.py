@@ -12,11 +12,13 @@ one process at a time:
    through ``scripts/real3dportrait_official.py`` (upstream run unmodified as ``__main__``; the frames upstream hands
    to its video writer are kept losslessly);
 2. ``kdbench run --method real3dportrait --seed S --device cpu`` (``--warmup 0``, ``--frame-size 512x512``, so
-   that the normaliser does not resize);
+   that the normaliser does not resize; ``--keep-generated``, so the frames its worker handed over are kept
+   losslessly);
 3. kdbench's worker once more with the same seed, in a new process, keeping its lossless frames (the hand-over
    ``kdbench run`` normalises).
 
-It compares (a) the worker's frames with the official ones, bit for bit (before any lossy encode), (b) the
+It compares (a) the frames ``kdbench run``'s worker handed over (``generated/``) and those of the second worker
+with the official ones, bit for bit (before any lossy encode), (b) the
 ``kdbench run`` video with the official frames passed through kdbench's normaliser (the same encode), (c) the
 ``kdbench run`` video with the second worker run normalised the same way. Everything goes to ``OUT/report.json``.
 Under 1 s of audio ``kdbench run`` refuses the clip and step 2 is skipped (steps 1 and 3 still compare the worker,
@@ -129,7 +131,8 @@ def main() -> None:
     if a.seconds < MIN_AUDIO_SECONDS:  # kdbench refuses clips this short: only steps 1 and 3 (the same worker code)
         report["kdbench_run"] = {"skipped": f"kdbench run needs at least {MIN_AUDIO_SECONDS} s of audio"}
     kd = [sys.executable, "-m", "kdbench.cli", "run", "--method", "real3dportrait", "--dataset", str(ds.root), "--out",
-          str(run), "--seed", str(a.seed), "--device", "cpu", "--warmup", "0", "--frame-size", "512x512", "-q"]
+          str(run), "--seed", str(a.seed), "--device", "cpu", "--warmup", "0", "--frame-size", "512x512",
+          "--keep-generated", "-q"]
     report["kdbench_cmd"] = "PYTHONPATH=. " + " ".join(["kdbench", *kd[3:]])
     if "kdbench_run" in report:
         pass
@@ -141,7 +144,10 @@ def main() -> None:
     if "skipped" not in report["kdbench_run"]:
         ev = next(json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()
                   if json.loads(x).get("clip_id") == clip.clip_id)
-        report["kdbench_run"].update(generation_seconds=ev.get("seconds"), n_generated=ev.get("n_generated"))
+        report["kdbench_run"].update(generation_seconds=ev.get("seconds"), n_generated=ev.get("n_generated"),
+                                     generated=ev.get("generated"))
+        if ev.get("seconds") and ev.get("n_generated"):  # the run's FPS: frames / the worker's own generation clock
+            report["kdbench_run"]["fps"] = round(ev["n_generated"] / ev["seconds"], 4)
 
     # 3. the worker again, same seed, new process: its lossless frames
     worker_npy = out / "worker_frames.npy"
@@ -177,6 +183,9 @@ def main() -> None:
                                  "frame_to_frame_mean_abs": float(np.abs(np.diff(official.astype(int), axis=0)).mean())}
     if worker is not None:
         report["worker_frames_vs_official_frames"] = diff(worker, official)
+    kept = (run / report["kdbench_run"]["generated"]["file"]) if report["kdbench_run"].get("generated") else None
+    if kept is not None:  # what kdbench run's worker handed to the normaliser, before any lossy encode
+        report["kdbench_run_generated_vs_official_frames"] = diff(read_video(kept)[0], official)
     if mine is not None:
         report["kdbench_run_vs_official_normalised"] = diff(mine, normalised["official"])
         if worker is not None:
