@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,17 @@ from kdbench.metric import Metric, MetricInfo, Output
 from kdbench.options import Range, Text
 from kdbench.registry import register_metric
 
+from .frechet import SCIPY_RANGE as SCIPY_RANGE  # re-exported: tests and callers import these from metrics.fid
+from .frechet import check_scipy as check_scipy
+from .frechet import merge_sufficient_statistics as merge_sufficient_statistics
+from .frechet import sqrtm_disp_accepted
+from .frechet import sufficient_statistics as sufficient_statistics
+from .frechet import weights_sha256 as weights_sha256
+
 WEIGHTS_NAME = "pt_inception"
 MIN_FRAMES = 2048
 """Fewer samples than feature dimensions: rank-deficient covariance, flagged."""
 PROTOCOL_NAME = "kdbench-fid/1"
-SCIPY_RANGE = ((1, 13), (1, 18))
-"""SciPy versions (lower inclusive, upper exclusive) where pytorch-fid's ``sqrtm`` call is correct."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,23 +62,6 @@ def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
-def sufficient_statistics(act: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(n, sum float64[D], sum of outer products float64[D,D])`` of activations ``[N, D]``: adding these over
-    disjoint sets of frames gives the statistics of their union."""
-    act = np.asarray(act, dtype=np.float64)
-    return int(len(act)), act.sum(axis=0), act.T @ act
-
-
-def merge_sufficient_statistics(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray,
-                                                                                           np.ndarray]:
-    """Sum of ``(n, sum, outer)`` triples (float64)."""
-    parts = [p for p in parts if p is not None and p[0] > 0]
-    if not parts:
-        raise ValueError("no statistics to merge")
-    n = sum(p[0] for p in parts)
-    return n, np.sum([p[1] for p in parts], axis=0), np.sum([p[2] for p in parts], axis=0)
-
-
 def statistics_from_sufficient(n: int, total: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(mu, sigma)`` as :func:`activation_statistics` gives them (sample covariance, ddof=1), from sums."""
     mu = total / n
@@ -82,43 +69,11 @@ def statistics_from_sufficient(n: int, total: np.ndarray, outer: np.ndarray) -> 
     return mu, sigma
 
 
-def weights_sha256(weights, name: str, path: Path) -> str:
-    """The sha256 of weight file ``path`` (entry ``name``): the one the weights manager recorded when it verified
-    the file, else hashed here. Recorded in the protocol, so results from other weights never compare as equal."""
-    rec = weights.record().get(name) or {}
-    if rec.get("sha256"):
-        return rec["sha256"]
-    from kdbench.files import sha256_file
-
-    return sha256_file(path)
-
-
-def check_scipy() -> str:
-    """SciPy's version, or :class:`KdbenchError` outside the range where pytorch-fid's FID is right."""
-    import scipy
-
-    parts = []
-    for p in scipy.__version__.split(".")[:2]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits or 0))
-    ver = tuple(parts)
-    lo, hi = SCIPY_RANGE
-    if not (lo <= ver < hi):
-        raise KdbenchError(
-            f"FID needs {lo[0]}.{lo[1]} <= scipy < {hi[0]}.{hi[1]} (found {scipy.__version__}): pytorch-fid "
-            "0.3.0 calls sqrtm(..., disp=False), removed in SciPy 1.18, and SciPy 1.11.2-1.12 has a sqrtm "
-            "regression. Install e.g. `pip install 'scipy>=1.13,<1.18'`."
-        )
-    return scipy.__version__
-
-
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))`` by pytorch-fid's ``calculate_frechet_distance``."""
-    check_scipy()
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    with sqrtm_disp_accepted():
+        from pytorch_fid.fid_score import calculate_frechet_distance
 
-    with warnings.catch_warnings():  # SciPy 1.17 deprecates `disp` (checked above: still accepted)
-        warnings.filterwarnings("ignore", message=".*`disp`.*", category=DeprecationWarning)
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 

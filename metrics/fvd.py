@@ -21,7 +21,7 @@ Pipeline (the torch-fidelity shape of :mod:`metrics.fid`): clips → I3D feature
   parts add up exactly), mean ``Σx / n`` and covariance ``Σxxᵀ / n - μμᵀ`` (**ddof 0**, unlike pytorch-fid's FID).
 * **Distance**: ``compute_fvd``'s formula: ``|μg - μr|² + tr(Σg + Σr - 2 sqrtm(Σg Σr))`` with
   ``scipy.linalg.sqrtm(..., disp=False)`` and the real part of the total (same SciPy range as FID,
-  :func:`metrics.fid.check_scipy`).
+  :func:`metrics.frechet.check_scipy`).
 
 FVD is set-level (one value over all scored clips); on the Ray executor each worker exports its sufficient
 statistics and the driver adds them (:meth:`FVDMetric.export_state` / :meth:`FVDMetric.merge_states`). Fewer than
@@ -41,7 +41,13 @@ from kdbench.metric import Metric, MetricInfo, Output
 from kdbench.options import Range
 from kdbench.registry import register_metric
 
-from .fid import check_scipy, merge_sufficient_statistics, sufficient_statistics, weights_sha256
+from .frechet import (
+    check_scipy,
+    merge_sufficient_statistics,
+    sqrtm_disp_accepted,
+    sufficient_statistics,
+    weights_sha256,
+)
 
 WEIGHTS_NAME = "i3d_torchscript"
 PROTOCOL_NAME = "kdbench-fvd/1"
@@ -101,12 +107,10 @@ def feature_statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu_gen: np.ndarray, sigma_gen: np.ndarray, mu_real: np.ndarray, sigma_real: np.ndarray) -> float:
     """StyleGAN-V ``compute_fvd``: ``real(|μg - μr|² + tr(Σg + Σr - 2 sqrtm(Σg Σr)))``."""
-    check_scipy()
-    import scipy.linalg
+    with sqrtm_disp_accepted():
+        import scipy.linalg
 
-    m = np.square(mu_gen - mu_real).sum()
-    with warnings.catch_warnings():  # SciPy 1.17 deprecates `disp` (checked above: still accepted)
-        warnings.filterwarnings("ignore", message=".*`disp`.*", category=DeprecationWarning)
+        m = np.square(mu_gen - mu_real).sum()
         s, _ = scipy.linalg.sqrtm(np.dot(sigma_gen, sigma_real), disp=False)
     return float(np.real(m + np.trace(sigma_gen + sigma_real - s * 2)))
 
