@@ -10,12 +10,12 @@ bilinearly to 299x299, pool3 2048-d activations, float64 mean and ``np.cov``, an
 in memory, batched on the device, instead of image files: the same numbers as pytorch-fid on the same
 frames written losslessly as PNG.
 
-FID is set-level: :meth:`FIDMetric.score_clip` extracts a clip's activations (generated frames, and
-GT frames unless cached) and returns diagnostics; :meth:`FIDMetric.aggregate` pools them and computes
-the distance. GT features are cached on disk under ``$KDBENCH_HOME/features/fid/<protocol key>/
-<manifest_id>/`` - per clip (keyed by clip id + GT file sha256) and pooled (keyed by the set of clips) -
-where the protocol key hashes the weights' sha256, the feature protocol and the device type. So each
-method only pays for its own frames.
+FID is set-level (the scaffolding is :class:`metrics.frechet.FrechetMetric`'s): :meth:`FIDMetric.score_clip`
+extracts a clip's activations (generated frames, and GT frames unless cached) and returns diagnostics;
+:meth:`FIDMetric.aggregate` pools them and computes the distance. GT features are cached on disk under
+``$KDBENCH_HOME/features/fid/<protocol key>/<manifest_id>/`` - per clip (keyed by clip id + GT file sha256) and
+pooled (keyed by the set of clips) - where the protocol key hashes the weights' sha256, the feature protocol and the
+device type. So each method only pays for its own frames.
 
 Fewer than 2048 frames on either side: the value is computed but flagged (the 2048x2048 covariance is
 rank-deficient, FID is biased upward and only comparable at equal N).
@@ -30,23 +30,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kdbench.errors import ClipFailure, KdbenchError
-from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.errors import ClipFailure
+from kdbench.metric import MetricInfo, Output
 from kdbench.options import Range, Text
 from kdbench.registry import register_metric
+
+from .frechet import SCIPY_RANGE as SCIPY_RANGE  # re-exported: tests and callers import these from metrics.fid
+from .frechet import FrechetMetric, Statistics, Sufficient, sqrtm_disp_accepted
+from .frechet import check_scipy as check_scipy
+from .frechet import merge_sufficient_statistics as merge_sufficient_statistics
+from .frechet import sufficient_statistics as sufficient_statistics
+from .frechet import weights_sha256 as weights_sha256
 
 WEIGHTS_NAME = "pt_inception"
 MIN_FRAMES = 2048
 """Fewer samples than feature dimensions: rank-deficient covariance, flagged."""
 PROTOCOL_NAME = "kdbench-fid/1"
-SCIPY_RANGE = ((1, 13), (1, 18))
-"""SciPy versions (lower inclusive, upper exclusive) where pytorch-fid's ``sqrtm`` call is correct."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,23 +62,6 @@ def activation_statistics(act: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(act, axis=0), np.cov(act, rowvar=False)
 
 
-def sufficient_statistics(act: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """``(n, sum float64[D], sum of outer products float64[D,D])`` of activations ``[N, D]``: adding these over
-    disjoint sets of frames gives the statistics of their union."""
-    act = np.asarray(act, dtype=np.float64)
-    return int(len(act)), act.sum(axis=0), act.T @ act
-
-
-def merge_sufficient_statistics(parts: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[int, np.ndarray,
-                                                                                           np.ndarray]:
-    """Sum of ``(n, sum, outer)`` triples (float64)."""
-    parts = [p for p in parts if p is not None and p[0] > 0]
-    if not parts:
-        raise ValueError("no statistics to merge")
-    n = sum(p[0] for p in parts)
-    return n, np.sum([p[1] for p in parts], axis=0), np.sum([p[2] for p in parts], axis=0)
-
-
 def statistics_from_sufficient(n: int, total: np.ndarray, outer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(mu, sigma)`` as :func:`activation_statistics` gives them (sample covariance, ddof=1), from sums."""
     mu = total / n
@@ -82,43 +69,11 @@ def statistics_from_sufficient(n: int, total: np.ndarray, outer: np.ndarray) -> 
     return mu, sigma
 
 
-def weights_sha256(weights, name: str, path: Path) -> str:
-    """The sha256 of weight file ``path`` (entry ``name``): the one the weights manager recorded when it verified
-    the file, else hashed here. Recorded in the protocol, so results from other weights never compare as equal."""
-    rec = weights.record().get(name) or {}
-    if rec.get("sha256"):
-        return rec["sha256"]
-    from kdbench.files import sha256_file
-
-    return sha256_file(path)
-
-
-def check_scipy() -> str:
-    """SciPy's version, or :class:`KdbenchError` outside the range where pytorch-fid's FID is right."""
-    import scipy
-
-    parts = []
-    for p in scipy.__version__.split(".")[:2]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits or 0))
-    ver = tuple(parts)
-    lo, hi = SCIPY_RANGE
-    if not (lo <= ver < hi):
-        raise KdbenchError(
-            f"FID needs {lo[0]}.{lo[1]} <= scipy < {hi[0]}.{hi[1]} (found {scipy.__version__}): pytorch-fid "
-            "0.3.0 calls sqrtm(..., disp=False), removed in SciPy 1.18, and SciPy 1.11.2-1.12 has a sqrtm "
-            "regression. Install e.g. `pip install 'scipy>=1.13,<1.18'`."
-        )
-    return scipy.__version__
-
-
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """``|mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrtm(S1 S2))`` by pytorch-fid's ``calculate_frechet_distance``."""
-    check_scipy()
-    from pytorch_fid.fid_score import calculate_frechet_distance
+    with sqrtm_disp_accepted():
+        from pytorch_fid.fid_score import calculate_frechet_distance
 
-    with warnings.catch_warnings():  # SciPy 1.17 deprecates `disp` (checked above: still accepted)
-        warnings.filterwarnings("ignore", message=".*`disp`.*", category=DeprecationWarning)
         return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
 
 
@@ -184,8 +139,10 @@ def _atomic_savez(path: Path, **arrays: Any) -> None:
 # Metric
 # --------------------------------------------------------------------------------------------------
 @register_metric("fid")
-class FIDMetric(Metric):
+class FIDMetric(FrechetMetric):
     """Pooled FID (pytorch-fid) of all generated frames vs the GT frames of the same clips."""
+
+    weights_name = WEIGHTS_NAME
 
     info = MetricInfo(
         name="fid",
@@ -222,32 +179,16 @@ class FIDMetric(Metric):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._model = None
-        self._weights_sha256: str | None = None
-        self._gen: dict[str, np.ndarray] = {}
-        self._gt: dict[str, np.ndarray | Path] = {}
-        self._gt_sha: dict[str, str] = {}
-        self._merged: dict[str, Any] | None = None
+        self._gt_sha: dict[str, str] = {}  # clip id -> its GT file's sha256 (in the GT cache's keys)
 
     # -- set-up ------------------------------------------------------------------------------------
-    @property
-    def device_type(self) -> str:
-        return str(self.device).split(":")[0]
-
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        check_scipy()
-        path = self.weights.path(WEIGHTS_NAME)
-        self._weights_sha256 = weights_sha256(self.weights, WEIGHTS_NAME, path)
+    def load_network(self, path: Path) -> Any:
         from .fid_inception import load_fid_inception
 
-        self._model = load_fid_inception(path, self.device)
+        return load_fid_inception(path, self.device)
 
-    @property
-    def protocol(self) -> dict[str, Any]:
-        self._load()
-        return fid_protocol(self.options, str(self._weights_sha256), self.device_type)
+    def make_protocol(self, weights_sha256: str, device_type: str) -> dict[str, Any]:
+        return fid_protocol(self.options, weights_sha256, device_type)
 
     def _cache_root(self) -> Path | None:
         if not self.options["cache"]:
@@ -319,100 +260,76 @@ class FIDMetric(Metric):
         }
 
     # -- set level ---------------------------------------------------------------------------------
-    def _gt_activations(self, clip_id: str) -> np.ndarray:
+    def gt_features(self, clip_id: str) -> np.ndarray:
+        """float32[N, 2048] GT activations of ``clip_id``: kept in ``_gt``, or read from the cache file kept there."""
         a = self._gt[clip_id]
         if isinstance(a, Path):
             with np.load(a, allow_pickle=False) as z:
                 return z["act"]
         return a
 
-    def _gt_statistics(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray, int, bool]:
-        """Pooled GT ``(mu, sigma, n_frames, from_cache)`` over ``ids``, cached per set of clips."""
+    def statistics(self, sufficient: Sufficient) -> Statistics:
+        return Statistics(*statistics_from_sufficient(*sufficient), int(sufficient[0]))
+
+    def pool(self, parts: list[np.ndarray]) -> Statistics:
+        """pytorch-fid's statistics (float64 mean, ``np.cov``) of the activations of all clips, concatenated."""
+        act = np.concatenate(parts).astype(np.float64)
+        return Statistics(*activation_statistics(act), len(act))
+
+    def gt_statistics(self, ids: list[str]) -> tuple[Statistics, bool]:
+        """Pooled GT statistics over ``ids``, cached per set of clips, and whether they came from the cache."""
         root = self._cache_root()
         key = clip_set_key([(cid, self._gt_sha[cid]) for cid in ids])
         path = root / f"pooled-{key}.npz" if root is not None else None
         if path is not None and path.is_file():
             with np.load(path, allow_pickle=False) as z:
-                return z["mu"], z["sigma"], int(z["n"]), True
-        act = np.concatenate([self._gt_activations(cid) for cid in ids]).astype(np.float64)
-        mu, sigma = activation_statistics(act)
+                return Statistics(z["mu"], z["sigma"], int(z["n"])), True
+        stats = self.pool([self.gt_features(cid) for cid in ids])
         if path is not None:
-            _atomic_savez(path, mu=mu, sigma=sigma, n=np.array(len(act)),
-                          clips=np.array(sorted(ids)))
-        return mu, sigma, len(act), False
+            _atomic_savez(path, mu=stats.mu, sigma=stats.sigma, n=np.array(stats.n), clips=np.array(sorted(ids)))
+        return stats, False
 
-    # -- merged from other processes (Ray executor) ---------------------------------------------------
+    def distance(self, gen: Statistics, gt: Statistics) -> float:
+        """:func:`frechet_distance` (pytorch-fid's; its ValueError, a large imaginary part of ``sqrtm``, goes into the
+        aggregate's ``error``)."""
+        return frechet_distance(gen.mu, gen.sigma, gt.mu, gt.sigma)
+
+    # -- merged from other processes (Ray executor): the GT files' sha256 travel with the statistics ---------
     def export_state(self) -> dict[str, Any] | None:
-        """Sufficient statistics (float64) of this worker's generated and GT activations, and its clip ids."""
-        ids = sorted(self._gen)
-        if not ids:
-            return None
-        gen = merge_sufficient_statistics([sufficient_statistics(self._gen[cid]) for cid in ids])
-        gt = merge_sufficient_statistics([sufficient_statistics(self._gt_activations(cid)) for cid in ids])
-        return {"ids": ids, "gen": gen, "gt": gt, "gt_sha": {cid: self._gt_sha[cid] for cid in ids}}
+        state = super().export_state()
+        if state is not None:
+            state["gt_sha"] = {cid: self._gt_sha[cid] for cid in state["ids"]}
+        return state
 
     def merge_states(self, states: list[Any]) -> None:
-        states = [s for s in states if s]
-        if not states:
-            return
-        ids = sorted(cid for s in states for cid in s["ids"])
-        if len(ids) != len(set(ids)):
-            raise KdbenchError("FID: a clip was scored by two workers; its frames would count twice")
-        self._merged = {"ids": ids, "gen": merge_sufficient_statistics([s["gen"] for s in states]),
-                        "gt": merge_sufficient_statistics([s["gt"] for s in states])}
+        super().merge_states(states)
         for s in states:
-            self._gt_sha.update(s["gt_sha"])
+            if s:
+                self._gt_sha.update(s["gt_sha"])
 
-    def _pooled_statistics(self, records: dict[str, dict[str, Any]]):
-        """``(ids, mu_g, sigma_g, n_gen, mu_r, sigma_r, n_gt, gt_from_cache)`` over the scored clips: pooled
-        from the activations kept here, or from the merged sufficient statistics of the workers."""
-        if self._merged is not None:
-            m = self._merged
-            ids = m["ids"]
-            if set(ids) != set(records):
-                lost = sorted(set(records) - set(ids))
-                raise KdbenchError(f"FID: the workers' statistics cover {len(ids)} clips but {len(records)} were "
-                                   f"scored (missing: {', '.join(lost[:5]) or 'none'}; a worker that crashed lost "
-                                   "them): run `kdbench eval` again")
-            return (ids, *statistics_from_sufficient(*m["gen"]), m["gen"][0],
-                    *statistics_from_sufficient(*m["gt"]), m["gt"][0], False)
-
-        ids = sorted(cid for cid in records if cid in self._gen)
-        if not ids:
-            return ids, None, None, 0, None, None, 0, False
-        gen = np.concatenate([self._gen[cid] for cid in ids]).astype(np.float64)
-        mu_g, sigma_g = activation_statistics(gen)
-        mu_r, sigma_r, n_gt, gt_from_cache = self._gt_statistics(ids)
-        return ids, mu_g, sigma_g, len(gen), mu_r, sigma_r, n_gt, gt_from_cache
-
-    def _save_activations(self, path: Path, ids: list[str]) -> None:
-        """Per-clip activations for ``reports.fid_ci`` (layout in its docstring): float32, both sides."""
-        gen = [self._gen[cid] for cid in ids]
-        gt = [self._gt_activations(cid) for cid in ids]
-        _atomic_savez(path, clip_ids=np.array(ids), gen=np.concatenate(gen).astype(np.float32),
-                      gen_offsets=np.cumsum([0] + [len(a) for a in gen]),
-                      gt=np.concatenate(gt).astype(np.float32), gt_offsets=np.cumsum([0] + [len(a) for a in gt]))
-
-    def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        ids, mu_g, sigma_g, n_gen, mu_r, sigma_r, n_gt, gt_from_cache = self._pooled_statistics(records)
-        if not ids:
-            return {"fid": {"mean": None, "std": None, "n": 0, "reason": "no clip scored"}}
+    # -- aggregate ---------------------------------------------------------------------------------
+    def summary(self, ids: list[str], records: dict[str, dict[str, Any]], gen: Statistics, gt: Statistics,
+                gt_cached: bool) -> dict[str, Any]:
         flags = []
-        if n_gen < MIN_FRAMES or n_gt < MIN_FRAMES:
-            flags.append(f"fewer than {MIN_FRAMES} frames (generated {n_gen}, GT {n_gt}): the covariance "
+        if gen.n < MIN_FRAMES or gt.n < MIN_FRAMES:
+            flags.append(f"fewer than {MIN_FRAMES} frames (generated {gen.n}, GT {gt.n}): the covariance "
                          "is rank-deficient and FID is biased upward; compare only values with equal frame "
                          "counts")
         if any(records[cid].get("resized") for cid in ids):
             flags.append("some generated videos were resized to the GT frame size")
-        out: dict[str, Any] = {"mean": None, "std": None, "n": len(ids), "n_frames_gen": int(n_gen),
-                               "n_frames_gt": int(n_gt), "gt_stats_cached": gt_from_cache, "flags": flags,
-                               "protocol": self.protocol}
+        return {"n_frames_gen": int(gen.n), "n_frames_gt": int(gt.n), "gt_stats_cached": gt_cached, "flags": flags}
+
+    def after_pooling(self, ids: list[str], flags: list[str]) -> None:
+        """``save_activations``: write ``<run>/fid_activations.npz`` (or flag why not)."""
         if self.options.get("save_activations") and self._merged is not None:
             flags.append("save_activations: not saved (clips scored on Ray workers keep only sufficient statistics)")
         elif self.options.get("save_activations") and getattr(self, "context", {}).get("run_dir"):
             self._save_activations(Path(self.context["run_dir"]) / "fid_activations.npz", ids)
-        try:
-            out["mean"] = frechet_distance(mu_g, sigma_g, mu_r, sigma_r)
-        except ValueError as e:  # pytorch-fid: large imaginary component in sqrtm
-            out["error"] = f"Frechet distance failed: {e}"
-        return {"fid": out}
+
+    def _save_activations(self, path: Path, ids: list[str]) -> None:
+        """Per-clip activations for ``reports.fid_ci`` (layout in its docstring): float32, both sides."""
+        gen = [self._gen[cid] for cid in ids]
+        gt = [self.gt_features(cid) for cid in ids]
+        _atomic_savez(path, clip_ids=np.array(ids), gen=np.concatenate(gen).astype(np.float32),
+                      gen_offsets=np.cumsum([0] + [len(a) for a in gen]),
+                      gt=np.concatenate(gt).astype(np.float32), gt_offsets=np.cumsum([0] + [len(a) for a in gt]))

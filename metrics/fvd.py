@@ -1,6 +1,6 @@
 """FVD: Fréchet Video Distance the StyleGAN-V way, between generated videos and the GT videos of the same clips.
 
-Pipeline (the torch-fidelity shape of :mod:`metrics.fid`): clips → I3D features → statistics → Fréchet distance.
+Pipeline (the torch-fidelity shape of :mod:`metrics.frechet`): clips → I3D features → statistics → Fréchet distance.
 
 * **Clips** (:func:`window_starts`, recorded in every result by :func:`fvd_protocol`): from each video, windows of
   ``num_frames`` (16) frames taken every ``subsample``-th frame (1: consecutive), the first starting at frame
@@ -21,27 +21,29 @@ Pipeline (the torch-fidelity shape of :mod:`metrics.fid`): clips → I3D feature
   parts add up exactly), mean ``Σx / n`` and covariance ``Σxxᵀ / n - μμᵀ`` (**ddof 0**, unlike pytorch-fid's FID).
 * **Distance**: ``compute_fvd``'s formula: ``|μg - μr|² + tr(Σg + Σr - 2 sqrtm(Σg Σr))`` with
   ``scipy.linalg.sqrtm(..., disp=False)`` and the real part of the total (same SciPy range as FID,
-  :func:`metrics.fid.check_scipy`).
+  :func:`metrics.frechet.check_scipy`).
 
-FVD is set-level (one value over all scored clips); on the Ray executor each worker exports its sufficient
-statistics and the driver adds them (:meth:`FVDMetric.export_state` / :meth:`FVDMetric.merge_states`). Fewer than
-400 windows on a side: the 400x400 covariance is rank-deficient and FVD is biased upward (flagged); StyleGAN-V's
-``fvd2048_16f`` uses 2048 videos per side, so values are only comparable at equal numbers of windows.
+FVD is set-level (one value over all scored clips; the scaffolding is :class:`metrics.frechet.FrechetMetric`'s): on
+the Ray executor each worker exports its sufficient statistics and the driver adds them (:meth:`FVDMetric.export_state`
+/ :meth:`FVDMetric.merge_states`). Fewer than 400 windows on a side: the 400x400 covariance is rank-deficient and FVD
+is biased upward (flagged); StyleGAN-V's ``fvd2048_16f`` uses 2048 videos per side, so values are only comparable at
+equal numbers of windows.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from kdbench.errors import ClipFailure, KdbenchError
-from kdbench.metric import Metric, MetricInfo, Output
+from kdbench.metric import MetricInfo, Output
 from kdbench.options import Range
 from kdbench.registry import register_metric
 
-from .fid import check_scipy, merge_sufficient_statistics, sufficient_statistics, weights_sha256
+from .frechet import FrechetMetric, Statistics, Sufficient, sqrtm_disp_accepted, sufficient_statistics
 
 WEIGHTS_NAME = "i3d_torchscript"
 PROTOCOL_NAME = "kdbench-fvd/1"
@@ -101,12 +103,10 @@ def feature_statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu_gen: np.ndarray, sigma_gen: np.ndarray, mu_real: np.ndarray, sigma_real: np.ndarray) -> float:
     """StyleGAN-V ``compute_fvd``: ``real(|μg - μr|² + tr(Σg + Σr - 2 sqrtm(Σg Σr)))``."""
-    check_scipy()
-    import scipy.linalg
+    with sqrtm_disp_accepted():
+        import scipy.linalg
 
-    m = np.square(mu_gen - mu_real).sum()
-    with warnings.catch_warnings():  # SciPy 1.17 deprecates `disp` (checked above: still accepted)
-        warnings.filterwarnings("ignore", message=".*`disp`.*", category=DeprecationWarning)
+        m = np.square(mu_gen - mu_real).sum()
         s, _ = scipy.linalg.sqrtm(np.dot(sigma_gen, sigma_real), disp=False)
     return float(np.real(m + np.trace(sigma_gen + sigma_real - s * 2)))
 
@@ -172,8 +172,12 @@ def i3d_features(windows: np.ndarray, model: Any, device: str = "cpu", batch_siz
 # Metric
 # --------------------------------------------------------------------------------------------------
 @register_metric("fvd")
-class FVDMetric(Metric):
+class FVDMetric(FrechetMetric):
     """Pooled FVD (StyleGAN-V's I3D, statistics and distance) of generated vs GT windows of the same clips."""
+
+    weights_name = WEIGHTS_NAME
+    sample_noun = "windows"
+    distance_errors = (ValueError, np.linalg.LinAlgError)
 
     info = MetricInfo(
         name="fvd",
@@ -206,30 +210,11 @@ class FVDMetric(Metric):
         "batch_size": 4,  # windows per I3D call (StyleGAN-V: 64 frames // 16 at 512x512)
     }
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(**kwargs)  # options checked against option_ranges there
-        self._model = None
-        self._weights_sha256: str | None = None
-        self._gen: dict[str, np.ndarray] = {}
-        self._gt: dict[str, np.ndarray] = {}
-        self._merged: dict[str, Any] | None = None
+    def load_network(self, path: Path) -> Any:
+        return load_i3d(path, self.device)
 
-    @property
-    def device_type(self) -> str:
-        return str(self.device).split(":")[0]
-
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        check_scipy()
-        path = self.weights.path(WEIGHTS_NAME)
-        self._weights_sha256 = weights_sha256(self.weights, WEIGHTS_NAME, path)
-        self._model = load_i3d(path, self.device)
-
-    @property
-    def protocol(self) -> dict[str, Any]:
-        self._load()
-        return fvd_protocol(self.options, str(self._weights_sha256), self.device_type)
+    def make_protocol(self, weights_sha256: str, device_type: str) -> dict[str, Any]:
+        return fvd_protocol(self.options, weights_sha256, device_type)
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """``float32[N, 400]`` I3D features of ``uint8[N, 3, T, H, W]`` windows, ``batch_size`` per call."""
@@ -270,47 +255,16 @@ class FVDMetric(Metric):
                 "frame_size": [int(frames.shape[1]), int(frames.shape[2])],
                 "gt_frame_size": [int(gt_frames.shape[1]), int(gt_frames.shape[2])]}
 
-    # -- merged from other processes (Ray executor) ---------------------------------------------------
-    def export_state(self) -> dict[str, Any] | None:
-        """Sufficient statistics (float64) of this worker's generated and GT features, and its clip ids."""
-        ids = sorted(self._gen)
-        if not ids:
-            return None
-        return {"ids": ids, "gen": merge_sufficient_statistics([sufficient_statistics(self._gen[c]) for c in ids]),
-                "gt": merge_sufficient_statistics([sufficient_statistics(self._gt[c]) for c in ids])}
+    # -- set level ---------------------------------------------------------------------------------
+    def statistics(self, sufficient: Sufficient) -> Statistics:
+        return Statistics(*statistics_from_sufficient(*sufficient), int(sufficient[0]))
 
-    def merge_states(self, states: list[Any]) -> None:
-        states = [s for s in states if s]
-        if not states:
-            return
-        ids = sorted(cid for s in states for cid in s["ids"])
-        if len(ids) != len(set(ids)):
-            raise KdbenchError("FVD: a clip was scored by two workers; its windows would count twice")
-        self._merged = {"ids": ids, "gen": merge_sufficient_statistics([s["gen"] for s in states]),
-                        "gt": merge_sufficient_statistics([s["gt"] for s in states])}
+    def distance(self, gen: Statistics, gt: Statistics) -> float:
+        return frechet_distance(gen.mu, gen.sigma, gt.mu, gt.sigma)
 
-    def _sufficient(self, records: dict[str, dict[str, Any]]) -> tuple[list[str], Any, Any]:
-        """(ids, generated ``(n, Σx, Σxxᵀ)``, GT ``(n, Σx, Σxxᵀ)``) over the scored clips."""
-        if self._merged is not None:
-            ids = self._merged["ids"]
-            if set(ids) != set(records):
-                lost = sorted(set(records) - set(ids))
-                raise KdbenchError(f"FVD: the workers' statistics cover {len(ids)} clips but {len(records)} were "
-                                   f"scored (missing: {', '.join(lost[:5]) or 'none'}; a worker that crashed lost "
-                                   "them): run `kdbench eval` again")
-            return ids, self._merged["gen"], self._merged["gt"]
-        ids = sorted(cid for cid in records if cid in self._gen)
-        if not ids:
-            return ids, None, None
-        gen = merge_sufficient_statistics([sufficient_statistics(self._gen[c]) for c in ids])
-        gt = merge_sufficient_statistics([sufficient_statistics(self._gt[c]) for c in ids])
-        return ids, gen, gt
-
-    def aggregate(self, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        ids, gen, gt = self._sufficient(records)
-        if not ids:
-            return {"fvd": {"mean": None, "std": None, "n": 0, "reason": "no clip scored"}}
-        n_gen, n_gt = int(gen[0]), int(gt[0])
+    def summary(self, ids: list[str], records: dict[str, dict[str, Any]], gen: Statistics, gt: Statistics,
+                gt_cached: bool) -> dict[str, Any]:
+        n_gen, n_gt = gen.n, gt.n
         flags = []
         if min(n_gen, n_gt) <= FEATURE_DIM:
             flags.append(f"{min(n_gen, n_gt)} windows for {FEATURE_DIM} features (generated {n_gen}, GT {n_gt}): "
@@ -318,10 +272,4 @@ class FVDMetric(Metric):
         if min(n_gen, n_gt) < REFERENCE_VIDEOS:
             flags.append(f"fewer than StyleGAN-V's {REFERENCE_VIDEOS} videos per side: compare only values with "
                          "equal numbers of windows")
-        out: dict[str, Any] = {"mean": None, "std": None, "n": len(ids), "n_windows_gen": n_gen,
-                               "n_windows_gt": n_gt, "flags": flags, "protocol": self.protocol}
-        try:
-            out["mean"] = frechet_distance(*statistics_from_sufficient(*gen), *statistics_from_sufficient(*gt))
-        except (ValueError, np.linalg.LinAlgError) as e:
-            out["error"] = f"Frechet distance failed: {e}"
-        return {"fvd": out}
+        return {"n_windows_gen": n_gen, "n_windows_gt": n_gt, "flags": flags}
