@@ -13,7 +13,9 @@ frames written losslessly as PNG.
 FID is set-level: :meth:`FIDMetric.score_clip` extracts a clip's activations (generated frames, and
 GT frames unless cached) and returns diagnostics; :meth:`FIDMetric.aggregate` pools them and computes
 the distance. GT features are cached on disk under ``$KDBENCH_HOME/features/fid/<protocol key>/
-<manifest_id>/`` - per clip (keyed by clip id + GT file sha256) and pooled (keyed by the set of clips) -
+<manifest_id>/`` - per clip (keyed by clip id + GT file sha256, plus ``-vfr`` for a variable-frame-rate GT
+video, whose frames are resampled by timestamp: :attr:`kdbench.clip.EvalClip.gt_frames`) and pooled (keyed by the
+set of clips) -
 where the protocol key hashes the weights' sha256, the feature protocol and the device type. So each
 method only pays for its own frames.
 
@@ -281,8 +283,9 @@ class FIDMetric(Metric):
             from kdbench.files import sha256_file
 
             gt_sha = sha256_file(spec.gt_video)
+        vfr = "-vfr" if getattr(clip, "gt_vfr", False) else ""  # not the file's frames as decoded: its own entry
         root = self._cache_root()
-        cache_file = root / f"{clip.clip_id}.{gt_sha[:16]}.npz" if root is not None else None
+        cache_file = root / f"{clip.clip_id}.{gt_sha[:16]}{vfr}.npz" if root is not None else None
         gt_cached = cache_file is not None and cache_file.is_file()
         if gt_cached:
             with np.load(cache_file, allow_pickle=False) as z:
@@ -308,7 +311,7 @@ class FIDMetric(Metric):
 
         self._gen[clip.clip_id] = gen_act
         self._gt[clip.clip_id] = gt_act
-        self._gt_sha[clip.clip_id] = gt_sha
+        self._gt_sha[clip.clip_id] = gt_sha + vfr
         return {
             "n_frames": int(len(gen_act)),
             "n_gt_frames": n_gt,
