@@ -10,8 +10,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from kdbench.cli import main
 from kdbench.clip import EvalClip
-from kdbench.dataset import derive_from_layout
+from kdbench.dataset import derive_from_layout, verify_dataset
 from kdbench.scoring import score_one
 from kdbench.video import probe_video, read_video, remux_with_audio
 from tests.conftest import tone
@@ -88,3 +89,19 @@ def test_per_clip_records_say_gt_vfr(tmp_path):
     assert recs["V_clip_000"]["other"] == {"n_gt_frames": 0}  # it does not use GT frames
     assert recs["C_clip_000"]["gt_metric"] == {"n_gt_frames": 50}  # constant rate: records as before
 
+
+def test_data_verify_warns_about_a_vfr_gt_video(tmp_path, capsys):
+    root = _vfr_dataset(tmp_path)
+    rep = verify_dataset(derive_from_layout(root))
+    gt = root.resolve() / "gt" / "V_clip_000.mp4"
+    assert rep.ok and rep.problems == []
+    assert len(rep.warnings) == 1
+    w = rep.warnings[0]
+    assert w.startswith(f"V_clip_000: GT video {gt} has a variable frame rate (uneven timestamps, 30 frames over "
+                        "2.020 s)")
+    assert "resample it by its timestamps to 50 frames at 25 fps" in w
+    assert main(["data", "verify", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert f"WARNING: {w}" in out and out.count("WARNING:") == 1
+    assert main(["data", "verify", str(root), "--json"]) == 0
+    assert '"warnings": [' in capsys.readouterr().out
