@@ -170,6 +170,8 @@ def cmd_data_verify(args) -> int:
         print(f"durations {s['duration_s']['min']}..{s['duration_s']['max']} s, fps {s['fps']}")
         for n in rep.notes:
             print(f"NOTE: {n}")
+        for w in rep.warnings:
+            print(f"WARNING: {w}")
         for p in rep.problems:
             print(f"PROBLEM: {p}")
         what = "matching its sha256" if s["pinned_checksums"] else "readable (checksums not pinned)"

@@ -73,13 +73,38 @@ class EvalClip:
         return self.spec.load_audio()
 
     @cached_property
+    def _gt_info(self):
+        from .video import probe_video
+
+        return probe_video(self.spec.gt_video)
+
+    @property
+    def gt_vfr(self) -> bool | None:
+        """Whether the GT video has a variable frame rate (:func:`kdbench.video.is_vfr`), so that :attr:`gt_frames`
+        resamples it by its timestamps; None without a GT video. Probes the file (no decoding) on first access.
+        Metrics that need GT frames say so in their per-clip record (``gt_vfr``, :func:`kdbench.scoring.score_one`)."""
+        return None if self.spec.gt_video is None else self._gt_info.vfr
+
+    @cached_property
     def gt_frames(self) -> np.ndarray | None:
-        """The GT video's frames ``uint8[T,H,W,3]`` RGB, or None when the dataset has no GT video."""
+        """The GT video's frames ``uint8[T,H,W,3]`` RGB, or None when the dataset has no GT video.
+
+        A constant-rate GT video is decoded as it is. A variable-frame-rate one (:attr:`gt_vfr`) is resampled by its
+        timestamps onto the 25 fps grid as the normaliser does for generated videos
+        (:func:`kdbench.normalize.normalize_frames`): ``floor(duration * 25)`` frames, frame ``i`` the one whose
+        timestamp is nearest to ``i / 25`` s; never resized."""
         if self.spec.gt_video is None:
             return None
-        from .video import read_video
+        from .normalize import covered_frames, normalize_frames, vfr_times
+        from .video import read_video_timed
 
-        return read_video(self.spec.gt_video)[0]
+        frames, fps, times = read_video_timed(self.spec.gt_video)
+        times = vfr_times(self._gt_info, frames, times, self.spec.gt_video)
+        if times is None:
+            return frames
+        duration = self._gt_info.duration_s
+        size = (frames.shape[2], frames.shape[1])
+        return normalize_frames(frames, fps, covered_frames(duration), size, times=times, duration_s=duration)[0]
 
     @cached_property
     def ref_image(self) -> np.ndarray:

@@ -439,6 +439,9 @@ class VerifyReport:
     problems: list[str]
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Per clip: what kdbench handles but scores differently from the file as it is (a variable-frame-rate GT
+    video); not problems, so ``ok`` stays true."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -459,14 +462,19 @@ def verify_dataset(ds: Dataset) -> VerifyReport:
     """Check every clip as ``kdbench run`` will use it: files present and matching their pinned sha256, GT
     video readable (fps, frame count, audio track, not truncated), reference image decodable, audio at least
     1 s and not near-silent (:func:`kdbench.audio.check_audio`). Reports counts, durations and fps.
+    A variable-frame-rate GT video is a warning (not a problem): metrics resample it by its timestamps
+    (:attr:`kdbench.clip.EvalClip.gt_frames`), so its average frame rate is not compared with the manifest's.
 
     One problem line per clip and cause; a folder without a manifest gets a note that it has no pinned
     checksums instead of comparing its files with hashes computed from themselves.
     """
+    from . import FPS
     from .audio import check_audio
+    from .normalize import covered_frames
     from .video import probe_video
 
     problems: list[str] = []
+    warnings: list[str] = []
     notes: list[str] = [] if ds.pinned else [unpinned_note(ds)]
     durations, fpss = [], []
     for c in ds.clips:
@@ -493,7 +501,13 @@ def verify_dataset(ds: Dataset) -> VerifyReport:
                 info = probe_video(c.gt_video)
                 durations.append(info.duration_s)
                 fpss.append(info.fps)
-                if abs(info.fps - c.fps) > 1e-3:
+                if info.vfr:
+                    warnings.append(f"{c.clip_id}: GT video {c.gt_video} has a variable frame rate (uneven "
+                                    f"timestamps, {info.n_frames} frames over {info.duration_s:.3f} s): metrics that "
+                                    f"compare with it resample it by its timestamps to "
+                                    f"{covered_frames(info.duration_s)} frames at {FPS} fps (gt_vfr in their "
+                                    f"per-clip records); re-encode it at a constant {FPS} fps to score it as it is")
+                elif abs(info.fps - c.fps) > 1e-3:
                     problems.append(f"{c.clip_id}: GT video is {info.fps:g} fps, manifest says {c.fps:g}")
                 if c.n_frames is not None and info.n_frames != c.n_frames:
                     problems.append(f"{c.clip_id}: GT video has {info.n_frames} frames, manifest says {c.n_frames}")
@@ -517,4 +531,4 @@ def verify_dataset(ds: Dataset) -> VerifyReport:
                "pinned_checksums": ds.pinned,
                "duration_s": {"min": min(durations, default=None), "max": max(durations, default=None)},
                "fps": sorted(set(fpss))}
-    return VerifyReport(ok=not problems, problems=problems, summary=summary, notes=notes)
+    return VerifyReport(ok=not problems, problems=problems, summary=summary, notes=notes, warnings=warnings)

@@ -224,6 +224,25 @@ def check_padding(n_covered: int, n_out: int, max_pad_frames: int = DEFAULT_MAX_
     return pad
 
 
+def covered_frames(duration_s: float, fps: float = FPS) -> int:
+    """Frames at ``fps`` that ``duration_s`` seconds of video cover: ``floor(duration_s * fps)`` (with 1e-6 of slack
+    for the float rounding of exact durations)."""
+    return int(math.floor(duration_s * fps + 1e-6))
+
+
+def vfr_times(info, frames: np.ndarray, times, path: Path) -> list[Fraction] | None:
+    """The timestamps to resample ``frames`` by (:func:`resample_indices_by_time`): ``times`` (from
+    :func:`kdbench.video.read_video_timed`) when ``info`` (:func:`kdbench.video.probe_video` of ``path``) says the
+    frame rate is variable, None for a constant rate or a file without timestamps. :class:`ClipFailure` when there is
+    not one timestamp per decoded frame."""
+    if not info.vfr or times is None:
+        return None
+    if len(times) != len(frames):
+        raise ClipFailure(f"variable-frame-rate video {path}: {len(frames)} frames decoded for "
+                          f"{info.n_frames} packets, so its timestamps cannot be matched to its frames")
+    return times
+
+
 def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple[int, int],
                      grid: GridCrop | None = None, *, max_pad_frames: int = DEFAULT_MAX_PAD_FRAMES,
                      letterbox: bool = False, times=None,
@@ -247,9 +266,9 @@ def normalize_frames(frames: np.ndarray, src_fps: float, n_out: int, size: tuple
         raise KdbenchError(f"{len(times)} timestamps for {t} frames (and duration {duration_s})")
     resampled = vfr or abs(src_fps - FPS) > 1e-6
     if vfr:
-        n_covered = int(math.floor(duration_s * FPS + 1e-6))
+        n_covered = covered_frames(duration_s)
     else:
-        n_covered = int(math.floor((t / src_fps) * FPS + 1e-6)) if resampled else t
+        n_covered = covered_frames(t / src_fps) if resampled else t
     padded = check_padding(n_covered, n_out, max_pad_frames)
     letterboxed = check_aspect((w, h), tuple(size), letterbox)
     idx = resample_indices_by_time(times, n_out) if vfr else resample_indices(t, src_fps, n_out)
@@ -287,7 +306,7 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
         conforms = (grid is None and abs(info.fps - FPS) < 1e-6 and info.n_frames == n_out and not info.vfr
                     and (info.width, info.height) == tuple(size))
         if grid is None and info.fps > 0:
-            check_padding(int(math.floor(info.duration_s * FPS + 1e-6)), n_out, max_pad_frames)
+            check_padding(covered_frames(info.duration_s), n_out, max_pad_frames)
             check_aspect((info.width, info.height), tuple(size), letterbox)
         if conforms:
             remux_with_audio(video_path, out_path, audio, SAMPLE_RATE, audio_codec=LOSSLESS_AUDIO_CODEC)
@@ -295,11 +314,7 @@ def normalize_to_file(out_path: Path, audio: np.ndarray, size: tuple[int, int], 
                                    False, False, 0, 0, None, False, stream=info.stream,
                                    n_video_streams=info.n_video_streams)
         frames, fps, times = read_video_timed(video_path)
-        if not info.vfr or times is None:
-            times = None
-        elif len(times) != len(frames):
-            raise ClipFailure(f"variable-frame-rate video {video_path}: {len(frames)} frames decoded for "
-                              f"{info.n_frames} packets, so its timestamps cannot be matched to its frames")
+        times = vfr_times(info, frames, times, video_path)
     if frames is None:
         raise KdbenchError("normaliser needs frames or a video path")
     orig = (frames.shape[2], frames.shape[1])

@@ -97,7 +97,10 @@ def score_one(active: dict[str, Any], spec, event: dict[str, Any], video_path: P
         try:
             if metric.info.needs_gt and spec.gt_video is None:
                 raise NotApplicable("no GT video for this clip")
-            return ("ok", metric.score_clip(clip))
+            record = metric.score_clip(clip)
+            if metric.info.needs_gt and clip.gt_vfr:  # its GT frames were resampled by timestamp (EvalClip.gt_frames)
+                record = {**record, "gt_vfr": True}
+            return ("ok", record)
         except NotApplicable as e:
             return ("na", str(e))
         except WeightsMissing as e:

@@ -13,9 +13,10 @@ frames written losslessly as PNG.
 FID is set-level (the scaffolding is :class:`metrics.frechet.FrechetMetric`'s): :meth:`FIDMetric.score_clip`
 extracts a clip's activations (generated frames, and GT frames unless cached) and returns diagnostics;
 :meth:`FIDMetric.aggregate` pools them and computes the distance. GT features are cached on disk under
-``$KDBENCH_HOME/features/fid/<protocol key>/<manifest_id>/`` - per clip (keyed by clip id + GT file sha256) and
-pooled (keyed by the set of clips) - where the protocol key hashes the weights' sha256, the feature protocol and the
-device type. So each method only pays for its own frames.
+``$KDBENCH_HOME/features/fid/<protocol key>/<manifest_id>/`` - per clip (keyed by clip id + GT file sha256, plus
+``-vfr`` for a variable-frame-rate GT video, whose frames are resampled by timestamp:
+:attr:`kdbench.clip.EvalClip.gt_frames`) and pooled (keyed by the set of clips) - where the protocol key hashes the
+weights' sha256, the feature protocol and the device type. So each method only pays for its own frames.
 
 Fewer than 2048 frames on either side: the value is computed but flagged (the 2048x2048 covariance is
 rank-deficient, FID is biased upward and only comparable at equal N).
@@ -222,8 +223,9 @@ class FIDMetric(FrechetMetric):
             from kdbench.files import sha256_file
 
             gt_sha = sha256_file(spec.gt_video)
+        vfr = "-vfr" if getattr(clip, "gt_vfr", False) else ""  # not the file's frames as decoded: its own entry
         root = self._cache_root()
-        cache_file = root / f"{clip.clip_id}.{gt_sha[:16]}.npz" if root is not None else None
+        cache_file = root / f"{clip.clip_id}.{gt_sha[:16]}{vfr}.npz" if root is not None else None
         gt_cached = cache_file is not None and cache_file.is_file()
         if gt_cached:
             with np.load(cache_file, allow_pickle=False) as z:
@@ -249,7 +251,7 @@ class FIDMetric(FrechetMetric):
 
         self._gen[clip.clip_id] = gen_act
         self._gt[clip.clip_id] = gt_act
-        self._gt_sha[clip.clip_id] = gt_sha
+        self._gt_sha[clip.clip_id] = gt_sha + vfr
         return {
             "n_frames": int(len(gen_act)),
             "n_gt_frames": n_gt,

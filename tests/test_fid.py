@@ -243,6 +243,26 @@ def test_gt_cache_protocol_and_flags(tmp_path, monkeypatch):
     assert abs(nc.aggregate(nrec)["fid"]["mean"]) < 1e-6
 
 
+def test_vfr_gt_has_its_own_cache_entry(tmp_path, monkeypatch):
+    """A variable-frame-rate GT video's frames are resampled by timestamp (EvalClip.gt_frames): features cached from
+    the file's frames as decoded (before kdbench resampled it) must not stand in for them, nor the other way."""
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "home"))
+    gt = np.random.default_rng(2).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    plain = make_clip("c1", tmp_path / "gt.mp4", gt, gt, "a" * 64)
+    vfr = make_clip("c1", tmp_path / "gt.mp4", gt[::2], gt[::2], "a" * 64)
+    vfr.gt_vfr = True
+    m = _StubFID()
+    m.context = {"manifest_id": "m1"}
+    assert m.score_clip(plain)["gt_cached"] is False
+    r = m.score_clip(vfr)
+    assert r["gt_cached"] is False and r["n_gt_frames"] == 6
+    cache = tmp_path / "home" / "features" / "fid"
+    assert sorted(p.name for p in cache.glob("*/m1/*.npz")) == ["c1.aaaaaaaaaaaaaaaa-vfr.npz",
+                                                               "c1.aaaaaaaaaaaaaaaa.npz"]
+    assert m.score_clip(vfr)["gt_cached"] is True and m._gt_sha["c1"] == "a" * 64 + "-vfr"
+    assert m.score_clip(plain)["n_gt_frames"] == 12
+
+
 def test_failures_and_resize(tmp_path, monkeypatch):
     monkeypatch.setenv("KDBENCH_HOME", str(tmp_path))
     m = _StubFID()
