@@ -28,10 +28,10 @@ Writes into OUT_DIR (names as in kdbench's weights manifest, one file per entry 
 - ``index_mp468_from_mesh35709.npy``: upstream's ``deep_3drecon/BFM/index_mp468_from_mesh35709_v3.1.npy``;
 - ``hubert/``: ``facebook/hubert-large-ls960-ft``'s layout (config of HuBERT-large: 24 layers, 1024 wide; random
   weights as ``pytorch_model.bin``; the processor's feature-extractor and tokenizer files);
-- ``torch_home/hub/checkpoints/resnet34-333f7ec4.pth``: the ImageNet ResNet-34 that upstream's img2plane encoder
-  downloads through ``torch.utils.model_zoo`` when it is built (``encoder_weights='imagenet'``), random here; point
-  ``TORCH_HOME`` at ``OUT_DIR/torch_home`` for both the worker and the official script (the checkpoint replaces
-  these weights right after);
+- ``torch_home/hub/checkpoints/resnet34-333f7ec4.pth`` (entry ``real3dportrait_resnet34_imagenet``): the ImageNet
+  ResNet-34 that upstream's img2plane encoder loads through ``torch.utils.model_zoo`` when it is built
+  (``encoder_weights='imagenet'``), random here; setup links it where the worker and the official script find it
+  (the checkpoint replaces these weights right after);
 - ``selfie_multiclass_256x256.tflite``: the stand-in segmenter of :mod:`scripts.real3dportrait_segmenter_standin`
   (unless ``--no-segmenter``).
 """
