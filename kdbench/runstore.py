@@ -171,7 +171,7 @@ class RunStore:
 
     def clean_temp_files(self) -> None:
         """Remove the temporary files (``.<name>.tmp<pid>.<ext>``) of processes that no longer run."""
-        for folder in (self.root, self.root / "videos"):
+        for folder in (self.root, self.root / "videos", self.root / "generated"):
             for f in folder.glob(".*.tmp*") if folder.is_dir() else ():
                 m = TMP_RE.match(f.name)
                 if m and f.is_file() and not _pid_alive(int(m.group(1))):

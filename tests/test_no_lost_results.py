@@ -146,9 +146,12 @@ def test_resume_regenerates_damaged_or_missing_videos(tiny_dataset, run_dir):
     b.unlink()
     dead_tmp = run_dir / "videos" / ".A_clip_000.tmp999999999.mp4"  # a killed run's temporary file
     dead_tmp.write_bytes(b"half a video")
+    dead_kept = run_dir / "generated" / ".B_clip_000.tmp999999999.npy"  # and one of --keep-generated
+    dead_kept.parent.mkdir()
+    dead_kept.write_bytes(b"half the frames")
     s = run_method("static", ds, run_dir, progress=False, warmup=0, frame_size=(32, 32))
     assert s.resumed == ["C_clip_000"] and sorted(s.ok) == ["A_clip_000", "B_clip_000"]
-    assert a.read_bytes() != bytes(damaged) and b.is_file() and not dead_tmp.exists()
+    assert a.read_bytes() != bytes(damaged) and b.is_file() and not dead_tmp.exists() and not dead_kept.exists()
     ev = RunStore(run_dir).clip_events()
     assert all(store.video_problem(c, ev[c]) is None for c in ("A_clip_000", "B_clip_000"))
     s = run_method("static", ds, run_dir, progress=False, warmup=0, frame_size=(32, 32))
