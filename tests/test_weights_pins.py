@@ -52,7 +52,9 @@ def test_weights_ls_shows_the_published_pins_revisions_sizes_and_licences(capsys
     assert "pin: sha256-prefix (ambiguous)" in hubert and "AMBIGUOUS" in hubert and "revision: d36ebff" in hubert
     assert "pin: sha256 (low)" in blocks["sd15_unet"] and "revision: main (none pinned)" in blocks["sd15_unet"]
     assert "pin: tofu" in blocks["kdtalker"] and "licence: KDTalker: CC BY-NC 4.0" in blocks["kdtalker"]
-    assert "57 entries: 36 pinned to a published checksum, 21 trusted on first use (tofu)" in out
+    resnet = blocks["real3dportrait_resnet34_imagenet"]  # torchvision's file-name prefix, never a full unpickle
+    assert "pin: sha256-prefix (official)" in resnet and "checksum: sha256-prefix:333f7ec4" in resnet
+    assert "58 entries: 37 pinned to a published checksum, 21 trusted on first use (tofu)" in out
 
     assert main(["weights", "ls"]) == 0  # the table: pin, revision, size and licence columns
     table = capsys.readouterr().out.splitlines()
