@@ -19,7 +19,7 @@ from .config import config_hash, split_scoped
 from .dataset import Dataset, dataset_files
 from .envinfo import resolve_device
 from .errors import KdbenchError
-from .executors import check_executor, get_executor
+from .executors import get_executor
 from .generation import check_weights
 from .normalize import DEFAULT_MAX_PAD_FRAMES
 from .options import check_option_types
@@ -134,9 +134,10 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
     losslessly, in ``generated/`` (recorded in its event as ``generated``); the scored videos are unchanged.
     """
 
-    check_executor(executor)
-    if keep_generated and executor != "local":
-        get_executor(executor, keep_generated=True)  # its error, before the run folder exists
+    # built first, so that an unknown --executor, or a flag it refuses (--keep-generated with ray), fails before the
+    # run folder exists
+    exe = get_executor(executor, overlap_writes=overlap_writes, ray_address=ray_address, workers=workers,
+                       gpus_per_worker=gpus_per_worker, keep_generated=keep_generated)
     policy = {"max_pad_frames": int(max_pad_frames), "letterbox": bool(letterbox)}
     store, config = prepare_run(method, ds, out, options=options, seed=seed, device=device,
                                 frame_size=frame_size, grid=grid, policy=policy, check_ready=executor == "local")
@@ -163,8 +164,6 @@ def run_method(method: str, ds: Dataset, out: str | Path, *, options: dict[str, 
             if event.get("write_error"):
                 summary.unwritten.append(event["clip_id"])
 
-    exe = get_executor(executor, overlap_writes=overlap_writes, ray_address=ray_address, workers=workers,
-                       gpus_per_worker=gpus_per_worker, keep_generated=keep_generated)
     outcome = exe.generate(config, store, todo, record, warmup=warmup, progress=progress)
     summary.load_seconds = outcome.load_seconds
     _throughput(store, summary, outcome.loop_seconds, len(todo), exe.overlap_writes)
